@@ -1,0 +1,329 @@
+//! io_uring operations, one per file, and the lifecycle they share.
+//!
+//! Each op's data type implements [`OpData`]: it builds its SQE from pointers into heap memory it
+//! owns, and turns the completion into a result. [`Op`] submits it at creation and is a future of that
+//! result. The ownership rule for every op: the memory an SQE points to belongs to the op's data, and
+//! the data lives until the kernel posts the completion, even when the future is dropped first (then the
+//! data moves into the slab as [`Lifecycle::Ignored`] and is freed when the completion is reaped).
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use io_uring::squeue;
+
+use super::runtime;
+
+pub mod accept;
+pub mod cancel;
+pub mod close;
+pub mod connect;
+pub mod fallocate;
+pub mod fsync;
+pub mod link;
+pub mod mkdir;
+pub mod open;
+pub mod read;
+pub mod recv;
+pub mod recv_multi;
+pub mod rename;
+pub mod send;
+pub mod splice;
+pub mod statx;
+pub mod timeout;
+pub mod unlink;
+pub mod write;
+
+/// One completion: the raw result (negative errno on failure) and the CQE flags.
+#[derive(Clone, Copy, Debug)]
+pub struct Cqe {
+    pub res: i32,
+    pub flags: u32,
+}
+
+impl Cqe {
+    /// The result as `io::Result`, mapping a negative value to the errno it carries.
+    pub fn result(&self) -> std::io::Result<u32> {
+        if self.res < 0 {
+            Err(std::io::Error::from_raw_os_error(-self.res))
+        } else {
+            Ok(self.res as u32)
+        }
+    }
+}
+
+/// Releases what a completion produced when nobody is left to take it (an accepted or opened fd to
+/// close, a provided buffer to recycle).
+pub type Cleanup = fn(i32, u32);
+
+/// Where an op is in its life, stored in the runtime's slab under the op's `user_data`.
+pub enum Lifecycle {
+    /// Submitted; nobody has polled it yet.
+    Submitted,
+    /// A task is waiting for the completion.
+    Waiting(Waker),
+    /// The completion arrived before the future was polled again.
+    Completed(Cqe),
+    /// The future was dropped: the slab owns the op's memory until the kernel is done with it.
+    Ignored { _data: Box<dyn Any>, cleanup: Cleanup },
+    /// A multishot op: completions queue up until the stream takes them.
+    Multi { queue: VecDeque<Cqe>, waker: Option<Waker>, done: bool },
+}
+
+pub(crate) enum AfterCompletion {
+    Wake(Waker),
+    Remove,
+}
+
+impl Lifecycle {
+    pub(crate) fn on_completion(&mut self, res: i32, flags: u32, more: bool) -> Option<AfterCompletion> {
+        let cqe = Cqe { res, flags };
+        match self {
+            Lifecycle::Submitted => {
+                *self = Lifecycle::Completed(cqe);
+                None
+            }
+            Lifecycle::Waiting(_) => match std::mem::replace(self, Lifecycle::Completed(cqe)) {
+                Lifecycle::Waiting(w) => Some(AfterCompletion::Wake(w)),
+                _ => None,
+            },
+            Lifecycle::Completed(_) => {
+                tracing::warn!(res, "second completion for a single-shot op");
+                None
+            }
+            Lifecycle::Ignored { cleanup, .. } => {
+                cleanup(res, flags);
+                (!more).then_some(AfterCompletion::Remove)
+            }
+            Lifecycle::Multi { queue, waker, done } => {
+                queue.push_back(cqe);
+                if !more {
+                    *done = true;
+                }
+                waker.take().map(AfterCompletion::Wake)
+            }
+        }
+    }
+}
+
+/// The data of one io_uring operation.
+pub trait OpData: Unpin + 'static {
+    type Output;
+    /// Builds the SQE. Pointers in it must point into heap memory owned by `self`.
+    fn sqe(&mut self) -> squeue::Entry;
+    /// Turns the completion into the op's result, handing back the owned memory.
+    fn complete(self, cqe: Cqe) -> Self::Output;
+    /// Releases what a completion produced if the future was dropped before it arrived.
+    fn cleanup(_res: i32, _flags: u32) {}
+}
+
+/// A submitted single-shot operation; await it for the result.
+pub struct Op<T: OpData> {
+    key: usize,
+    data: Option<T>,
+}
+
+impl<T: OpData> Op<T> {
+    /// Submits the op now (SQEs are pushed eagerly and flushed by the completion loop).
+    pub fn new(mut data: T) -> Op<T> {
+        runtime::with(|rt| {
+            let key = rt.ops.borrow_mut().insert(Lifecycle::Submitted);
+            let entry = data.sqe().user_data(key as u64);
+            // SAFETY: the entry points into heap memory owned by `data`, which this Op (or, once it is
+            // dropped, the slab) keeps alive until the completion for `key` is reaped.
+            unsafe { rt.push(&entry) };
+            Op { key, data: Some(data) }
+        })
+    }
+
+    /// Submits the op linked to a timeout: the kernel cancels it (-ECANCELED) if it has not completed
+    /// within `dur`.
+    pub fn with_timeout(mut data: T, dur: std::time::Duration) -> Op<T> {
+        runtime::with(|rt| {
+            let key = rt.ops.borrow_mut().insert(Lifecycle::Submitted);
+            let entry = data.sqe().user_data(key as u64);
+            let (tentry, ts) = timeout::link_timeout(dur);
+            // The timeout SQE's memory (the timespec) is owned by the slab from the start.
+            let tkey = rt.ops.borrow_mut().insert(Lifecycle::Ignored { _data: ts, cleanup: |_, _| {} });
+            let tentry = tentry.user_data(tkey as u64);
+            // SAFETY: `entry` points into `data` (kept alive by this Op or the slab); `tentry` points
+            // into the boxed timespec the slab owns until that SQE completes.
+            unsafe { rt.push_linked(&entry, &tentry) };
+            Op { key, data: Some(data) }
+        })
+    }
+}
+
+impl<T: OpData> Future for Op<T> {
+    type Output = T::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
+        let this = self.get_mut();
+        let cqe = runtime::with(|rt| {
+            let mut ops = rt.ops.borrow_mut();
+            let Some(lc) = ops.get_mut(this.key) else { return None };
+            match lc {
+                Lifecycle::Completed(cqe) => {
+                    let cqe = *cqe;
+                    ops.remove(this.key);
+                    Some(cqe)
+                }
+                Lifecycle::Waiting(w) if w.will_wake(cx.waker()) => None,
+                _ => {
+                    *lc = Lifecycle::Waiting(cx.waker().clone());
+                    None
+                }
+            }
+        });
+        match cqe {
+            Some(cqe) => match this.data.take() {
+                Some(data) => Poll::Ready(data.complete(cqe)),
+                None => Poll::Pending, // polled after completion: never resolves again
+            },
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<T: OpData> Drop for Op<T> {
+    fn drop(&mut self) {
+        let Some(data) = self.data.take() else { return };
+        let Some(rt) = runtime::current() else {
+            // No runtime: the thread is shutting down and the ring is going away asynchronously; the
+            // kernel may still write into `data`, so it must not be freed.
+            std::mem::forget(data);
+            return;
+        };
+        let key = self.key;
+        let mut ops = rt.ops.borrow_mut();
+        let Some(lc) = ops.get_mut(key) else { return };
+        if let Lifecycle::Completed(cqe) = lc {
+            let cqe = *cqe;
+            ops.remove(key);
+            drop(ops);
+            T::cleanup(cqe.res, cqe.flags);
+            return;
+        }
+        *lc = Lifecycle::Ignored { _data: Box::new(data), cleanup: T::cleanup };
+        drop(ops);
+        rt.cancel(key);
+    }
+}
+
+/// The data of a multishot operation: one SQE, many completions.
+pub trait MultiData: Unpin + 'static {
+    type Item;
+    fn sqe(&mut self) -> squeue::Entry;
+    /// Turns one completion into an item.
+    fn item(&mut self, cqe: Cqe) -> Self::Item;
+    /// Releases what a completion produced when the stream was dropped before taking it.
+    fn cleanup(_res: i32, _flags: u32) {}
+}
+
+/// A submitted multishot operation: a stream of completions, ending with the one without MORE.
+pub struct MultiOp<T: MultiData> {
+    key: usize,
+    data: Option<T>,
+    finished: bool,
+}
+
+impl<T: MultiData> MultiOp<T> {
+    pub fn new(mut data: T) -> MultiOp<T> {
+        runtime::with(|rt| {
+            let key = rt.ops.borrow_mut().insert(Lifecycle::Multi { queue: VecDeque::new(), waker: None, done: false });
+            let entry = data.sqe().user_data(key as u64);
+            // SAFETY: as for `Op::new`: the entry points into `data`, kept alive until the final CQE.
+            unsafe { rt.push(&entry) };
+            MultiOp { key, data: Some(data), finished: false }
+        })
+    }
+
+    /// The next completion's item, or `None` after the final one.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<T::Item>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        let key = self.key;
+        let next = runtime::with(|rt| {
+            let mut ops = rt.ops.borrow_mut();
+            let Some(Lifecycle::Multi { queue, waker, done }) = ops.get_mut(key) else {
+                return Poll::Ready(None);
+            };
+            match queue.pop_front() {
+                Some(cqe) => {
+                    let last = *done && queue.is_empty();
+                    if last {
+                        ops.remove(key);
+                    }
+                    Poll::Ready(Some((cqe, last)))
+                }
+                None => {
+                    if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        *waker = Some(cx.waker().clone());
+                    }
+                    Poll::Pending
+                }
+            }
+        });
+        match next {
+            Poll::Ready(Some((cqe, last))) => {
+                if last {
+                    self.finished = true;
+                }
+                match self.data.as_mut() {
+                    Some(data) => Poll::Ready(Some(data.item(cqe))),
+                    None => Poll::Ready(None),
+                }
+            }
+            Poll::Ready(None) => {
+                self.finished = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Awaits the next item.
+    pub async fn next(&mut self) -> Option<T::Item> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// Whether the kernel has ended the multishot (no more completions will come).
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+}
+
+impl<T: MultiData> Drop for MultiOp<T> {
+    fn drop(&mut self) {
+        let Some(data) = self.data.take() else { return };
+        if self.finished {
+            return;
+        }
+        let Some(rt) = runtime::current() else {
+            // See `Op`'s Drop: without a runtime the memory must outlive the ring.
+            std::mem::forget(data);
+            return;
+        };
+        let key = self.key;
+        let mut ops = rt.ops.borrow_mut();
+        let Some(lc) = ops.get_mut(key) else { return };
+        let Lifecycle::Multi { queue, done, .. } = lc else { return };
+        let queued: Vec<Cqe> = queue.drain(..).collect();
+        let done = *done;
+        if done {
+            ops.remove(key);
+        } else {
+            *lc = Lifecycle::Ignored { _data: Box::new(data), cleanup: T::cleanup };
+        }
+        drop(ops);
+        for cqe in queued {
+            T::cleanup(cqe.res, cqe.flags);
+        }
+        if !done {
+            rt.cancel(key);
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Openat2: the jail's kernel half. With RESOLVE_IN_ROOT every path, including `..` and symlink
+//! targets, resolves inside the directory `dir`, so no name can reach outside a user's root.
+//! Ownership: path and `open_how` are heap memory in the op data; a late completion's fd is closed.
+
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+
+use io_uring::{opcode, squeue, types};
+
+use super::{Cqe, Op, OpData};
+use crate::engine::fd::{self, SharedFd};
+
+pub struct OpenAt2 {
+    dir: SharedFd,
+    path: CString,
+    how: Box<types::OpenHow>,
+}
+
+impl OpData for OpenAt2 {
+    type Output = std::io::Result<OwnedFd>;
+    fn sqe(&mut self) -> squeue::Entry {
+        opcode::OpenAt2::new(fd::target(&self.dir), self.path.as_ptr(), &*self.how).build()
+    }
+    fn complete(self, cqe: Cqe) -> Self::Output {
+        fd::from_result(cqe.res)
+    }
+    fn cleanup(res: i32, _flags: u32) {
+        fd::close_raw(res);
+    }
+}
+
+/// Opens `path` beneath `dir` with `flags` (O_CLOEXEC is always added), `mode` for creation, and
+/// `resolve` (RESOLVE_* flags).
+pub fn openat2(dir: &SharedFd, path: CString, flags: i32, mode: u32, resolve: u64) -> Op<OpenAt2> {
+    let how = types::OpenHow::new().flags((flags | libc::O_CLOEXEC) as u64).mode(mode as u64).resolve(resolve);
+    Op::new(OpenAt2 { dir: dir.clone(), path, how: Box::new(how) })
+}

@@ -1,0 +1,37 @@
+//! Single-shot recv into an owned Vec's spare capacity. Ownership: the Vec lives in the op data and is
+//! handed back with the result.
+
+use io_uring::{opcode, squeue};
+
+use super::{Cqe, Op, OpData};
+use crate::engine::fd::{self, SharedFd};
+
+pub struct Recv {
+    fd: SharedFd,
+    buf: Vec<u8>,
+}
+
+impl OpData for Recv {
+    type Output = (std::io::Result<usize>, Vec<u8>);
+    fn sqe(&mut self) -> squeue::Entry {
+        let len = self.buf.len();
+        let spare = (self.buf.capacity() - len).min(u32::MAX as usize) as u32;
+        // SAFETY: pointer arithmetic within the Vec's allocation (len <= capacity).
+        let ptr = unsafe { self.buf.as_mut_ptr().add(len) };
+        opcode::Recv::new(fd::target(&self.fd), ptr, spare).build()
+    }
+    fn complete(mut self, cqe: Cqe) -> Self::Output {
+        let res = cqe.result().map(|n| n as usize);
+        if let Ok(n) = res {
+            let len = self.buf.len();
+            // SAFETY: the kernel initialised `n` bytes of the spare capacity it was given.
+            unsafe { self.buf.set_len(len + n) };
+        }
+        (res, self.buf)
+    }
+}
+
+/// Receives into `buf`'s spare capacity (appending); `Ok(0)` is end of stream.
+pub fn recv(fd: &SharedFd, buf: Vec<u8>) -> Op<Recv> {
+    Op::new(Recv { fd: fd.clone(), buf })
+}

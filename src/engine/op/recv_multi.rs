@@ -1,0 +1,57 @@
+//! Multishot recv with buffers selected from the core's provided-buffer ring (the registered pool).
+//! Ownership: the kernel picks a pool buffer per completion; the item hands it to the caller as a
+//! [`PoolBuf`] that returns to the ring when dropped. Completions nobody takes (stream dropped) have
+//! their buffer recycled by `cleanup`.
+
+use io_uring::{cqueue, opcode, squeue};
+
+use super::{Cqe, MultiData, MultiOp};
+use crate::engine::bufpool::PoolBuf;
+use crate::engine::fd::{self, SharedFd};
+use crate::engine::runtime;
+
+pub struct RecvMulti {
+    fd: SharedFd,
+    group: u16,
+}
+
+/// One multishot recv completion.
+pub enum Received {
+    /// Bytes received into a pool buffer.
+    Data(PoolBuf),
+    /// The peer closed its side.
+    Eof,
+}
+
+impl MultiData for RecvMulti {
+    type Item = std::io::Result<Received>;
+    fn sqe(&mut self) -> squeue::Entry {
+        opcode::RecvMulti::new(fd::target(&self.fd), self.group).build()
+    }
+    fn item(&mut self, cqe: Cqe) -> Self::Item {
+        let buf = cqueue::buffer_select(cqe.flags).and_then(|bid| {
+            runtime::current().and_then(|rt| rt.bufpool().map(|p| p.take_selected(bid, cqe.res.max(0) as usize)))
+        });
+        match (cqe.result()?, buf) {
+            (0, _) => Ok(Received::Eof),
+            (_, Some(buf)) => Ok(Received::Data(buf)),
+            (_, None) => Err(std::io::Error::other("recv completion without a selected buffer")),
+        }
+    }
+    fn cleanup(_res: i32, flags: u32) {
+        if let Some(bid) = cqueue::buffer_select(flags) {
+            if let Some(rt) = runtime::current() {
+                if let Some(pool) = rt.bufpool() {
+                    pool.recycle(bid);
+                }
+            }
+        }
+    }
+}
+
+/// Starts a multishot recv on `fd` selecting buffers from the core's pool. The stream ends on EOF, an
+/// error, or when the pool ran dry (`ENOBUFS`: wait for buffers and start a new one).
+pub fn recv_multi(fd: &SharedFd) -> MultiOp<RecvMulti> {
+    let group = runtime::with(|rt| rt.bufpool().map(|p| p.group()).unwrap_or(0));
+    MultiOp::new(RecvMulti { fd: fd.clone(), group })
+}

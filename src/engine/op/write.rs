@@ -1,0 +1,57 @@
+//! Write and WRITE_FIXED at explicit offsets. Ownership: the Vec or pool buffer lives in the op data and
+//! is handed back with the result, so a short write can be resumed from the same memory; a pool buffer
+//! returns to the ring only after the kernel is done with it.
+
+use io_uring::{opcode, squeue};
+
+use super::{Cqe, Op, OpData};
+use crate::engine::bufpool::PoolBuf;
+use crate::engine::fd::{self, SharedFd};
+
+pub struct Write {
+    fd: SharedFd,
+    buf: Vec<u8>,
+    start: usize,
+    offset: u64,
+}
+
+impl OpData for Write {
+    type Output = (std::io::Result<usize>, Vec<u8>);
+    fn sqe(&mut self) -> squeue::Entry {
+        let rest = self.buf.get(self.start..).unwrap_or(&[]);
+        let len = rest.len().min(u32::MAX as usize) as u32;
+        opcode::Write::new(fd::target(&self.fd), rest.as_ptr(), len).offset(self.offset).build()
+    }
+    fn complete(self, cqe: Cqe) -> Self::Output {
+        (cqe.result().map(|n| n as usize), self.buf)
+    }
+}
+
+/// Writes `buf[start..]` at `offset` (u64::MAX: the current position, for pipes and sockets).
+pub fn write(fd: &SharedFd, buf: Vec<u8>, start: usize, offset: u64) -> Op<Write> {
+    Op::new(Write { fd: fd.clone(), buf, start, offset })
+}
+
+pub struct WriteFixed {
+    fd: SharedFd,
+    buf: PoolBuf,
+    start: usize,
+    offset: u64,
+}
+
+impl OpData for WriteFixed {
+    type Output = (std::io::Result<usize>, PoolBuf);
+    fn sqe(&mut self) -> squeue::Entry {
+        let rest = self.buf.as_slice().get(self.start..).unwrap_or(&[]);
+        let len = rest.len() as u32;
+        opcode::WriteFixed::new(fd::target(&self.fd), rest.as_ptr(), len, self.buf.index()).offset(self.offset).build()
+    }
+    fn complete(self, cqe: Cqe) -> Self::Output {
+        (cqe.result().map(|n| n as usize), self.buf)
+    }
+}
+
+/// Writes `buf[start..]` (a registered buffer) at `offset`.
+pub fn write_fixed(fd: &SharedFd, buf: PoolBuf, start: usize, offset: u64) -> Op<WriteFixed> {
+    Op::new(WriteFixed { fd: fd.clone(), buf, start, offset })
+}

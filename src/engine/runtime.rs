@@ -1,0 +1,301 @@
+//! The per-core runtime: one io_uring, the slab of in-flight ops, the completion loop.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::io;
+use std::rc::Rc;
+
+use io_uring::{cqueue, squeue, IoUring};
+use slab::Slab;
+
+use super::bufpool::BufPool;
+use super::executor;
+use super::op::Lifecycle;
+use super::pipe::PipePool;
+
+/// `user_data` of SQEs whose completion nobody waits for (async cancel requests).
+pub(crate) const IGNORE_KEY: u64 = u64::MAX;
+
+/// Sizes of one core's runtime.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Submission queue entries (the completion queue is twice as large).
+    pub entries: u32,
+    /// Registered buffers in the pool (rounded up to a power of two); 0 disables the pool.
+    pub buffers: u32,
+    /// Size of each registered buffer.
+    pub buffer_size: usize,
+    /// Pipes kept for splice.
+    pub pipes: usize,
+    /// Requested capacity of each pipe (F_SETPIPE_SZ); the kernel may grant less.
+    pub pipe_size: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self { entries: 4096, buffers: 512, buffer_size: 64 * 1024, pipes: 64, pipe_size: 1 << 20 }
+    }
+}
+
+/// One core's io_uring runtime. Lives in a thread-local; reached through [`with`].
+pub struct Runtime {
+    ring: RefCell<IoUring>,
+    pub(crate) ops: RefCell<Slab<Lifecycle>>,
+    bufpool: Option<BufPool>,
+    pipes: PipePool,
+    core: usize,
+    /// SQEs pushed since the last submit; lets the loop skip an enter when idle.
+    pending: Cell<u32>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Runtime>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's runtime.
+///
+/// # Panics
+/// When called outside [`block_on`]: that is a programming error, never caused by input.
+pub fn with<R>(f: impl FnOnce(&Runtime) -> R) -> R {
+    let rt = CURRENT.with(|c| c.borrow().clone()).expect("no ringest runtime on this thread");
+    f(&rt)
+}
+
+/// This thread's runtime, or `None` outside one (used from `Drop`, which may run at shutdown).
+pub fn current() -> Option<Rc<Runtime>> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+impl Runtime {
+    /// Builds a runtime for core `core`. Fails with a message naming RLIMIT_MEMLOCK when buffer
+    /// registration is refused, because that is nearly always the cause.
+    pub fn new(core: usize, cfg: &RuntimeConfig) -> io::Result<Runtime> {
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_taskrun_flag()
+            .setup_cqsize(cfg.entries.saturating_mul(2))
+            .setup_submit_all()
+            .build(cfg.entries)
+            .map_err(|e| io::Error::new(e.kind(), format!("io_uring setup failed: {e}")))?;
+        let bufpool = if cfg.buffers > 0 {
+            Some(BufPool::new(&ring, 0, cfg.buffers, cfg.buffer_size)?)
+        } else {
+            None
+        };
+        let pipes = PipePool::new(cfg.pipes, cfg.pipe_size);
+        Ok(Runtime {
+            ring: RefCell::new(ring),
+            ops: RefCell::new(Slab::with_capacity(1024)),
+            bufpool,
+            pipes,
+            core,
+            pending: Cell::new(0),
+        })
+    }
+
+    /// The core index this runtime serves.
+    pub fn core(&self) -> usize {
+        self.core
+    }
+
+    /// The registered buffer pool, if configured.
+    pub fn bufpool(&self) -> Option<&BufPool> {
+        self.bufpool.as_ref()
+    }
+
+    /// The pipe pool for splice.
+    pub fn pipes(&self) -> &PipePool {
+        &self.pipes
+    }
+
+    /// Number of ops in flight (including ignored ones still owning buffers).
+    pub fn ops_in_flight(&self) -> usize {
+        self.ops.borrow().len()
+    }
+
+    /// Pushes an SQE, flushing the submission queue to the kernel when it is full.
+    ///
+    /// # Safety
+    /// Every pointer inside `entry` must stay valid until the op's completion is reaped: callers pass
+    /// only pointers into heap memory owned by an op's data, which the cancellation rule keeps alive.
+    pub(crate) unsafe fn push(&self, entry: &squeue::Entry) {
+        let mut ring = self.ring.borrow_mut();
+        loop {
+            // SAFETY: forwarded from this function's contract.
+            if unsafe { ring.submission().push(entry) }.is_ok() {
+                self.pending.set(self.pending.get() + 1);
+                return;
+            }
+            // Queue full: hand what is queued to the kernel and try again.
+            if let Err(e) = ring.submit() {
+                if e.raw_os_error() != Some(libc::EBUSY) && e.raw_os_error() != Some(libc::EINTR) {
+                    tracing::error!(error = %e, "io_uring submit failed while the queue was full");
+                }
+            }
+        }
+    }
+
+    /// Pushes two SQEs linked together (the second is usually a link timeout). Both land in one
+    /// submission batch because a link must not be split across the queue's wrap.
+    ///
+    /// # Safety
+    /// As for [`push`](Self::push), for both entries.
+    pub(crate) unsafe fn push_linked(&self, first: &squeue::Entry, second: &squeue::Entry) {
+        let mut ring = self.ring.borrow_mut();
+        loop {
+            {
+                let mut sq = ring.submission();
+                if sq.capacity() - sq.len() >= 2 {
+                    let first = first.clone().flags(squeue::Flags::IO_LINK);
+                    // SAFETY: forwarded from this function's contract; room for both was checked.
+                    unsafe {
+                        let _ = sq.push(&first);
+                        let _ = sq.push(second);
+                    }
+                    self.pending.set(self.pending.get() + 2);
+                    return;
+                }
+            }
+            if let Err(e) = ring.submit() {
+                if e.raw_os_error() != Some(libc::EBUSY) && e.raw_os_error() != Some(libc::EINTR) {
+                    tracing::error!(error = %e, "io_uring submit failed while the queue was full");
+                }
+            }
+        }
+    }
+
+    /// Asks the kernel to cancel the op with `key`; its completion (-ECANCELED or the real result)
+    /// still arrives and is handled by the op's lifecycle.
+    pub(crate) fn cancel(&self, key: usize) {
+        let entry = super::op::cancel::entry(key);
+        // SAFETY: an async cancel carries no pointers.
+        unsafe { self.push(&entry) };
+    }
+
+    /// Submits pending SQEs and, when `wait` is set, blocks until at least one completion is ready;
+    /// then reaps all completions into the op slab, waking their tasks.
+    fn turn(&self, wait: bool) -> io::Result<()> {
+        {
+            let mut ring = self.ring.borrow_mut();
+            let want = usize::from(wait);
+            if wait || self.pending.get() > 0 || ring.submission().taskrun() {
+                match ring.submitter().submit_and_wait(want) {
+                    Ok(_) => {}
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::ETIME)) => {}
+                    Err(e) => return Err(e),
+                }
+                self.pending.set(0);
+            }
+        }
+        self.reap();
+        Ok(())
+    }
+
+    fn reap(&self) {
+        // Completions are copied out first so no ring borrow is held while waking or cleaning up.
+        let mut batch: [(u64, i32, u32); 64] = [(0, 0, 0); 64];
+        loop {
+            let n = {
+                let mut ring = self.ring.borrow_mut();
+                let mut cq = ring.completion();
+                let mut n = 0;
+                for cqe in &mut cq {
+                    batch[n] = (cqe.user_data(), cqe.result(), cqe.flags());
+                    n += 1;
+                    if n == batch.len() {
+                        break;
+                    }
+                }
+                n
+            };
+            if n == 0 {
+                return;
+            }
+            for &(key, res, flags) in &batch[..n] {
+                if key != IGNORE_KEY {
+                    self.complete(key as usize, res, flags);
+                }
+            }
+        }
+    }
+
+    fn complete(&self, key: usize, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
+        let waker = {
+            let mut ops = self.ops.borrow_mut();
+            let Some(lc) = ops.get_mut(key) else {
+                tracing::warn!(key, res, "completion for an unknown op");
+                return;
+            };
+            match lc.on_completion(res, flags, more) {
+                Some(super::op::AfterCompletion::Wake(w)) => Some(w),
+                Some(super::op::AfterCompletion::Remove) => {
+                    let lc = ops.remove(key);
+                    drop(ops);
+                    // Dropping the lifecycle frees buffers the kernel is now done with.
+                    drop(lc);
+                    None
+                }
+                None => None,
+            }
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Ops still in flight may reference memory they own; the kernel tears the ring down
+        // asynchronously, so freeing that memory now could let it write into freed pages. Leak it: a
+        // runtime is dropped only when its thread ends.
+        let ops = std::mem::take(self.ops.get_mut());
+        if !ops.is_empty() {
+            std::mem::forget(ops);
+            if let Some(pool) = self.bufpool.take() {
+                std::mem::forget(pool);
+            }
+        }
+    }
+}
+
+/// Runs `future` to completion on a new runtime for this thread, driving every task spawned meanwhile.
+pub fn block_on<F: Future + 'static>(core: usize, cfg: &RuntimeConfig, future: F) -> io::Result<F::Output>
+where
+    F::Output: 'static,
+{
+    let rt = Rc::new(Runtime::new(core, cfg)?);
+    CURRENT.with(|c| *c.borrow_mut() = Some(rt.clone()));
+    let result = Rc::new(RefCell::new(None));
+    let slot = result.clone();
+    executor::spawn_local(async move {
+        let out = future.await;
+        *slot.borrow_mut() = Some(out);
+    })
+    .detach();
+    let outcome = loop {
+        executor::run_ready(256);
+        if let Some(out) = result.borrow_mut().take() {
+            break Ok(out);
+        }
+        let idle = !executor::has_ready();
+        if let Err(e) = rt.turn(idle) {
+            break Err(e);
+        }
+    };
+    executor::clear();
+    CURRENT.with(|c| *c.borrow_mut() = None);
+    drop(rt);
+    outcome
+}
+
+/// Spawns a task on the current core; it never migrates.
+pub fn spawn<F>(future: F) -> executor::JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    executor::spawn_local(future)
+}

@@ -1,0 +1,8 @@
+//! Sans-IO FTP protocol core: no sockets, no rings, no clocks. Everything here is pure code driven by
+//! bytes and events, so it can be unit-tested, property-tested and fuzzed without a network.
+
+pub mod command;
+pub mod modeb;
+pub mod path;
+pub mod reply;
+pub mod session;

@@ -1,0 +1,533 @@
+//! The control-connection state machine, sans-IO.
+//!
+//! The session turns command lines into [`Action`]s: a reply to send, or a piece of I/O for the server
+//! to perform (check a password, open a passive listener, run a transfer, touch the filesystem). The
+//! server performs it and feeds the outcome back through the matching `*_done` method, which yields the
+//! reply. No sockets, clocks or files here, so every path through the protocol is testable directly.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::command::{self, Command, EpsvArg, LineError, ParseError, TransferMode, TransferType};
+use super::path::VPath;
+use super::reply::{quote_path, Reply};
+
+/// Static behaviour of sessions, fixed at start-up.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Text of the 220 greeting.
+    pub greeting: String,
+    /// Accept MODE B (block mode). Off until the server implements it.
+    pub block_mode: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self { greeting: "ringest FTP server ready".into(), block_mode: false }
+    }
+}
+
+/// Login state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Auth {
+    AwaitUser,
+    AwaitPass { user: String },
+    Authenticating { user: String },
+    LoggedIn { user: String },
+}
+
+/// How the next data connection is to be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataEndpoint {
+    /// The client connects to the passive listener the server opened for this session.
+    Passive,
+    /// The server connects to the client's address (PORT/EPRT).
+    Active(SocketAddr),
+}
+
+/// What a transfer moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferKind {
+    /// STOR: client to server.
+    Store,
+    /// RETR: server to client.
+    Retrieve,
+    /// LIST: long directory listing.
+    List,
+    /// NLST: names only.
+    NameList,
+}
+
+/// A transfer the server must run: open the file, make the data connection, send
+/// [`Session::transfer_opening`], move the bytes, then report with [`Session::transfer_done`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transfer {
+    pub kind: TransferKind,
+    pub path: VPath,
+    pub endpoint: DataEndpoint,
+    pub ttype: TransferType,
+    pub mode: TransferMode,
+}
+
+/// A filesystem operation the server must run, then report with [`Session::fs_done`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FsOp {
+    /// Check that the path is a directory the user may enter.
+    ChangeDir(VPath),
+    MakeDir(VPath),
+    Delete(VPath),
+    Size(VPath),
+}
+
+/// The next thing the server must do for this session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send this reply.
+    Reply(Reply),
+    /// Send this reply, then close the control connection.
+    Close(Reply),
+    /// Check the credentials off the I/O path, then call [`Session::login_done`].
+    Authenticate { user: String, password: String },
+    /// Open a passive listener (replacing any previous one), then call [`Session::passive_done`].
+    OpenPassive { extended: bool },
+    /// Run a transfer.
+    Transfer(Transfer),
+    /// Run a filesystem operation.
+    Fs(FsOp),
+}
+
+/// Why a filesystem operation or transfer failed on the server's side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FsError {
+    NotFound,
+    Exists,
+    PermissionDenied,
+    NotADirectory,
+    IsADirectory,
+    NoSpace,
+    /// Anything else, with a short description for the reply.
+    Other(String),
+}
+
+impl FsError {
+    /// Maps an errno to the error a reply can explain.
+    pub fn from_errno(errno: i32) -> FsError {
+        match errno {
+            libc_errno::ENOENT => FsError::NotFound,
+            libc_errno::EEXIST | libc_errno::ENOTEMPTY => FsError::Exists,
+            libc_errno::EACCES | libc_errno::EPERM | libc_errno::EXDEV | libc_errno::ELOOP | libc_errno::EROFS => {
+                FsError::PermissionDenied
+            }
+            libc_errno::ENOTDIR => FsError::NotADirectory,
+            libc_errno::EISDIR => FsError::IsADirectory,
+            libc_errno::ENOSPC | libc_errno::EDQUOT | libc_errno::EFBIG => FsError::NoSpace,
+            other => FsError::Other(format!("error {other}")),
+        }
+    }
+
+    fn reply(&self, what: &str) -> Reply {
+        match self {
+            FsError::NotFound => Reply::new(550, format!("{what}: No such file or directory.")),
+            FsError::Exists => Reply::new(550, format!("{what}: File exists.")),
+            FsError::PermissionDenied => Reply::new(550, format!("{what}: Permission denied.")),
+            FsError::NotADirectory => Reply::new(550, format!("{what}: Not a directory.")),
+            FsError::IsADirectory => Reply::new(550, format!("{what}: Is a directory.")),
+            FsError::NoSpace => Reply::new(552, format!("{what}: Insufficient storage space.")),
+            FsError::Other(msg) => Reply::new(451, format!("{what}: Local error: {msg}.")),
+        }
+    }
+}
+
+/// errno values used above; fixed by the Linux ABI, kept here so this module needs no libc.
+mod libc_errno {
+    pub const EPERM: i32 = 1;
+    pub const ENOENT: i32 = 2;
+    pub const EACCES: i32 = 13;
+    pub const EEXIST: i32 = 17;
+    pub const EXDEV: i32 = 18;
+    pub const ENOTDIR: i32 = 20;
+    pub const EISDIR: i32 = 21;
+    pub const EFBIG: i32 = 27;
+    pub const ENOSPC: i32 = 28;
+    pub const EROFS: i32 = 30;
+    pub const ENOTEMPTY: i32 = 39;
+    pub const ELOOP: i32 = 40;
+    pub const EDQUOT: i32 = 122;
+}
+
+/// Successful filesystem results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsOutcome {
+    Done,
+    Size(u64),
+}
+
+/// How a transfer ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransferOutcome {
+    /// All bytes moved (and, for uploads, the file landed).
+    Complete { bytes: u64 },
+    /// The data connection could not be established.
+    NoConnection,
+    /// The data connection broke or timed out mid-transfer.
+    ConnectionLost,
+    /// A local error (before or after the data connection was made).
+    Local(FsError),
+}
+
+/// One control connection's protocol state.
+#[derive(Debug)]
+pub struct Session {
+    cfg: SessionConfig,
+    peer: SocketAddr,
+    auth: Auth,
+    cwd: VPath,
+    ttype: TransferType,
+    mode: TransferMode,
+    endpoint: Option<DataEndpoint>,
+    epsv_all: bool,
+    pending_fs: Option<FsOp>,
+    pending_transfer: Option<Transfer>,
+}
+
+const NOT_LOGGED_IN: &str = "Please login with USER and PASS.";
+
+impl Session {
+    /// A new session for a client connecting from `peer`.
+    pub fn new(cfg: SessionConfig, peer: SocketAddr) -> Session {
+        Session {
+            cfg,
+            peer,
+            auth: Auth::AwaitUser,
+            cwd: VPath::root(),
+            ttype: TransferType::Ascii,
+            mode: TransferMode::Stream,
+            endpoint: None,
+            epsv_all: false,
+            pending_fs: None,
+            pending_transfer: None,
+        }
+    }
+
+    /// The 220 greeting sent when the connection opens.
+    pub fn greeting(&self) -> Reply {
+        Reply::new(220, self.cfg.greeting.clone())
+    }
+
+    /// The logged-in user, if any.
+    pub fn user(&self) -> Option<&str> {
+        match &self.auth {
+            Auth::LoggedIn { user } => Some(user),
+            _ => None,
+        }
+    }
+
+    pub fn cwd(&self) -> &VPath {
+        &self.cwd
+    }
+
+    pub fn mode(&self) -> TransferMode {
+        self.mode
+    }
+
+    /// Handles one framed line (or a framing error) from the control connection.
+    pub fn on_line(&mut self, line: Result<Vec<u8>, LineError>) -> Action {
+        let line = match line {
+            Ok(l) => l,
+            Err(LineError::TooLong) => return Action::Reply(Reply::new(500, "Command line too long.")),
+        };
+        match command::parse(&line) {
+            Ok(cmd) => self.on_command(cmd),
+            Err(ParseError::Empty) => Action::Reply(Reply::new(500, "Empty command.")),
+            Err(e) => Action::Reply(Reply::new(e.reply_code(), parse_error_text(&e))),
+        }
+    }
+
+    /// Handles one parsed command.
+    pub fn on_command(&mut self, cmd: Command) -> Action {
+        let logged_in = matches!(self.auth, Auth::LoggedIn { .. });
+        if !logged_in && !cmd.allowed_before_login() {
+            return reply(530, NOT_LOGGED_IN);
+        }
+        match cmd {
+            Command::User(name) => self.user_cmd(name),
+            Command::Pass(password) => match std::mem::replace(&mut self.auth, Auth::AwaitUser) {
+                Auth::AwaitPass { user } => {
+                    self.auth = Auth::Authenticating { user: user.clone() };
+                    Action::Authenticate { user, password }
+                }
+                Auth::LoggedIn { user } => {
+                    self.auth = Auth::LoggedIn { user };
+                    reply(230, "Already logged in.")
+                }
+                _ => reply(503, "Login with USER first."),
+            },
+            Command::Acct(_) => reply(202, "ACCT not needed."),
+            Command::Quit => Action::Close(Reply::new(221, "Goodbye.")),
+            Command::Noop => reply(200, "NOOP ok."),
+            Command::Syst => reply(215, "UNIX Type: L8"),
+            Command::Feat => Action::Reply(self.feat()),
+            Command::Opts(name, value) => match (name.as_str(), value.as_deref().map(str::to_ascii_uppercase)) {
+                ("UTF8", Some(v)) if v == "ON" || v.is_empty() => reply(200, "Always in UTF8 mode."),
+                ("UTF8", None) => reply(200, "Always in UTF8 mode."),
+                ("UTF8", Some(_)) => reply(504, "UTF8 cannot be turned off."),
+                _ => reply(501, "Option not understood."),
+            },
+            Command::Host(_) => reply(220, "Host accepted."),
+            Command::Type(t) => {
+                self.ttype = t;
+                match t {
+                    TransferType::Ascii => reply(200, "Switching to ASCII mode."),
+                    TransferType::Image => reply(200, "Switching to Binary mode."),
+                }
+            }
+            Command::Stru(_) => reply(200, "Structure set to F."),
+            Command::Mode(TransferMode::Stream) => {
+                self.mode = TransferMode::Stream;
+                reply(200, "Mode set to S.")
+            }
+            Command::Mode(TransferMode::Block) if self.cfg.block_mode => {
+                self.mode = TransferMode::Block;
+                reply(200, "Mode set to B.")
+            }
+            Command::Mode(TransferMode::Block) => reply(504, "Block mode not supported."),
+            Command::Pasv if self.epsv_all => reply(501, "PASV not allowed after EPSV ALL."),
+            Command::Pasv => {
+                if !self.peer.ip().to_canonical().is_ipv4() {
+                    return reply(522, "Network protocol not supported, use EPSV (2).");
+                }
+                Action::OpenPassive { extended: false }
+            }
+            Command::Epsv(EpsvArg::All) => {
+                self.epsv_all = true;
+                reply(200, "EPSV ALL ok.")
+            }
+            Command::Epsv(EpsvArg::Proto(p)) => {
+                let v4 = self.peer.ip().to_canonical().is_ipv4();
+                if (p == 1 && v4) || (p == 2 && !v4) {
+                    Action::OpenPassive { extended: true }
+                } else {
+                    reply(522, if v4 { "Network protocol not supported, use (1)" } else { "Network protocol not supported, use (2)" })
+                }
+            }
+            Command::Epsv(EpsvArg::Any) => Action::OpenPassive { extended: true },
+            Command::Port(addr) => self.active(SocketAddr::V4(addr)),
+            Command::Eprt(addr) => self.active(addr),
+            Command::Pwd => reply(257, format!("{} is the current directory.", quote_path(self.cwd.as_str()))),
+            Command::Cwd(arg) => self.fs(&arg, FsOp::ChangeDir),
+            Command::Cdup => self.fs("..", FsOp::ChangeDir),
+            Command::Mkd(arg) => self.fs(&arg, FsOp::MakeDir),
+            Command::Dele(arg) => self.fs(&arg, FsOp::Delete),
+            Command::Size(arg) => self.fs(&arg, FsOp::Size),
+            Command::Stor(arg) => self.transfer(TransferKind::Store, Some(&arg)),
+            Command::Retr(arg) => self.transfer(TransferKind::Retrieve, Some(&arg)),
+            Command::List(arg) => self.transfer(TransferKind::List, arg.as_deref()),
+            Command::Nlst(arg) => self.transfer(TransferKind::NameList, arg.as_deref()),
+            Command::Help(_) => Action::Reply(Reply::multi(
+                214,
+                vec![
+                    "The following commands are recognized.".into(),
+                    "USER PASS QUIT NOOP SYST FEAT OPTS TYPE STRU MODE PASV EPSV PORT EPRT".into(),
+                    "STOR RETR LIST NLST PWD CWD CDUP MKD DELE SIZE HELP".into(),
+                    "Help OK.".into(),
+                ],
+            )),
+            other => reply(502, format!("{} not implemented.", other.verb())),
+        }
+    }
+
+    fn user_cmd(&mut self, name: String) -> Action {
+        match &self.auth {
+            Auth::LoggedIn { .. } => reply(530, "Can't change to another user."),
+            Auth::Authenticating { .. } => reply(503, "Login in progress."),
+            _ => {
+                self.auth = Auth::AwaitPass { user: name };
+                reply(331, "Please specify the password.")
+            }
+        }
+    }
+
+    /// Result of [`Action::Authenticate`].
+    pub fn login_done(&mut self, ok: bool) -> Reply {
+        match std::mem::replace(&mut self.auth, Auth::AwaitUser) {
+            Auth::Authenticating { user } if ok => {
+                self.auth = Auth::LoggedIn { user };
+                self.cwd = VPath::root();
+                Reply::new(230, "Login successful.")
+            }
+            _ => Reply::new(530, "Login incorrect."),
+        }
+    }
+
+    /// Result of [`Action::OpenPassive`]: the address the client should connect to, or `None`.
+    pub fn passive_done(&mut self, extended: bool, addr: Option<SocketAddr>) -> Reply {
+        let Some(addr) = addr else {
+            self.endpoint = None;
+            return Reply::new(425, "Can't open passive connection.");
+        };
+        self.endpoint = Some(DataEndpoint::Passive);
+        if extended {
+            return Reply::new(229, format!("Entering Extended Passive Mode (|||{}|)", addr.port()));
+        }
+        match addr.ip().to_canonical() {
+            IpAddr::V4(ip) => {
+                let o = ip.octets();
+                let (p1, p2) = (addr.port() >> 8, addr.port() & 0xff);
+                Reply::new(227, format!("Entering Passive Mode ({},{},{},{},{p1},{p2}).", o[0], o[1], o[2], o[3]))
+            }
+            IpAddr::V6(_) => Reply::new(522, "Network protocol not supported, use EPSV."),
+        }
+    }
+
+    /// PORT/EPRT: only to the control connection's own peer and an unprivileged port, so the server can
+    /// never be used to bounce connections to third parties.
+    fn active(&mut self, addr: SocketAddr) -> Action {
+        if self.epsv_all {
+            return reply(501, "PORT not allowed after EPSV ALL.");
+        }
+        if addr.ip().to_canonical() != self.peer.ip().to_canonical() || addr.port() < 1024 {
+            self.endpoint = None;
+            return reply(500, "Illegal PORT command.");
+        }
+        self.endpoint = Some(DataEndpoint::Active(addr));
+        reply(200, "PORT command successful. Consider using PASV.")
+    }
+
+    fn resolve(&self, arg: &str) -> Result<VPath, Action> {
+        self.cwd.resolve(arg).map_err(|_| reply(553, "File name not allowed."))
+    }
+
+    fn fs(&mut self, arg: &str, op: fn(VPath) -> FsOp) -> Action {
+        match self.resolve(arg) {
+            Ok(path) => {
+                let op = op(path);
+                self.pending_fs = Some(op.clone());
+                Action::Fs(op)
+            }
+            Err(a) => a,
+        }
+    }
+
+    /// Result of [`Action::Fs`].
+    pub fn fs_done(&mut self, result: Result<FsOutcome, FsError>) -> Reply {
+        let Some(op) = self.pending_fs.take() else {
+            return Reply::new(503, "No filesystem operation pending.");
+        };
+        match (op, result) {
+            (FsOp::ChangeDir(p), Ok(_)) => {
+                self.cwd = p;
+                Reply::new(250, "Directory successfully changed.")
+            }
+            (FsOp::ChangeDir(_), Err(FsError::NotFound | FsError::NotADirectory)) => {
+                Reply::new(550, "Failed to change directory.")
+            }
+            (FsOp::MakeDir(p), Ok(_)) => Reply::new(257, format!("{} created.", quote_path(p.as_str()))),
+            (FsOp::Delete(_), Ok(_)) => Reply::new(250, "Delete operation successful."),
+            (FsOp::Size(_), Ok(FsOutcome::Size(n))) => Reply::new(213, n.to_string()),
+            (FsOp::Size(_), Ok(FsOutcome::Done)) => Reply::new(550, "Could not get file size."),
+            (FsOp::Size(_), Err(FsError::IsADirectory)) => Reply::new(550, "Could not get file size."),
+            (op, Err(e)) => e.reply(op_name(&op)),
+        }
+    }
+
+    fn transfer(&mut self, kind: TransferKind, arg: Option<&str>) -> Action {
+        let Some(endpoint) = self.endpoint.take() else {
+            return reply(425, "Use PORT or PASV first.");
+        };
+        let path = match arg {
+            Some(a) => match self.resolve(a) {
+                Ok(p) => p,
+                Err(a) => return a,
+            },
+            None => self.cwd.clone(),
+        };
+        if kind == TransferKind::Store && path.is_root() {
+            return reply(553, "File name not allowed.");
+        }
+        let t = Transfer { kind, path, endpoint, ttype: self.ttype, mode: self.mode };
+        self.pending_transfer = Some(t.clone());
+        Action::Transfer(t)
+    }
+
+    /// The 150 reply to send once the data connection is open.
+    pub fn transfer_opening(&self) -> Reply {
+        let Some(t) = &self.pending_transfer else {
+            return Reply::new(150, "Opening data connection.");
+        };
+        let ty = match t.ttype {
+            TransferType::Ascii => "ASCII",
+            TransferType::Image => "BINARY",
+        };
+        match t.kind {
+            TransferKind::List | TransferKind::NameList => Reply::new(150, "Here comes the directory listing."),
+            TransferKind::Store => Reply::new(150, "Ok to send data."),
+            TransferKind::Retrieve => {
+                Reply::new(150, format!("Opening {ty} mode data connection for {}.", t.path.file_name().unwrap_or("/")))
+            }
+        }
+    }
+
+    /// Result of [`Action::Transfer`].
+    pub fn transfer_done(&mut self, outcome: TransferOutcome) -> Reply {
+        let t = self.pending_transfer.take();
+        match outcome {
+            TransferOutcome::Complete { .. } => match t.map(|t| t.kind) {
+                Some(TransferKind::List | TransferKind::NameList) => Reply::new(226, "Directory send OK."),
+                _ => Reply::new(226, "Transfer complete."),
+            },
+            TransferOutcome::NoConnection => Reply::new(425, "Can't open data connection."),
+            TransferOutcome::ConnectionLost => Reply::new(426, "Connection closed; transfer aborted."),
+            TransferOutcome::Local(e) => {
+                let what = match t.map(|t| t.kind) {
+                    Some(TransferKind::Store) => "STOR",
+                    Some(TransferKind::Retrieve) => "RETR",
+                    Some(TransferKind::List) => "LIST",
+                    Some(TransferKind::NameList) => "NLST",
+                    None => "Transfer",
+                };
+                match e {
+                    FsError::NotFound if what == "STOR" => Reply::new(553, "Could not create file."),
+                    e => e.reply(what),
+                }
+            }
+        }
+    }
+
+    fn feat(&self) -> Reply {
+        let mut lines = vec!["Features:".to_string()];
+        lines.extend(["EPRT", "EPSV", "PASV", "SIZE", "UTF8", "TVFS"].iter().map(|s| s.to_string()));
+        if self.cfg.block_mode {
+            lines.push("MODE B".into());
+        }
+        lines.push("End".into());
+        Reply::multi(211, lines)
+    }
+}
+
+fn op_name(op: &FsOp) -> &'static str {
+    match op {
+        FsOp::ChangeDir(_) => "CWD",
+        FsOp::MakeDir(_) => "MKD",
+        FsOp::Delete(_) => "DELE",
+        FsOp::Size(_) => "SIZE",
+    }
+}
+
+fn parse_error_text(e: &ParseError) -> String {
+    match e {
+        ParseError::Unknown(verb) => format!("Unknown command {verb}."),
+        ParseError::NotImplemented(verb) => format!("{verb} not implemented."),
+        ParseError::MissingArgument(verb) => format!("{verb} needs an argument."),
+        ParseError::BadArgument(verb) => format!("Bad argument to {verb}."),
+        ParseError::NotImplementedParam(verb) => format!("{verb} parameter not implemented."),
+        ParseError::Encoding => "Command is not valid UTF-8.".into(),
+        ParseError::Empty => "Empty command.".into(),
+        ParseError::UnsupportedNetworkProtocol => "Network protocol not supported, use (1,2).".into(),
+    }
+}
+
+fn reply(code: u16, text: impl Into<String>) -> Action {
+    Action::Reply(Reply::new(code, text))
+}
+
+#[cfg(test)]
+mod tests;

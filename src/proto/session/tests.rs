@@ -1,0 +1,142 @@
+use super::*;
+use proptest::prelude::*;
+
+fn peer() -> SocketAddr {
+    "127.0.0.1:50000".parse().unwrap()
+}
+
+fn line(s: &str) -> Result<Vec<u8>, LineError> {
+    Ok(s.as_bytes().to_vec())
+}
+
+fn code(a: &Action) -> u16 {
+    match a {
+        Action::Reply(r) | Action::Close(r) => r.code,
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+fn logged_in() -> Session {
+    let mut s = Session::new(SessionConfig::default(), peer());
+    assert_eq!(code(&s.on_line(line("USER alice"))), 331);
+    assert_eq!(s.on_line(line("PASS secret")), Action::Authenticate { user: "alice".into(), password: "secret".into() });
+    assert_eq!(s.login_done(true).code, 230);
+    s
+}
+
+#[test]
+fn commands_before_login_get_530() {
+    let mut s = Session::new(SessionConfig::default(), peer());
+    for cmd in ["PWD", "STOR x", "LIST", "CWD /", "PASV", "RETR a", "MKD d", "DELE f", "SIZE f"] {
+        assert_eq!(code(&s.on_line(line(cmd))), 530, "{cmd}");
+    }
+    assert_eq!(code(&s.on_line(line("SYST"))), 215);
+    assert_eq!(code(&s.on_line(line("FEAT"))), 211);
+    assert_eq!(code(&s.on_line(line("QUIT"))), 221);
+}
+
+#[test]
+fn wrong_password_is_530_and_resets() {
+    let mut s = Session::new(SessionConfig::default(), peer());
+    s.on_line(line("USER bob"));
+    assert!(matches!(s.on_line(line("PASS nope")), Action::Authenticate { .. }));
+    assert_eq!(s.login_done(false).code, 530);
+    assert_eq!(code(&s.on_line(line("PWD"))), 530);
+    assert_eq!(code(&s.on_line(line("PASS again"))), 503);
+}
+
+#[test]
+fn pwd_cwd_and_traversal_stay_in_root() {
+    let mut s = logged_in();
+    assert_eq!(s.on_line(line("CWD ../../..")), Action::Fs(FsOp::ChangeDir(VPath::root())));
+    assert_eq!(s.fs_done(Ok(FsOutcome::Done)).code, 250);
+    let a = s.on_line(line("PWD"));
+    assert_eq!(a, Action::Reply(Reply::new(257, "\"/\" is the current directory.")));
+    let Action::Fs(FsOp::ChangeDir(p)) = s.on_line(line("CWD a/b")) else { panic!() };
+    assert_eq!(p.as_str(), "/a/b");
+    assert_eq!(s.fs_done(Ok(FsOutcome::Done)).code, 250);
+    assert_eq!(s.cwd().as_str(), "/a/b");
+    let Action::Fs(FsOp::ChangeDir(p)) = s.on_line(line("CDUP")) else { panic!() };
+    assert_eq!(p.as_str(), "/a");
+    assert_eq!(s.fs_done(Err(FsError::NotFound)).code, 550);
+    assert_eq!(s.cwd().as_str(), "/a/b");
+}
+
+#[test]
+fn transfer_needs_a_data_endpoint() {
+    let mut s = logged_in();
+    assert_eq!(code(&s.on_line(line("STOR x"))), 425);
+    assert_eq!(s.on_line(line("PASV")), Action::OpenPassive { extended: false });
+    let r = s.passive_done(false, Some("127.0.0.1:40001".parse().unwrap()));
+    assert_eq!(r, Reply::new(227, "Entering Passive Mode (127,0,0,1,156,65)."));
+    let Action::Transfer(t) = s.on_line(line("STOR ../up.bin")) else { panic!() };
+    assert_eq!(t.path.as_str(), "/up.bin");
+    assert_eq!(t.kind, TransferKind::Store);
+    assert_eq!(t.endpoint, DataEndpoint::Passive);
+    assert_eq!(s.transfer_opening().code, 150);
+    assert_eq!(s.transfer_done(TransferOutcome::Complete { bytes: 3 }).code, 226);
+    // The endpoint is used up by the transfer.
+    assert_eq!(code(&s.on_line(line("RETR up.bin"))), 425);
+}
+
+#[test]
+fn epsv_reply_format() {
+    let mut s = logged_in();
+    assert_eq!(s.on_line(line("EPSV")), Action::OpenPassive { extended: true });
+    let r = s.passive_done(true, Some("127.0.0.1:40001".parse().unwrap()));
+    assert_eq!(r, Reply::new(229, "Entering Extended Passive Mode (|||40001|)"));
+    assert_eq!(code(&s.on_line(line("EPSV 2"))), 522);
+}
+
+#[test]
+fn port_bounce_is_refused() {
+    let mut s = logged_in();
+    assert_eq!(code(&s.on_line(line("PORT 127,0,0,2,100,100"))), 500);
+    assert_eq!(code(&s.on_line(line("PORT 127,0,0,1,0,80"))), 500);
+    assert_eq!(code(&s.on_line(line("EPRT |1|10.0.0.1|5000|"))), 500);
+    assert_eq!(code(&s.on_line(line("PORT 127,0,0,1,100,100"))), 200);
+    let Action::Transfer(t) = s.on_line(line("RETR f")) else { panic!() };
+    assert_eq!(t.endpoint, DataEndpoint::Active("127.0.0.1:25700".parse().unwrap()));
+}
+
+#[test]
+fn fs_errors_map_to_replies() {
+    let mut s = logged_in();
+    s.on_line(line("SIZE nothere"));
+    assert_eq!(s.fs_done(Err(FsError::NotFound)).code, 550);
+    s.on_line(line("SIZE f"));
+    assert_eq!(s.fs_done(Ok(FsOutcome::Size(42))), Reply::new(213, "42"));
+    s.on_line(line("MKD d"));
+    assert_eq!(s.fs_done(Ok(FsOutcome::Done)), Reply::new(257, "\"/d\" created."));
+    s.on_line(line("PASV"));
+    s.passive_done(false, Some("127.0.0.1:40001".parse().unwrap()));
+    s.on_line(line("STOR big"));
+    assert_eq!(s.transfer_done(TransferOutcome::Local(FsError::NoSpace)).code, 552);
+}
+
+#[test]
+fn unknown_and_unimplemented() {
+    let mut s = logged_in();
+    assert_eq!(code(&s.on_line(line("XYZZY"))), 500);
+    assert_eq!(code(&s.on_line(Err(LineError::TooLong))), 500);
+    assert_eq!(code(&s.on_line(line("MODE B"))), 504);
+}
+
+proptest! {
+    /// Any sequence of lines, with any I/O outcomes fed back, never panics and never leaves the root.
+    #[test]
+    fn arbitrary_lines_never_panic(lines in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..32), ok in any::<bool>()) {
+        let mut s = Session::new(SessionConfig::default(), peer());
+        for l in lines {
+            match s.on_line(Ok(l)) {
+                Action::Authenticate { .. } => { s.login_done(ok); }
+                Action::OpenPassive { extended } => { s.passive_done(extended, Some(peer())); }
+                Action::Transfer(_) => { s.transfer_done(TransferOutcome::ConnectionLost); }
+                Action::Fs(_) => { s.fs_done(if ok { Ok(FsOutcome::Done) } else { Err(FsError::NotFound) }); }
+                Action::Reply(r) | Action::Close(r) => prop_assert!((100..600).contains(&r.code)),
+            }
+            prop_assert!(s.cwd().as_str().starts_with('/'));
+            prop_assert!(!s.cwd().as_str().contains(".."));
+        }
+    }
+}
