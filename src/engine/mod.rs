@@ -12,6 +12,7 @@
 
 pub mod blocking;
 pub mod bufpool;
+pub mod dir;
 pub mod executor;
 pub mod fd;
 pub mod net;

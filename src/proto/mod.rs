@@ -2,6 +2,7 @@
 //! bytes and events, so it can be unit-tested, property-tested and fuzzed without a network.
 
 pub mod command;
+pub mod listing;
 pub mod modeb;
 pub mod path;
 pub mod reply;

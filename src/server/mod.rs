@@ -1,1 +1,14 @@
-//! placeholder
+//! The FTP server: per-core accept loops, sessions driving [`crate::proto::session::Session`] with the
+//! engine's I/O, data connections, and the landing of uploaded files.
+
+pub mod config;
+pub mod control;
+pub mod core;
+pub mod data;
+pub mod fsops;
+pub mod landing;
+pub mod store;
+pub mod transfer;
+
+pub use config::{DataPathKind, ServerConfig};
+pub use core::{run, Started};

@@ -31,7 +31,14 @@ impl OpData for Recv {
     }
 }
 
+impl Recv {
+    /// The op's data, for submitting with [`Op::with_timeout`].
+    pub fn new(fd: &SharedFd, buf: Vec<u8>) -> Recv {
+        Recv { fd: fd.clone(), buf }
+    }
+}
+
 /// Receives into `buf`'s spare capacity (appending); `Ok(0)` is end of stream.
 pub fn recv(fd: &SharedFd, buf: Vec<u8>) -> Op<Recv> {
-    Op::new(Recv { fd: fd.clone(), buf })
+    Op::new(Recv::new(fd, buf))
 }

@@ -1,0 +1,150 @@
+//! Directory listing formats (LIST in `ls -l` style, NLST names), pure so they are tested without a
+//! filesystem. Names that contain CR or LF cannot be listed without breaking the client's parser, so
+//! they are skipped.
+
+/// What kind of directory entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// One entry as the server read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub kind: EntryKind,
+    pub size: u64,
+    /// Seconds since the Unix epoch.
+    pub mtime: i64,
+    /// Permission bits (the low 12 bits of st_mode).
+    pub perm: u32,
+    pub nlink: u64,
+}
+
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const HALF_YEAR: i64 = 183 * 86400;
+
+/// Civil date (year, month 1-12, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// `YYYYMMDDHHMMSS` (UTC), the MDTM / MLST time format.
+pub fn timeval(t: i64) -> String {
+    let (y, m, d) = civil_from_days(t.div_euclid(86400));
+    let s = t.rem_euclid(86400);
+    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+fn perm_string(kind: EntryKind, perm: u32) -> String {
+    let mut s = String::with_capacity(10);
+    s.push(match kind {
+        EntryKind::Dir => 'd',
+        EntryKind::Symlink => 'l',
+        EntryKind::File => '-',
+        EntryKind::Other => '?',
+    });
+    for shift in [6, 3, 0] {
+        let bits = (perm >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+fn listable(name: &str) -> bool {
+    !name.contains(['\r', '\n'])
+}
+
+/// Appends one `ls -l` style line. `now` decides between "HH:MM" and " YYYY" as ls does.
+pub fn list_line(e: &Entry, now: i64, out: &mut Vec<u8>) {
+    if !listable(&e.name) {
+        return;
+    }
+    let (y, m, d) = civil_from_days(e.mtime.div_euclid(86400));
+    let month = MONTHS.get((m as usize).wrapping_sub(1)).copied().unwrap_or("Jan");
+    let when = if (now - e.mtime).abs() < HALF_YEAR {
+        let s = e.mtime.rem_euclid(86400);
+        format!("{:02}:{:02}", s / 3600, s / 60 % 60)
+    } else {
+        format!(" {y}")
+    };
+    let line = format!(
+        "{} {:>3} ftp ftp {:>12} {month} {d:>2} {when:>5} {}\r\n",
+        perm_string(e.kind, e.perm),
+        e.nlink,
+        e.size,
+        e.name
+    );
+    out.extend_from_slice(line.as_bytes());
+}
+
+/// Appends one NLST line (the bare name).
+pub fn name_line(e: &Entry, out: &mut Vec<u8>) {
+    if !listable(&e.name) {
+        return;
+    }
+    out.extend_from_slice(e.name.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry(name: &str, kind: EntryKind, mtime: i64) -> Entry {
+        Entry { name: name.into(), kind, size: 1234, mtime, perm: 0o644, nlink: 1 }
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(timeval(1_700_000_000), "20231114221320");
+    }
+
+    #[test]
+    fn ls_style_lines() {
+        let now = 1_700_000_000;
+        let mut out = Vec::new();
+        list_line(&entry("a b.txt", EntryKind::File, now - 60), now, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "-rw-r--r--   1 ftp ftp         1234 Nov 14 22:12 a b.txt\r\n");
+        let mut out = Vec::new();
+        list_line(&entry("old", EntryKind::Dir, 0), now, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "drw-r--r--   1 ftp ftp         1234 Jan  1  1970 old\r\n");
+    }
+
+    #[test]
+    fn names_with_newlines_are_skipped() {
+        let mut out = Vec::new();
+        name_line(&entry("evil\r\n226 ok", EntryKind::File, 0), &mut out);
+        list_line(&entry("evil\nx", EntryKind::File, 0), 0, &mut out);
+        assert!(out.is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn any_entry_formats_to_one_line(name in "\\PC{0,40}", mtime in any::<i32>(), now in any::<i32>(), perm in any::<u32>()) {
+            let e = Entry { name, kind: EntryKind::File, size: 7, mtime: i64::from(mtime), perm, nlink: 1 };
+            let mut out = Vec::new();
+            list_line(&e, i64::from(now), &mut out);
+            let s = String::from_utf8(out).unwrap();
+            prop_assert!(s.is_empty() || (s.ends_with("\r\n") && s.matches('\n').count() == 1));
+        }
+    }
+}

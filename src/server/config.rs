@@ -1,0 +1,88 @@
+//! Server settings, fixed at start-up and shared read-only by all cores.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::engine::RuntimeConfig;
+
+/// How uploads move from the data socket into the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataPathKind {
+    /// Multishot recv into registered buffers, then WRITE_FIXED at explicit offsets.
+    Fixed,
+    /// splice socket -> pipe -> file.
+    Splice,
+}
+
+impl std::str::FromStr for DataPathKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fixed" => Ok(DataPathKind::Fixed),
+            "splice" => Ok(DataPathKind::Splice),
+            other => Err(format!("unknown data path {other:?} (expected \"fixed\" or \"splice\")")),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// The single user's root directory (their `/`).
+    pub root: PathBuf,
+    pub user: String,
+    pub password: String,
+    /// Core threads (one per allowed CPU by default).
+    pub threads: usize,
+    /// Passive port range, inclusive; split into one slice per core.
+    pub passive_ports: (u16, u16),
+    /// Address advertised in PASV replies; by default the control connection's local address.
+    pub passive_address: Option<IpAddr>,
+    pub data_path: DataPathKind,
+    pub runtime: RuntimeConfig,
+    pub max_line: usize,
+    /// Idle control connection timeout (not counted while a transfer runs).
+    pub idle_timeout: Duration,
+    /// How long a data connection may take to open, or stall mid-transfer.
+    pub data_timeout: Duration,
+    pub listen_backlog: i32,
+    /// Entries returned by one LIST/NLST at most.
+    pub max_list_entries: usize,
+}
+
+impl ServerConfig {
+    /// The embedded default: a local directory on loopback.
+    pub fn default_with(user: String, password: String) -> ServerConfig {
+        ServerConfig {
+            listen: "127.0.0.1:2121".parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 2121))),
+            root: PathBuf::from("ringest-data"),
+            user,
+            password,
+            threads: 0,
+            passive_ports: (40000, 47999),
+            passive_address: None,
+            data_path: DataPathKind::Fixed,
+            runtime: RuntimeConfig::default(),
+            max_line: 4096,
+            idle_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(30),
+            listen_backlog: 4096,
+            max_list_entries: 100_000,
+        }
+    }
+
+    /// The passive ports of core `core` out of `cores`: equal contiguous slices, the last one taking
+    /// the remainder. A range smaller than the core count gives some cores an empty slice.
+    pub fn passive_slice(&self, core: usize, cores: usize) -> (u16, u16) {
+        let (lo, hi) = self.passive_ports;
+        let total = usize::from(hi.saturating_sub(lo)) + 1;
+        let per = (total / cores.max(1)).max(1);
+        let start = usize::from(lo) + per * core;
+        let end = if core + 1 == cores { usize::from(hi) } else { (start + per - 1).min(usize::from(hi)) };
+        if start > usize::from(hi) {
+            return (1, 0);
+        }
+        (start as u16, end as u16)
+    }
+}

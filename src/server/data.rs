@@ -1,0 +1,90 @@
+//! Data connections: passive listeners on this core's slice of the port range, and active connects.
+//! A passive listener lives on the session's core, so its data connection is served there too.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+
+use crate::engine::fd::SharedFd;
+use crate::engine::{net, op, time};
+use crate::proto::session::DataEndpoint;
+
+use super::core::CoreCtx;
+
+/// A bound, listening passive port.
+pub struct PassiveListener {
+    fd: SharedFd,
+    port: u16,
+}
+
+impl PassiveListener {
+    /// Binds the next free port of this core's slice on `ip` (the control connection's local address).
+    pub fn open(ctx: &CoreCtx, ip: IpAddr) -> io::Result<PassiveListener> {
+        let (lo, hi) = ctx.passive;
+        if lo > hi {
+            return Err(io::Error::new(io::ErrorKind::AddrNotAvailable, "this core has no passive ports"));
+        }
+        let span = u32::from(hi - lo) + 1;
+        for _ in 0..span {
+            let port = ctx.passive_next.get();
+            ctx.passive_next.set(if port >= hi { lo } else { port + 1 });
+            match net::listen_exclusive(SocketAddr::new(ip, port), 8) {
+                Ok(fd) => return Ok(PassiveListener { fd: Rc::new(fd), port }),
+                Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(io::ErrorKind::AddrInUse, "every passive port of this core is in use"))
+    }
+
+    /// The address to tell the client.
+    pub fn advertised(&self, ctx: &CoreCtx, local: IpAddr) -> SocketAddr {
+        SocketAddr::new(ctx.cfg.passive_address.unwrap_or(local), self.port)
+    }
+}
+
+/// Makes the data connection for a transfer: accepts on the passive listener (only from the control
+/// connection's peer address) or connects to the PORT/EPRT address. Bounded by the data timeout.
+pub async fn connect(
+    ctx: &CoreCtx,
+    endpoint: DataEndpoint,
+    passive: Option<PassiveListener>,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> io::Result<SharedFd> {
+    let dur = ctx.cfg.data_timeout;
+    let fut = async {
+        match endpoint {
+            DataEndpoint::Passive => {
+                let l = passive.ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "no passive listener"))?;
+                let mut accepts = op::accept::accept_multi(&l.fd);
+                loop {
+                    let fd = match accepts.next().await {
+                        Some(r) => r?,
+                        None => {
+                            accepts = op::accept::accept_multi(&l.fd);
+                            continue;
+                        }
+                    };
+                    let raw = fd.as_raw_fd();
+                    // Refuse data connections from anyone but the control connection's peer: otherwise
+                    // a third party could race the client for the port and steal or inject a file.
+                    match net::peer_addr(raw) {
+                        Ok(a) if a.ip().to_canonical() == peer.ip().to_canonical() => {
+                            let _ = net::set_nodelay(raw);
+                            return Ok(Rc::new(fd));
+                        }
+                        Ok(a) => tracing::warn!(from = %a, expected = %peer.ip(), "refused passive data connection"),
+                        Err(_) => {}
+                    }
+                }
+            }
+            DataEndpoint::Active(addr) => net::connect(addr, Some(SocketAddr::new(local.ip(), 0))).await,
+        }
+    };
+    match time::timeout(dur, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "data connection timed out")),
+    }
+}
