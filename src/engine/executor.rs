@@ -57,3 +57,18 @@ pub fn clear() {
     let drained: Vec<Runnable> = READY.with(|q| q.borrow_mut().drain(..).collect());
     drop(drained);
 }
+
+/// Yields to the other ready tasks (and, once none are ready, to the completion loop) once.
+pub async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}

@@ -23,3 +23,6 @@ pub mod thread;
 pub mod time;
 
 pub use runtime::{block_on, spawn, Runtime, RuntimeConfig};
+
+#[cfg(test)]
+mod tests;
