@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use ringest::server::{self, DataPathKind, ServerConfig};
 
 #[derive(Parser)]
-#[command(name = "ringest", version, about = "FTP bulk-ingest server on io_uring")]
+#[command(
+    name = "ringest",
+    version,
+    about = "FTP bulk-ingest server on io_uring"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -66,9 +70,17 @@ struct ServeArgs {
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16)> {
-    let (lo, hi) = s.split_once('-').context("expected LOW-HIGH, e.g. 40000-47999")?;
-    let lo: u16 = lo.trim().parse().context("passive port range: LOW is not a port")?;
-    let hi: u16 = hi.trim().parse().context("passive port range: HIGH is not a port")?;
+    let (lo, hi) = s
+        .split_once('-')
+        .context("expected LOW-HIGH, e.g. 40000-47999")?;
+    let lo: u16 = lo
+        .trim()
+        .parse()
+        .context("passive port range: LOW is not a port")?;
+    let hi: u16 = hi
+        .trim()
+        .parse()
+        .context("passive port range: HIGH is not a port")?;
     if lo == 0 || lo > hi {
         bail!("passive port range {s}: need 0 < LOW <= HIGH");
     }
@@ -79,7 +91,10 @@ fn generate_password() -> Result<String> {
     let mut raw = [0u8; 12];
     getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness for a password: {e}"))?;
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    Ok(raw.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect())
+    Ok(raw
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect())
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
@@ -100,13 +115,19 @@ fn serve(args: ServeArgs) -> Result<()> {
     cfg.data_timeout = Duration::from_secs(args.data_timeout.max(1));
     cfg.max_line = args.max_line.clamp(512, 1 << 20);
     let (user, pass) = (cfg.user.clone(), cfg.password.clone());
-    std::fs::create_dir_all(&cfg.root).with_context(|| format!("creating root {}", cfg.root.display()))?;
-    let root = std::fs::canonicalize(&cfg.root).with_context(|| format!("resolving root {}", cfg.root.display()))?;
+    std::fs::create_dir_all(&cfg.root)
+        .with_context(|| format!("creating root {}", cfg.root.display()))?;
+    let root = std::fs::canonicalize(&cfg.root)
+        .with_context(|| format!("resolving root {}", cfg.root.display()))?;
     cfg.root = root.clone();
     server::run(cfg, |started| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "ringest: listening on {}", started.local_addr);
-        let _ = writeln!(out, "ringest: user {user:?} password {pass:?} root {:?}", root.display().to_string());
+        let _ = writeln!(
+            out,
+            "ringest: user {user:?} password {pass:?} root {:?}",
+            root.display().to_string()
+        );
         let _ = writeln!(out, "ringest: {} core threads", started.threads);
         let _ = out.flush();
     })
@@ -117,7 +138,8 @@ fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RINGEST_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("RINGEST_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .init();
     let cli = Cli::parse();

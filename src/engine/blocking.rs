@@ -22,20 +22,25 @@ const WORKERS: usize = 4;
 fn pool() -> &'static Pool {
     static POOL: OnceLock<&'static Pool> = OnceLock::new();
     POOL.get_or_init(|| {
-        let pool: &'static Pool = Box::leak(Box::new(Pool { queue: Mutex::new(VecDeque::new()), ready: Condvar::new() }));
+        let pool: &'static Pool = Box::leak(Box::new(Pool {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+        }));
         for i in 0..WORKERS {
-            let _ = std::thread::Builder::new().name(format!("ringest-blocking-{i}")).spawn(move || loop {
-                let job = {
-                    let mut q = pool.queue.lock().unwrap_or_else(|e| e.into_inner());
-                    loop {
-                        if let Some(job) = q.pop_front() {
-                            break job;
+            let _ = std::thread::Builder::new()
+                .name(format!("ringest-blocking-{i}"))
+                .spawn(move || loop {
+                    let job = {
+                        let mut q = pool.queue.lock().unwrap_or_else(|e| e.into_inner());
+                        loop {
+                            if let Some(job) = q.pop_front() {
+                                break job;
+                            }
+                            q = pool.ready.wait(q).unwrap_or_else(|e| e.into_inner());
                         }
-                        q = pool.ready.wait(q).unwrap_or_else(|e| e.into_inner());
-                    }
-                };
-                job();
-            });
+                    };
+                    job();
+                });
         }
         pool
     })
@@ -69,7 +74,10 @@ where
         unsafe { libc::write(signal.as_raw_fd(), (&one as *const u64).cast(), 8) };
     });
     let p = pool();
-    p.queue.lock().unwrap_or_else(|e| e.into_inner()).push_back(job);
+    p.queue
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push_back(job);
     p.ready.notify_one();
     let (res, _) = op::read::read(&efd, Vec::with_capacity(8), u64::MAX).await;
     res?;

@@ -71,7 +71,8 @@ impl BufPool {
         let size = size.max(4096).next_multiple_of(4096);
         let mem_len = total * size;
         let mem = mmap_anon(mem_len)?;
-        let ring_len = (usize::from(ring_count) * std::mem::size_of::<BufRingEntry>()).next_multiple_of(4096);
+        let ring_len =
+            (usize::from(ring_count) * std::mem::size_of::<BufRingEntry>()).next_multiple_of(4096);
         let ring_mem = match mmap_anon(ring_len) {
             Ok(p) => p.cast::<BufRingEntry>(),
             Err(e) => {
@@ -102,14 +103,29 @@ impl BufPool {
             .collect();
         // SAFETY: the iovecs describe the mapping owned by `inner`, which outlives the registration
         // (the ring is dropped before or with the pool; see Runtime's Drop).
-        unsafe { ring.submitter().register_buffers(&iovecs) }.map_err(|e| memlock_error(e, mem_len))?;
+        unsafe { ring.submitter().register_buffers(&iovecs) }
+            .map_err(|e| memlock_error(e, mem_len))?;
         // SAFETY: `ring_mem` is a page-aligned mapping of `ring_count` entries owned by `inner`.
-        unsafe { ring.submitter().register_buf_ring_with_flags(ring_mem.as_ptr() as u64, ring_count, group, 0) }
-            .map_err(|e| io::Error::new(e.kind(), format!("registering the provided-buffer ring failed: {e}")))?;
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                ring_mem.as_ptr() as u64,
+                ring_count,
+                group,
+                0,
+            )
+        }
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("registering the provided-buffer ring failed: {e}"),
+            )
+        })?;
         for bid in 0..ring_count {
             inner.push_to_ring(bid);
         }
-        Ok(BufPool { inner: Rc::new(inner) })
+        Ok(BufPool {
+            inner: Rc::new(inner),
+        })
     }
 
     /// The provided-buffer group id for SQEs that select buffers.
@@ -130,20 +146,32 @@ impl BufPool {
     /// Takes ownership of the buffer the kernel selected for a completion of `len` bytes.
     pub(crate) fn take_selected(&self, bid: u16, len: usize) -> PoolBuf {
         self.inner.held.set(self.inner.held.get() + 1);
-        PoolBuf { pool: self.inner.clone(), bid, len: len.min(self.inner.buf_size) }
+        PoolBuf {
+            pool: self.inner.clone(),
+            bid,
+            len: len.min(self.inner.buf_size),
+        }
     }
 
     /// Returns a selected buffer that nobody took back to the ring.
     pub(crate) fn recycle(&self, bid: u16) {
         self.inner.held.set(self.inner.held.get() + 1);
-        drop(PoolBuf { pool: self.inner.clone(), bid, len: 0 });
+        drop(PoolBuf {
+            pool: self.inner.clone(),
+            bid,
+            len: 0,
+        });
     }
 
     /// A registered buffer outside the ring, for reads the server issues itself; `None` when all are
     /// in use (fall back to an ordinary buffer).
     pub fn alloc(&self) -> Option<PoolBuf> {
         let bid = self.inner.free.borrow_mut().pop()?;
-        Some(PoolBuf { pool: self.inner.clone(), bid, len: 0 })
+        Some(PoolBuf {
+            pool: self.inner.clone(),
+            bid,
+            len: 0,
+        })
     }
 
     /// Resolves once the ring has at least `min` free buffers (after an ENOBUFS).
@@ -161,7 +189,10 @@ impl BufPool {
 }
 
 fn memlock_error(e: io::Error, bytes: usize) -> io::Error {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes into the struct we pass.
     unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
     io::Error::new(
@@ -191,7 +222,10 @@ impl Inner {
         self.tail.set(tail);
         // SAFETY: the tail lives in the first entry's reserved field of the shared ring; the kernel
         // reads it with acquire semantics, so a release store publishes the entry written above.
-        unsafe { (*(BufRingEntry::tail(self.ring.as_ptr()) as *const AtomicU16)).store(tail, Ordering::Release) };
+        unsafe {
+            (*(BufRingEntry::tail(self.ring.as_ptr()) as *const AtomicU16))
+                .store(tail, Ordering::Release)
+        };
     }
 }
 
@@ -240,7 +274,12 @@ impl PoolBuf {
     }
     pub(crate) fn as_ptr(&self) -> *const u8 {
         // SAFETY: offset of buffer `bid` within the mapping.
-        unsafe { self.pool.mem.as_ptr().add(usize::from(self.bid) * self.pool.buf_size) }
+        unsafe {
+            self.pool
+                .mem
+                .as_ptr()
+                .add(usize::from(self.bid) * self.pool.buf_size)
+        }
     }
     pub(crate) fn as_mut_ptr(&mut self) -> *mut u8 {
         self.as_ptr() as *mut u8

@@ -43,7 +43,14 @@ pub fn read_dir(dir: OwnedFd, limit: usize) -> io::Result<Vec<RawEntry>> {
         // SAFETY: stat64 is plain old data; fstatat fills it.
         let mut st: libc::stat64 = unsafe { std::mem::zeroed() };
         // SAFETY: `raw` stays valid while `dp` is open; `name` is NUL-terminated.
-        let r = unsafe { libc::fstatat64(libc::dirfd(dp), name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
+        let r = unsafe {
+            libc::fstatat64(
+                libc::dirfd(dp),
+                name.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
         if r != 0 {
             continue; // vanished meanwhile
         }

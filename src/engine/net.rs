@@ -33,15 +33,26 @@ impl SockAddr {
                 // SAFETY: the family says the storage holds a sockaddr_in.
                 let a = unsafe { &*(self.as_ptr() as *const libc::sockaddr_in) };
                 let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-                Ok(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(a.sin_port))))
+                Ok(SocketAddr::V4(SocketAddrV4::new(
+                    ip,
+                    u16::from_be(a.sin_port),
+                )))
             }
             libc::AF_INET6 => {
                 // SAFETY: the family says the storage holds a sockaddr_in6.
                 let a = unsafe { &*(self.as_ptr() as *const libc::sockaddr_in6) };
                 let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
-                Ok(SocketAddr::V6(SocketAddrV6::new(ip, u16::from_be(a.sin6_port), a.sin6_flowinfo, a.sin6_scope_id)))
+                Ok(SocketAddr::V6(SocketAddrV6::new(
+                    ip,
+                    u16::from_be(a.sin6_port),
+                    a.sin6_flowinfo,
+                    a.sin6_scope_id,
+                )))
             }
-            _ => Err(io::Error::new(io::ErrorKind::InvalidInput, "unsupported address family")),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "unsupported address family",
+            )),
         }
     }
 }
@@ -70,7 +81,10 @@ impl From<SocketAddr> for SockAddr {
                 size_of::<libc::sockaddr_in6>()
             }
         };
-        SockAddr { storage, len: len as libc::socklen_t }
+        SockAddr {
+            storage,
+            len: len as libc::socklen_t,
+        }
     }
 }
 
@@ -84,17 +98,32 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
 
 /// A new TCP socket of the address's family (blocking mode: the ring does the waiting).
 pub fn tcp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
-    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
     // SAFETY: plain socket(2) call.
     let fd = check(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: a new descriptor, owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: passes a pointer to a live c_int and its size.
     check(unsafe {
-        libc::setsockopt(fd, level, name, (&value as *const libc::c_int).cast(), size_of::<libc::c_int>() as _)
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as _,
+        )
     })
     .map(drop)
 }
@@ -115,7 +144,12 @@ pub fn set_recv_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
     if bytes == 0 {
         return Ok(());
     }
-    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes.min(i32::MAX as usize) as i32)
+    setsockopt_int(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUF,
+        bytes.min(i32::MAX as usize) as i32,
+    )
 }
 
 /// A listening socket on `addr` that shares its port with the other cores' listeners (SO_REUSEPORT)
@@ -156,7 +190,10 @@ fn bind_listen(fd: &OwnedFd, addr: SocketAddr, backlog: i32) -> io::Result<()> {
 
 fn name_of(fd: RawFd, peer: bool) -> io::Result<SocketAddr> {
     // SAFETY: zeroed storage is valid; the kernel fills up to `len` bytes.
-    let mut sa = SockAddr { storage: unsafe { zeroed() }, len: size_of::<libc::sockaddr_storage>() as _ };
+    let mut sa = SockAddr {
+        storage: unsafe { zeroed() },
+        len: size_of::<libc::sockaddr_storage>() as _,
+    };
     let ptr = (&mut sa.storage as *mut libc::sockaddr_storage).cast();
     // SAFETY: pointer and length describe `sa.storage`.
     check(unsafe {
@@ -182,7 +219,15 @@ pub fn incoming_cpu(fd: RawFd) -> Option<usize> {
     let mut v: libc::c_int = -1;
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: pointer and length describe `v`.
-    let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_INCOMING_CPU, (&mut v as *mut i32).cast(), &mut len) };
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_INCOMING_CPU,
+            (&mut v as *mut i32).cast(),
+            &mut len,
+        )
+    };
     (r == 0 && v >= 0).then_some(v as usize)
 }
 

@@ -26,7 +26,11 @@ pub struct Pipe {
 
 impl PipePool {
     pub fn new(max: usize, size: usize) -> PipePool {
-        PipePool { free: RefCell::new(Vec::new()), max, size }
+        PipePool {
+            free: RefCell::new(Vec::new()),
+            max,
+            size,
+        }
     }
 
     /// An empty pipe from the pool, or a new one.
@@ -44,11 +48,21 @@ impl PipePool {
         // Ask for a larger pipe; unprivileged processes may be refused beyond a total budget, which
         // only costs throughput, so keep whatever the kernel grants.
         // SAFETY: fcntl on a descriptor we own.
-        unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, self.size as libc::c_int) };
+        unsafe {
+            libc::fcntl(
+                write.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                self.size as libc::c_int,
+            )
+        };
         // SAFETY: as above.
         let granted = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ) };
         let capacity = if granted > 0 { granted as usize } else { 65536 };
-        Ok(Pipe { read: Rc::new(read), write: Rc::new(write), capacity })
+        Ok(Pipe {
+            read: Rc::new(read),
+            write: Rc::new(write),
+            capacity,
+        })
     }
 
     /// Returns a pipe the caller has drained completely.

@@ -33,7 +33,13 @@ pub struct RuntimeConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { entries: 4096, buffers: 512, buffer_size: 64 * 1024, pipes: 64, pipe_size: 1 << 20 }
+        Self {
+            entries: 4096,
+            buffers: 512,
+            buffer_size: 64 * 1024,
+            pipes: 64,
+            pipe_size: 1 << 20,
+        }
     }
 }
 
@@ -57,7 +63,9 @@ thread_local! {
 /// # Panics
 /// When called outside [`block_on`]: that is a programming error, never caused by input.
 pub fn with<R>(f: impl FnOnce(&Runtime) -> R) -> R {
-    let rt = CURRENT.with(|c| c.borrow().clone()).expect("no ringest runtime on this thread");
+    let rt = CURRENT
+        .with(|c| c.borrow().clone())
+        .expect("no ringest runtime on this thread");
     f(&rt)
 }
 
@@ -182,7 +190,11 @@ impl Runtime {
             if wait || self.pending.get() > 0 || ring.submission().taskrun() {
                 match ring.submitter().submit_and_wait(want) {
                     Ok(_) => {}
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::ETIME)) => {}
+                    Err(e)
+                        if matches!(
+                            e.raw_os_error(),
+                            Some(libc::EINTR | libc::EBUSY | libc::ETIME)
+                        ) => {}
                     Err(e) => return Err(e),
                 }
                 self.pending.set(0);
@@ -262,7 +274,11 @@ impl Drop for Runtime {
 }
 
 /// Runs `future` to completion on a new runtime for this thread, driving every task spawned meanwhile.
-pub fn block_on<F: Future + 'static>(core: usize, cfg: &RuntimeConfig, future: F) -> io::Result<F::Output>
+pub fn block_on<F: Future + 'static>(
+    core: usize,
+    cfg: &RuntimeConfig,
+    future: F,
+) -> io::Result<F::Output>
 where
     F::Output: 'static,
 {

@@ -14,7 +14,13 @@ use super::runtime::{self, block_on, RuntimeConfig};
 use super::{blocking, executor, net, spawn, time};
 
 fn cfg() -> RuntimeConfig {
-    RuntimeConfig { entries: 256, buffers: 16, buffer_size: 64 * 1024, pipes: 4, pipe_size: 1 << 16 }
+    RuntimeConfig {
+        entries: 256,
+        buffers: 16,
+        buffer_size: 64 * 1024,
+        pipes: 4,
+        pipe_size: 1 << 16,
+    }
 }
 
 fn run<F: std::future::Future<Output = ()> + 'static>(f: F) {
@@ -85,7 +91,9 @@ fn multishot_recv_uses_the_buffer_ring() {
         let mut stream = op::recv_multi::recv_multi(&server);
         loop {
             match stream.next().await {
-                Some(Ok(op::recv_multi::Received::Data(buf))) => got.extend_from_slice(buf.as_slice()),
+                Some(Ok(op::recv_multi::Received::Data(buf))) => {
+                    got.extend_from_slice(buf.as_slice())
+                }
                 Some(Ok(op::recv_multi::Received::Eof)) => break,
                 Some(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     stream = op::recv_multi::recv_multi(&server);
@@ -115,19 +123,27 @@ fn file_ops_round_trip() {
         let d = dir_fd(&root);
         op::mkdir::mkdirat(&d, c("sub"), 0o755).await.unwrap();
         let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL;
-        let f = Rc::new(op::open::openat2(&d, c("sub/a"), flags, 0o644, 0x10).await.unwrap());
-        op::fallocate::fallocate(&f, 0, 1 << 20, libc::FALLOC_FL_KEEP_SIZE).await.unwrap();
+        let f = Rc::new(
+            op::open::openat2(&d, c("sub/a"), flags, 0o644, 0x10)
+                .await
+                .unwrap(),
+        );
+        op::fallocate::fallocate(&f, 0, 1 << 20, libc::FALLOC_FL_KEEP_SIZE)
+            .await
+            .unwrap();
         let (res, _) = op::write::write(&f, b"hello world".to_vec(), 0, 0).await;
         assert_eq!(res.unwrap(), 11);
         // WRITE_FIXED from a registered buffer at an explicit offset.
         let mut pb = runtime::with(|rt| rt.bufpool().unwrap().alloc()).unwrap();
         pb.set_len(5);
         pb.as_mut_slice().copy_from_slice(b"FIXED");
-        let (res, pb) = op::write::write_fixed(&f, pb, 0, 100).await;
+        let (res, pb) = op::write::write_fixed(&f, Rc::new(pb), 0..5, 100).await;
         assert_eq!(res.unwrap(), 5);
         drop(pb);
         op::fsync::fsync(&f, true).await.unwrap();
-        let st = op::statx::statx(&f, CString::default(), libc::AT_EMPTY_PATH).await.unwrap();
+        let st = op::statx::statx(&f, CString::default(), libc::AT_EMPTY_PATH)
+            .await
+            .unwrap();
         assert_eq!(st.size, 105);
         assert!(st.is_file());
         let (res, buf) = op::read::read(&f, Vec::with_capacity(16), 0).await;
@@ -138,12 +154,18 @@ fn file_ops_round_trip() {
         assert_eq!(res.unwrap(), 5);
         assert_eq!(pb.as_slice(), b"FIXED");
         op::close::close(Rc::try_unwrap(f).unwrap()).await.unwrap();
-        op::rename::renameat(&d, c("sub/a"), &d, c("sub/b"), 0).await.unwrap();
-        op::link::linkat(&d, c("sub/b"), &d, c("sub/c"), 0).await.unwrap();
+        op::rename::renameat(&d, c("sub/a"), &d, c("sub/b"), 0)
+            .await
+            .unwrap();
+        op::link::linkat(&d, c("sub/b"), &d, c("sub/c"), 0)
+            .await
+            .unwrap();
         op::unlink::unlinkat(&d, c("sub/b"), 0).await.unwrap();
         let st = op::statx::statx(&d, c("sub/c"), 0).await.unwrap();
         assert_eq!((st.size, st.nlink), (105, 1));
-        let e = op::unlink::unlinkat(&d, c("sub"), libc::AT_REMOVEDIR).await.unwrap_err();
+        let e = op::unlink::unlinkat(&d, c("sub"), libc::AT_REMOVEDIR)
+            .await
+            .unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOTEMPTY));
         let e = op::statx::statx(&d, c("nothere"), 0).await.unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
@@ -182,15 +204,23 @@ fn splice_socket_to_file() {
             }
         });
         let d = dir_fd(&root);
-        let f = Rc::new(op::open::openat2(&d, c("s"), libc::O_WRONLY | libc::O_CREAT, 0o644, 0).await.unwrap());
+        let f = Rc::new(
+            op::open::openat2(&d, c("s"), libc::O_WRONLY | libc::O_CREAT, 0o644, 0)
+                .await
+                .unwrap(),
+        );
         let pipe = runtime::with(|rt| rt.pipes().get()).unwrap();
         let mut off = 0u64;
         while off < payload.len() as u64 {
-            let n = op::splice::splice(&server, -1, &pipe.write, -1, pipe.capacity as u32).await.unwrap();
+            let n = op::splice::splice(&server, -1, &pipe.write, -1, pipe.capacity as u32)
+                .await
+                .unwrap();
             assert!(n > 0);
             let mut left = n;
             while left > 0 {
-                let m = op::splice::splice(&pipe.read, -1, &f, off as i64, left as u32).await.unwrap();
+                let m = op::splice::splice(&pipe.read, -1, &f, off as i64, left as u32)
+                    .await
+                    .unwrap();
                 left -= m;
                 off += m as u64;
             }
@@ -208,13 +238,25 @@ fn timers_fire_and_timeouts_cancel() {
         assert!(t0.elapsed() >= Duration::from_millis(29));
         let (_client, server) = tcp_pair().await;
         // A recv that never completes loses to the timer and is cancelled.
-        let r = time::timeout(Duration::from_millis(20), op::recv::recv(&server, Vec::with_capacity(64))).await;
+        let r = time::timeout(
+            Duration::from_millis(20),
+            op::recv::recv(&server, Vec::with_capacity(64)),
+        )
+        .await;
         assert!(r.is_err());
         // A link timeout cancels the op itself in the kernel.
-        let (res, _) = Op::with_timeout(op::recv::Recv::new(&server, Vec::with_capacity(64)), Duration::from_millis(20)).await;
+        let (res, _) = Op::with_timeout(
+            op::recv::Recv::new(&server, Vec::with_capacity(64)),
+            Duration::from_millis(20),
+        )
+        .await;
         assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
         settle().await;
-        assert_eq!(runtime::with(|rt| rt.ops_in_flight()), 0, "cancelled ops are reaped");
+        assert_eq!(
+            runtime::with(|rt| rt.ops_in_flight()),
+            0,
+            "cancelled ops are reaped"
+        );
     });
 }
 
@@ -227,7 +269,11 @@ fn dropped_op_keeps_its_buffer_until_completion() {
         let fut = op::recv::recv(&server, Vec::with_capacity(1 << 20));
         // Submit, then drop before any data: the buffer moves into the slab (ignored), not freed.
         drop(fut);
-        assert_eq!(runtime::with(|rt| rt.ops_in_flight()), 1, "the slab owns the dropped op's buffer");
+        assert_eq!(
+            runtime::with(|rt| rt.ops_in_flight()),
+            1,
+            "the slab owns the dropped op's buffer"
+        );
         // Traffic after the drop must not land in freed memory; a second recv gets what is sent.
         let (res, _) = net::send_all(&client, vec![7u8; 1000]).await;
         res.unwrap();
@@ -235,7 +281,11 @@ fn dropped_op_keeps_its_buffer_until_completion() {
         assert_eq!(runtime::with(|rt| rt.ops_in_flight()), 0);
         let mut got = 0;
         while got == 0 {
-            let r = time::timeout(Duration::from_millis(200), op::recv::recv(&server, Vec::with_capacity(4096))).await;
+            let r = time::timeout(
+                Duration::from_millis(200),
+                op::recv::recv(&server, Vec::with_capacity(4096)),
+            )
+            .await;
             match r {
                 Ok((res, buf)) => {
                     got = res.unwrap();
@@ -271,7 +321,9 @@ fn thousands_of_tasks() {
 fn blocking_work_runs_off_the_core() {
     run(async {
         let core_thread = std::thread::current().id();
-        let other = blocking::spawn_blocking(move || std::thread::current().id()).await.unwrap();
+        let other = blocking::spawn_blocking(move || std::thread::current().id())
+            .await
+            .unwrap();
         assert_ne!(other, core_thread);
         let e = blocking::spawn_blocking(|| -> u32 { panic!("boom") }).await;
         assert!(e.is_err());

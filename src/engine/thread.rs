@@ -12,15 +12,22 @@ pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: cpu_set_t is plain old data; sched_getaffinity fills it.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: pointer and size describe `set`.
-    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0;
+    let ok =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) }
+            == 0;
     let cpus: Vec<usize> = if ok {
         // SAFETY: CPU_ISSET reads the set we own.
-        (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+            .collect()
     } else {
         Vec::new()
     };
     if cpus.is_empty() {
-        (0..std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).collect()
+        (0..std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1))
+            .collect()
     } else {
         cpus
     }
@@ -41,7 +48,12 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
 
 /// Starts `n` core threads; thread `i` is pinned to the i-th allowed CPU (wrapping) and runs
 /// `main(i, cpu)` on its own runtime until it returns.
-pub fn start_cores<F, Fut>(n: usize, cfg: RuntimeConfig, name: &str, main: F) -> io::Result<Vec<JoinHandle<io::Result<()>>>>
+pub fn start_cores<F, Fut>(
+    n: usize,
+    cfg: RuntimeConfig,
+    name: &str,
+    main: F,
+) -> io::Result<Vec<JoinHandle<io::Result<()>>>>
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + 'static,
@@ -53,12 +65,14 @@ where
         let cpu = cpus[i % cpus.len()];
         let main = main.clone();
         let cfg = cfg.clone();
-        let h = std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
-            if let Err(e) = pin_to_cpu(cpu) {
-                tracing::warn!(core = i, cpu, error = %e, "could not pin core thread");
-            }
-            block_on(i, &cfg, main(i, cpu))
-        })?;
+        let h = std::thread::Builder::new()
+            .name(format!("{name}-{i}"))
+            .spawn(move || {
+                if let Err(e) = pin_to_cpu(cpu) {
+                    tracing::warn!(core = i, cpu, error = %e, "could not pin core thread");
+                }
+                block_on(i, &cfg, main(i, cpu))
+            })?;
         handles.push(h);
     }
     Ok(handles)

@@ -24,7 +24,9 @@ pub struct Entry {
     pub nlink: u64,
 }
 
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 const HALF_YEAR: i64 = 183 * 86400;
 
 /// Civil date (year, month 1-12, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
@@ -45,7 +47,12 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 pub fn timeval(t: i64) -> String {
     let (y, m, d) = civil_from_days(t.div_euclid(86400));
     let s = t.rem_euclid(86400);
-    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}", s / 3600, s / 60 % 60, s % 60)
+    format!(
+        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
 }
 
 fn perm_string(kind: EntryKind, perm: u32) -> String {
@@ -75,7 +82,10 @@ pub fn list_line(e: &Entry, now: i64, out: &mut Vec<u8>) {
         return;
     }
     let (y, m, d) = civil_from_days(e.mtime.div_euclid(86400));
-    let month = MONTHS.get((m as usize).wrapping_sub(1)).copied().unwrap_or("Jan");
+    let month = MONTHS
+        .get((m as usize).wrapping_sub(1))
+        .copied()
+        .unwrap_or("Jan");
     let when = if (now - e.mtime).abs() < HALF_YEAR {
         let s = e.mtime.rem_euclid(86400);
         format!("{:02}:{:02}", s / 3600, s / 60 % 60)
@@ -107,7 +117,14 @@ mod tests {
     use proptest::prelude::*;
 
     fn entry(name: &str, kind: EntryKind, mtime: i64) -> Entry {
-        Entry { name: name.into(), kind, size: 1234, mtime, perm: 0o644, nlink: 1 }
+        Entry {
+            name: name.into(),
+            kind,
+            size: 1234,
+            mtime,
+            perm: 0o644,
+            nlink: 1,
+        }
     }
 
     #[test]
@@ -123,10 +140,16 @@ mod tests {
         let now = 1_700_000_000;
         let mut out = Vec::new();
         list_line(&entry("a b.txt", EntryKind::File, now - 60), now, &mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), "-rw-r--r--   1 ftp ftp         1234 Nov 14 22:12 a b.txt\r\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "-rw-r--r--   1 ftp ftp         1234 Nov 14 22:12 a b.txt\r\n"
+        );
         let mut out = Vec::new();
         list_line(&entry("old", EntryKind::Dir, 0), now, &mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), "drw-r--r--   1 ftp ftp         1234 Jan  1  1970 old\r\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "drw-r--r--   1 ftp ftp         1234 Jan  1  1970 old\r\n"
+        );
     }
 
     #[test]

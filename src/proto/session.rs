@@ -22,7 +22,10 @@ pub struct SessionConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self { greeting: "ringest FTP server ready".into(), block_mode: false }
+        Self {
+            greeting: "ringest FTP server ready".into(),
+            block_mode: false,
+        }
     }
 }
 
@@ -42,6 +45,8 @@ pub enum DataEndpoint {
     Passive,
     /// The server connects to the client's address (PORT/EPRT).
     Active(SocketAddr),
+    /// MODE B: the data connection kept open after the previous file carries this one too.
+    Open,
 }
 
 /// What a transfer moves.
@@ -66,6 +71,8 @@ pub struct Transfer {
     pub endpoint: DataEndpoint,
     pub ttype: TransferType,
     pub mode: TransferMode,
+    /// Restart offset from REST (0 when none): where STOR resumes or RETR starts.
+    pub offset: u64,
 }
 
 /// A filesystem operation the server must run, then report with [`Session::fs_done`].
@@ -114,9 +121,11 @@ impl FsError {
         match errno {
             libc_errno::ENOENT => FsError::NotFound,
             libc_errno::EEXIST | libc_errno::ENOTEMPTY => FsError::Exists,
-            libc_errno::EACCES | libc_errno::EPERM | libc_errno::EXDEV | libc_errno::ELOOP | libc_errno::EROFS => {
-                FsError::PermissionDenied
-            }
+            libc_errno::EACCES
+            | libc_errno::EPERM
+            | libc_errno::EXDEV
+            | libc_errno::ELOOP
+            | libc_errno::EROFS => FsError::PermissionDenied,
             libc_errno::ENOTDIR => FsError::NotADirectory,
             libc_errno::EISDIR => FsError::IsADirectory,
             libc_errno::ENOSPC | libc_errno::EDQUOT | libc_errno::EFBIG => FsError::NoSpace,
@@ -164,8 +173,9 @@ pub enum FsOutcome {
 /// How a transfer ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransferOutcome {
-    /// All bytes moved (and, for uploads, the file landed).
-    Complete { bytes: u64 },
+    /// All bytes moved (and, for uploads, the file landed). `kept_open`: MODE B, the data connection
+    /// stays open for the next transfer.
+    Complete { bytes: u64, kept_open: bool },
     /// The data connection could not be established.
     NoConnection,
     /// The data connection broke or timed out mid-transfer.
@@ -187,6 +197,10 @@ pub struct Session {
     epsv_all: bool,
     pending_fs: Option<FsOp>,
     pending_transfer: Option<Transfer>,
+    /// REST offset for the next transfer.
+    rest: u64,
+    /// A MODE B data connection is open and kept for the next transfer.
+    block_open: bool,
 }
 
 const NOT_LOGGED_IN: &str = "Please login with USER and PASS.";
@@ -205,6 +219,8 @@ impl Session {
             epsv_all: false,
             pending_fs: None,
             pending_transfer: None,
+            rest: 0,
+            block_open: false,
         }
     }
 
@@ -229,11 +245,19 @@ impl Session {
         self.mode
     }
 
+    /// Whether the server should keep the MODE B data connection it holds. Anything that ends it
+    /// (PASV/EPSV/PORT/EPRT, MODE S, a failed transfer) clears this; the server then closes it.
+    pub fn keep_data_connection(&self) -> bool {
+        self.block_open
+    }
+
     /// Handles one framed line (or a framing error) from the control connection.
     pub fn on_line(&mut self, line: Result<Vec<u8>, LineError>) -> Action {
         let line = match line {
             Ok(l) => l,
-            Err(LineError::TooLong) => return Action::Reply(Reply::new(500, "Command line too long.")),
+            Err(LineError::TooLong) => {
+                return Action::Reply(Reply::new(500, "Command line too long."))
+            }
         };
         match command::parse(&line) {
             Ok(cmd) => self.on_command(cmd),
@@ -266,12 +290,16 @@ impl Session {
             Command::Noop => reply(200, "NOOP ok."),
             Command::Syst => reply(215, "UNIX Type: L8"),
             Command::Feat => Action::Reply(self.feat()),
-            Command::Opts(name, value) => match (name.as_str(), value.as_deref().map(str::to_ascii_uppercase)) {
-                ("UTF8", Some(v)) if v == "ON" || v.is_empty() => reply(200, "Always in UTF8 mode."),
-                ("UTF8", None) => reply(200, "Always in UTF8 mode."),
-                ("UTF8", Some(_)) => reply(504, "UTF8 cannot be turned off."),
-                _ => reply(501, "Option not understood."),
-            },
+            Command::Opts(name, value) => {
+                match (name.as_str(), value.as_deref().map(str::to_ascii_uppercase)) {
+                    ("UTF8", Some(v)) if v == "ON" || v.is_empty() => {
+                        reply(200, "Always in UTF8 mode.")
+                    }
+                    ("UTF8", None) => reply(200, "Always in UTF8 mode."),
+                    ("UTF8", Some(_)) => reply(504, "UTF8 cannot be turned off."),
+                    _ => reply(501, "Option not understood."),
+                }
+            }
             Command::Host(_) => reply(220, "Host accepted."),
             Command::Type(t) => {
                 self.ttype = t;
@@ -283,6 +311,7 @@ impl Session {
             Command::Stru(_) => reply(200, "Structure set to F."),
             Command::Mode(TransferMode::Stream) => {
                 self.mode = TransferMode::Stream;
+                self.block_open = false;
                 reply(200, "Mode set to S.")
             }
             Command::Mode(TransferMode::Block) if self.cfg.block_mode => {
@@ -295,6 +324,7 @@ impl Session {
                 if !self.peer.ip().to_canonical().is_ipv4() {
                     return reply(522, "Network protocol not supported, use EPSV (2).");
                 }
+                self.block_open = false;
                 Action::OpenPassive { extended: false }
             }
             Command::Epsv(EpsvArg::All) => {
@@ -304,15 +334,36 @@ impl Session {
             Command::Epsv(EpsvArg::Proto(p)) => {
                 let v4 = self.peer.ip().to_canonical().is_ipv4();
                 if (p == 1 && v4) || (p == 2 && !v4) {
+                    self.block_open = false;
                     Action::OpenPassive { extended: true }
                 } else {
-                    reply(522, if v4 { "Network protocol not supported, use (1)" } else { "Network protocol not supported, use (2)" })
+                    reply(
+                        522,
+                        if v4 {
+                            "Network protocol not supported, use (1)"
+                        } else {
+                            "Network protocol not supported, use (2)"
+                        },
+                    )
                 }
             }
-            Command::Epsv(EpsvArg::Any) => Action::OpenPassive { extended: true },
+            Command::Epsv(EpsvArg::Any) => {
+                self.block_open = false;
+                Action::OpenPassive { extended: true }
+            }
+            Command::Rest(n) => {
+                self.rest = n;
+                reply(350, format!("Restart position accepted ({n})."))
+            }
             Command::Port(addr) => self.active(SocketAddr::V4(addr)),
             Command::Eprt(addr) => self.active(addr),
-            Command::Pwd => reply(257, format!("{} is the current directory.", quote_path(self.cwd.as_str()))),
+            Command::Pwd => reply(
+                257,
+                format!(
+                    "{} is the current directory.",
+                    quote_path(self.cwd.as_str())
+                ),
+            ),
             Command::Cwd(arg) => self.fs(&arg, FsOp::ChangeDir),
             Command::Cdup => self.fs("..", FsOp::ChangeDir),
             Command::Mkd(arg) => self.fs(&arg, FsOp::MakeDir),
@@ -366,13 +417,22 @@ impl Session {
         };
         self.endpoint = Some(DataEndpoint::Passive);
         if extended {
-            return Reply::new(229, format!("Entering Extended Passive Mode (|||{}|)", addr.port()));
+            return Reply::new(
+                229,
+                format!("Entering Extended Passive Mode (|||{}|)", addr.port()),
+            );
         }
         match addr.ip().to_canonical() {
             IpAddr::V4(ip) => {
                 let o = ip.octets();
                 let (p1, p2) = (addr.port() >> 8, addr.port() & 0xff);
-                Reply::new(227, format!("Entering Passive Mode ({},{},{},{},{p1},{p2}).", o[0], o[1], o[2], o[3]))
+                Reply::new(
+                    227,
+                    format!(
+                        "Entering Passive Mode ({},{},{},{},{p1},{p2}).",
+                        o[0], o[1], o[2], o[3]
+                    ),
+                )
             }
             IpAddr::V6(_) => Reply::new(522, "Network protocol not supported, use EPSV."),
         }
@@ -384,6 +444,7 @@ impl Session {
         if self.epsv_all {
             return reply(501, "PORT not allowed after EPSV ALL.");
         }
+        self.block_open = false;
         if addr.ip().to_canonical() != self.peer.ip().to_canonical() || addr.port() < 1024 {
             self.endpoint = None;
             return reply(500, "Illegal PORT command.");
@@ -393,7 +454,9 @@ impl Session {
     }
 
     fn resolve(&self, arg: &str) -> Result<VPath, Action> {
-        self.cwd.resolve(arg).map_err(|_| reply(553, "File name not allowed."))
+        self.cwd
+            .resolve(arg)
+            .map_err(|_| reply(553, "File name not allowed."))
     }
 
     fn fs(&mut self, arg: &str, op: fn(VPath) -> FsOp) -> Action {
@@ -420,19 +483,32 @@ impl Session {
             (FsOp::ChangeDir(_), Err(FsError::NotFound | FsError::NotADirectory)) => {
                 Reply::new(550, "Failed to change directory.")
             }
-            (FsOp::MakeDir(p), Ok(_)) => Reply::new(257, format!("{} created.", quote_path(p.as_str()))),
+            (FsOp::MakeDir(p), Ok(_)) => {
+                Reply::new(257, format!("{} created.", quote_path(p.as_str())))
+            }
             (FsOp::Delete(_), Ok(_)) => Reply::new(250, "Delete operation successful."),
             (FsOp::Size(_), Ok(FsOutcome::Size(n))) => Reply::new(213, n.to_string()),
             (FsOp::Size(_), Ok(FsOutcome::Done)) => Reply::new(550, "Could not get file size."),
-            (FsOp::Size(_), Err(FsError::IsADirectory)) => Reply::new(550, "Could not get file size."),
+            (FsOp::Size(_), Err(FsError::IsADirectory)) => {
+                Reply::new(550, "Could not get file size.")
+            }
             (op, Err(e)) => e.reply(op_name(&op)),
         }
     }
 
     fn transfer(&mut self, kind: TransferKind, arg: Option<&str>) -> Action {
-        let Some(endpoint) = self.endpoint.take() else {
-            return reply(425, "Use PORT or PASV first.");
+        let offset = std::mem::take(&mut self.rest);
+        let endpoint = if self.block_open && self.mode == TransferMode::Block {
+            DataEndpoint::Open
+        } else {
+            match self.endpoint.take() {
+                Some(e) => e,
+                None => return reply(425, "Use PORT or PASV first."),
+            }
         };
+        if offset > 0 && matches!(kind, TransferKind::List | TransferKind::NameList) {
+            return reply(501, "REST not allowed with listings.");
+        }
         let path = match arg {
             Some(a) => match self.resolve(a) {
                 Ok(p) => p,
@@ -443,7 +519,14 @@ impl Session {
         if kind == TransferKind::Store && path.is_root() {
             return reply(553, "File name not allowed.");
         }
-        let t = Transfer { kind, path, endpoint, ttype: self.ttype, mode: self.mode };
+        let t = Transfer {
+            kind,
+            path,
+            endpoint,
+            ttype: self.ttype,
+            mode: self.mode,
+            offset,
+        };
         self.pending_transfer = Some(t.clone());
         Action::Transfer(t)
     }
@@ -453,29 +536,52 @@ impl Session {
         let Some(t) = &self.pending_transfer else {
             return Reply::new(150, "Opening data connection.");
         };
+        if t.endpoint == DataEndpoint::Open {
+            return Reply::new(125, "Data connection already open; transfer starting.");
+        }
         let ty = match t.ttype {
             TransferType::Ascii => "ASCII",
             TransferType::Image => "BINARY",
         };
         match t.kind {
-            TransferKind::List | TransferKind::NameList => Reply::new(150, "Here comes the directory listing."),
-            TransferKind::Store => Reply::new(150, "Ok to send data."),
-            TransferKind::Retrieve => {
-                Reply::new(150, format!("Opening {ty} mode data connection for {}.", t.path.file_name().unwrap_or("/")))
+            TransferKind::List | TransferKind::NameList => {
+                Reply::new(150, "Here comes the directory listing.")
             }
+            TransferKind::Store => Reply::new(150, "Ok to send data."),
+            TransferKind::Retrieve => Reply::new(
+                150,
+                format!(
+                    "Opening {ty} mode data connection for {}.",
+                    t.path.file_name().unwrap_or("/")
+                ),
+            ),
         }
     }
 
     /// Result of [`Action::Transfer`].
     pub fn transfer_done(&mut self, outcome: TransferOutcome) -> Reply {
         let t = self.pending_transfer.take();
+        self.block_open = matches!(
+            outcome,
+            TransferOutcome::Complete {
+                kept_open: true,
+                ..
+            }
+        );
         match outcome {
+            TransferOutcome::Complete {
+                kept_open: true, ..
+            } => Reply::new(250, "Transfer complete; data connection kept open."),
             TransferOutcome::Complete { .. } => match t.map(|t| t.kind) {
-                Some(TransferKind::List | TransferKind::NameList) => Reply::new(226, "Directory send OK."),
+                Some(TransferKind::List | TransferKind::NameList) => {
+                    Reply::new(226, "Directory send OK.")
+                }
                 _ => Reply::new(226, "Transfer complete."),
             },
             TransferOutcome::NoConnection => Reply::new(425, "Can't open data connection."),
-            TransferOutcome::ConnectionLost => Reply::new(426, "Connection closed; transfer aborted."),
+            TransferOutcome::ConnectionLost => {
+                Reply::new(426, "Connection closed; transfer aborted.")
+            }
             TransferOutcome::Local(e) => {
                 let what = match t.map(|t| t.kind) {
                     Some(TransferKind::Store) => "STOR",
@@ -485,7 +591,9 @@ impl Session {
                     None => "Transfer",
                 };
                 match e {
-                    FsError::NotFound if what == "STOR" => Reply::new(553, "Could not create file."),
+                    FsError::NotFound if what == "STOR" => {
+                        Reply::new(553, "Could not create file.")
+                    }
                     e => e.reply(what),
                 }
             }
@@ -494,7 +602,19 @@ impl Session {
 
     fn feat(&self) -> Reply {
         let mut lines = vec!["Features:".to_string()];
-        lines.extend(["EPRT", "EPSV", "PASV", "SIZE", "UTF8", "TVFS"].iter().map(|s| s.to_string()));
+        lines.extend(
+            [
+                "EPRT",
+                "EPSV",
+                "PASV",
+                "REST STREAM",
+                "SIZE",
+                "UTF8",
+                "TVFS",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
         if self.cfg.block_mode {
             lines.push("MODE B".into());
         }
@@ -521,7 +641,9 @@ fn parse_error_text(e: &ParseError) -> String {
         ParseError::NotImplementedParam(verb) => format!("{verb} parameter not implemented."),
         ParseError::Encoding => "Command is not valid UTF-8.".into(),
         ParseError::Empty => "Empty command.".into(),
-        ParseError::UnsupportedNetworkProtocol => "Network protocol not supported, use (1,2).".into(),
+        ParseError::UnsupportedNetworkProtocol => {
+            "Network protocol not supported, use (1,2).".into()
+        }
     }
 }
 

@@ -21,7 +21,9 @@ impl std::str::FromStr for DataPathKind {
         match s {
             "fixed" => Ok(DataPathKind::Fixed),
             "splice" => Ok(DataPathKind::Splice),
-            other => Err(format!("unknown data path {other:?} (expected \"fixed\" or \"splice\")")),
+            other => Err(format!(
+                "unknown data path {other:?} (expected \"fixed\" or \"splice\")"
+            )),
         }
     }
 }
@@ -55,7 +57,9 @@ impl ServerConfig {
     /// The embedded default: a local directory on loopback.
     pub fn default_with(user: String, password: String) -> ServerConfig {
         ServerConfig {
-            listen: "127.0.0.1:2121".parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 2121))),
+            listen: "127.0.0.1:2121"
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 2121))),
             root: PathBuf::from("ringest-data"),
             user,
             password,
@@ -79,7 +83,11 @@ impl ServerConfig {
         let total = usize::from(hi.saturating_sub(lo)) + 1;
         let per = (total / cores.max(1)).max(1);
         let start = usize::from(lo) + per * core;
-        let end = if core + 1 == cores { usize::from(hi) } else { (start + per - 1).min(usize::from(hi)) };
+        let end = if core + 1 == cores {
+            usize::from(hi)
+        } else {
+            (start + per - 1).min(usize::from(hi))
+        };
         if start > usize::from(hi) {
             return (1, 0);
         }

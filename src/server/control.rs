@@ -13,7 +13,7 @@ use crate::proto::reply::Reply;
 use crate::proto::session::{Action, Session, SessionConfig};
 
 use super::core::CoreCtx;
-use super::data::PassiveListener;
+use super::data::{DataConn, PassiveListener};
 use super::{fsops, transfer};
 
 /// Bytes of one control-connection read; commands are short, so this bounds idle memory per session.
@@ -64,8 +64,18 @@ pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd) {
     let span = tracing::debug_span!("session", %peer, core = ctx.core);
     let _enter = span.enter();
     tracing::debug!("connected");
-    let mut ctl = Control { fd: Rc::new(fd), peer, local, out: Vec::with_capacity(256) };
-    let mut session = Session::new(SessionConfig::default(), peer);
+    let mut ctl = Control {
+        fd: Rc::new(fd),
+        peer,
+        local,
+        out: Vec::with_capacity(256),
+    };
+    let has_pool = crate::engine::runtime::with(|rt| rt.bufpool().is_some());
+    let cfg = SessionConfig {
+        block_mode: has_pool,
+        ..SessionConfig::default()
+    };
+    let mut session = Session::new(cfg, peer);
     match drive(&ctx, &mut ctl, &mut session).await {
         Ok(()) => tracing::debug!("closed"),
         Err(e) => tracing::debug!(error = %e, "session ended"),
@@ -76,6 +86,7 @@ async fn drive(ctx: &Rc<CoreCtx>, ctl: &mut Control, session: &mut Session) -> i
     ctl.send(&session.greeting()).await?;
     let mut lines = LineBuffer::new(ctx.cfg.max_line);
     let mut passive: Option<PassiveListener> = None;
+    let mut kept: Option<DataConn> = None;
     let mut rbuf = Vec::with_capacity(READ_CHUNK);
     loop {
         while let Some(line) = lines.next_line() {
@@ -111,7 +122,7 @@ async fn drive(ctx: &Rc<CoreCtx>, ctl: &mut Control, session: &mut Session) -> i
                 Action::Transfer(t) => {
                     ctl.flush().await?;
                     let listener = passive.take();
-                    let outcome = transfer::run(ctx, ctl, session, &t, listener).await?;
+                    let outcome = transfer::run(ctx, ctl, session, &t, listener, &mut kept).await?;
                     ctl.queue(&session.transfer_done(outcome));
                 }
                 Action::Fs(fsop) => {
@@ -119,10 +130,14 @@ async fn drive(ctx: &Rc<CoreCtx>, ctl: &mut Control, session: &mut Session) -> i
                     ctl.queue(&session.fs_done(result));
                 }
             }
+            if !session.keep_data_connection() {
+                kept = None; // PASV/PORT/MODE S or a failed transfer ends a kept MODE B connection
+            }
         }
         ctl.flush().await?;
         rbuf.clear();
-        let (res, buf) = op::Op::with_timeout(op::recv::Recv::new(&ctl.fd, rbuf), ctx.cfg.idle_timeout).await;
+        let (res, buf) =
+            op::Op::with_timeout(op::recv::Recv::new(&ctl.fd, rbuf), ctx.cfg.idle_timeout).await;
         rbuf = buf;
         match res {
             Ok(0) => return Ok(()),

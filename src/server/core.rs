@@ -37,9 +37,17 @@ pub struct CoreCtx {
 /// listeners are bound.
 pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> {
     let cpus = thread::allowed_cpus();
-    let threads = if cfg.threads == 0 { cpus.len() } else { cfg.threads };
-    std::fs::create_dir_all(&cfg.root)
-        .map_err(|e| io::Error::new(e.kind(), format!("creating root {}: {e}", cfg.root.display())))?;
+    let threads = if cfg.threads == 0 {
+        cpus.len()
+    } else {
+        cfg.threads
+    };
+    std::fs::create_dir_all(&cfg.root).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("creating root {}: {e}", cfg.root.display()),
+        )
+    })?;
     let root = open_root(&cfg)?;
     // Thread 0's listener resolves port 0; the others bind the same address into its reuseport group.
     let mut listeners = Vec::with_capacity(threads);
@@ -53,10 +61,15 @@ pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> 
         }
         listeners.push(l);
     }
-    started(&Started { local_addr: addr, threads });
+    started(&Started {
+        local_addr: addr,
+        threads,
+    });
     let cfg = Arc::new(cfg);
-    let listeners: Vec<std::sync::Mutex<Option<OwnedFd>>> =
-        listeners.into_iter().map(|l| std::sync::Mutex::new(Some(l))).collect();
+    let listeners: Vec<std::sync::Mutex<Option<OwnedFd>>> = listeners
+        .into_iter()
+        .map(|l| std::sync::Mutex::new(Some(l)))
+        .collect();
     let listeners = Arc::new(listeners);
     let runtime_cfg = cfg.runtime.clone();
     let handles = thread::start_cores(threads, runtime_cfg, "ringest-core", move |core, _cpu| {
@@ -95,7 +108,12 @@ fn open_root(cfg: &ServerConfig) -> io::Result<OwnedFd> {
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
         .open(&cfg.root)
-        .map_err(|e| io::Error::new(e.kind(), format!("opening root {}: {e}", cfg.root.display())))?;
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("opening root {}: {e}", cfg.root.display()),
+            )
+        })?;
     Ok(OwnedFd::from(f))
 }
 
@@ -110,7 +128,10 @@ async fn accept_loop(ctx: Rc<CoreCtx>, listener: SharedFd) {
                 }
                 Err(e) => {
                     tracing::warn!(core = ctx.core, error = %e, "accept failed");
-                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) {
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    ) {
                         // Out of descriptors or memory: back off instead of spinning on the error.
                         time::sleep(Duration::from_millis(100)).await;
                     }

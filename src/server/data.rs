@@ -23,25 +23,42 @@ impl PassiveListener {
     pub fn open(ctx: &CoreCtx, ip: IpAddr) -> io::Result<PassiveListener> {
         let (lo, hi) = ctx.passive;
         if lo > hi {
-            return Err(io::Error::new(io::ErrorKind::AddrNotAvailable, "this core has no passive ports"));
+            return Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                "this core has no passive ports",
+            ));
         }
         let span = u32::from(hi - lo) + 1;
         for _ in 0..span {
             let port = ctx.passive_next.get();
             ctx.passive_next.set(if port >= hi { lo } else { port + 1 });
             match net::listen_exclusive(SocketAddr::new(ip, port), 8) {
-                Ok(fd) => return Ok(PassiveListener { fd: Rc::new(fd), port }),
+                Ok(fd) => {
+                    return Ok(PassiveListener {
+                        fd: Rc::new(fd),
+                        port,
+                    })
+                }
                 Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => continue,
                 Err(e) => return Err(e),
             }
         }
-        Err(io::Error::new(io::ErrorKind::AddrInUse, "every passive port of this core is in use"))
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "every passive port of this core is in use",
+        ))
     }
 
     /// The address to tell the client.
     pub fn advertised(&self, ctx: &CoreCtx, local: IpAddr) -> SocketAddr {
         SocketAddr::new(ctx.cfg.passive_address.unwrap_or(local), self.port)
     }
+}
+
+/// A data connection, with its MODE B receive state once a MODE B upload has used it.
+pub struct DataConn {
+    pub fd: SharedFd,
+    pub block: Option<crate::server::store::BlockReceiver>,
 }
 
 /// Makes the data connection for a transfer: accepts on the passive listener (only from the control
@@ -57,7 +74,9 @@ pub async fn connect(
     let fut = async {
         match endpoint {
             DataEndpoint::Passive => {
-                let l = passive.ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "no passive listener"))?;
+                let l = passive.ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotConnected, "no passive listener")
+                })?;
                 let mut accepts = op::accept::accept_multi(&l.fd);
                 loop {
                     let fd = match accepts.next().await {
@@ -75,16 +94,27 @@ pub async fn connect(
                             let _ = net::set_nodelay(raw);
                             return Ok(Rc::new(fd));
                         }
-                        Ok(a) => tracing::warn!(from = %a, expected = %peer.ip(), "refused passive data connection"),
+                        Ok(a) => {
+                            tracing::warn!(from = %a, expected = %peer.ip(), "refused passive data connection")
+                        }
                         Err(_) => {}
                     }
                 }
             }
-            DataEndpoint::Active(addr) => net::connect(addr, Some(SocketAddr::new(local.ip(), 0))).await,
+            DataEndpoint::Active(addr) => {
+                net::connect(addr, Some(SocketAddr::new(local.ip(), 0))).await
+            }
+            DataEndpoint::Open => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "no open data connection",
+            )),
         }
     };
     match time::timeout(dur, fut).await {
         Ok(r) => r,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "data connection timed out")),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "data connection timed out",
+        )),
     }
 }

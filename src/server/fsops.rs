@@ -35,7 +35,9 @@ pub async fn open(root: &SharedFd, path: &VPath, flags: i32, mode: u32) -> io::R
 
 /// Opens the directory containing `path` (O_PATH) and returns it with the final name.
 pub async fn open_parent<'a>(root: &SharedFd, path: &'a VPath) -> io::Result<(SharedFd, &'a str)> {
-    let name = path.file_name().ok_or_else(|| io::Error::from_raw_os_error(libc::EEXIST))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EEXIST))?;
     let parent = path.parent().unwrap_or_else(VPath::root);
     let dir = open(root, &parent, libc::O_PATH | libc::O_DIRECTORY, 0).await?;
     Ok((Rc::new(dir), name))
@@ -48,7 +50,9 @@ pub async fn stat(root: &SharedFd, path: &VPath) -> io::Result<FileStat> {
 }
 
 fn to_fs_error(e: &io::Error) -> FsError {
-    e.raw_os_error().map(FsError::from_errno).unwrap_or_else(|| FsError::Other(e.to_string()))
+    e.raw_os_error()
+        .map(FsError::from_errno)
+        .unwrap_or_else(|| FsError::Other(e.to_string()))
 }
 
 /// Maps an I/O error to the session's view of it.

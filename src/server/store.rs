@@ -9,14 +9,19 @@
 
 use std::future::{poll_fn, Future};
 use std::io;
+use std::ops::Range;
 use std::pin::Pin;
-use std::task::Poll;
+use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::engine::bufpool::PoolBuf;
 use crate::engine::fd::SharedFd;
-use crate::engine::op::{self, recv_multi::Received, write::WriteFixed, Op};
+use crate::engine::op::recv_multi::{Received, RecvMulti};
+use crate::engine::op::timeout::Timeout;
+use crate::engine::op::{self, write::WriteFixed, MultiOp, Op};
 use crate::engine::{runtime, time};
+use crate::proto::modeb::{Decoder, Event};
 
 use super::config::DataPathKind;
 
@@ -46,105 +51,314 @@ pub async fn receive(
     }
 }
 
-struct PendingWrite {
-    op: Op<WriteFixed>,
-    offset: u64,
-    start: usize,
+/// The writes in flight for one upload. Short writes are resubmitted from the same buffer.
+struct WriteSet {
+    file: SharedFd,
+    ops: Vec<(Op<WriteFixed>, Range<usize>, u64)>,
 }
 
-enum Event {
-    Wrote(usize, io::Result<usize>, PoolBuf),
-    Recv(Option<io::Result<Received>>),
-    Tick,
-}
-
-async fn receive_fixed(data: &SharedFd, file: &SharedFd, start: u64, stall: Duration) -> Result<u64, StoreError> {
-    let Some(rt) = runtime::current() else { return Err(StoreError::Net(io::Error::other("no runtime"))) };
-    let Some(pool) = rt.bufpool() else { return Err(StoreError::Net(io::Error::other("no buffer pool"))) };
-    let mut offset = start;
-    let mut writes: Vec<PendingWrite> = Vec::new();
-    let mut recv = Some(op::recv_multi::recv_multi(data));
-    let mut eof = false;
-    let mut progress = false;
-    // One stall timer per transfer, re-armed each period, instead of a timeout per recv.
-    let mut tick = op::timeout::timeout(stall);
-    loop {
-        if eof && writes.is_empty() {
-            return Ok(offset - start);
+impl WriteSet {
+    fn new(file: &SharedFd) -> WriteSet {
+        WriteSet {
+            file: file.clone(),
+            ops: Vec::new(),
         }
-        let ev = poll_fn(|cx| {
-            for (i, w) in writes.iter_mut().enumerate() {
-                if let Poll::Ready((res, buf)) = Pin::new(&mut w.op).poll(cx) {
-                    return Poll::Ready(Event::Wrote(i, res, buf));
-                }
+    }
+
+    fn push(&mut self, buf: Rc<PoolBuf>, range: Range<usize>, offset: u64) {
+        if range.is_empty() {
+            return;
+        }
+        let op = op::write::write_fixed(&self.file, buf, range.clone(), offset);
+        self.ops.push((op, range, offset));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Ready when at least one write completed (resubmitting the rest of a short one).
+    fn poll_completions(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
+        let mut any = false;
+        let mut i = 0;
+        while i < self.ops.len() {
+            let Some((op, range, offset)) = self.ops.get_mut(i) else {
+                break;
+            };
+            let Poll::Ready((res, buf)) = Pin::new(op).poll(cx) else {
+                i += 1;
+                continue;
+            };
+            let (range, offset) = (range.clone(), *offset);
+            self.ops.swap_remove(i);
+            any = true;
+            let n = res.map_err(StoreError::File)?;
+            if n == 0 {
+                return Poll::Ready(Err(StoreError::File(io::ErrorKind::WriteZero.into())));
             }
-            if let Some(r) = recv.as_mut() {
-                if let Poll::Ready(item) = r.poll_next(cx) {
-                    return Poll::Ready(Event::Recv(item));
-                }
+            if range.start + n < range.end {
+                self.push(buf, range.start + n..range.end, offset + n as u64);
             }
-            if Pin::new(&mut tick).poll(cx).is_ready() {
-                return Poll::Ready(Event::Tick);
-            }
+        }
+        if any {
+            Poll::Ready(Ok(()))
+        } else {
             Poll::Pending
-        })
-        .await;
-        match ev {
-            Event::Wrote(i, res, buf) => {
-                let w = writes.swap_remove(i);
-                let n = res.map_err(StoreError::File)?;
-                if n == 0 {
-                    return Err(StoreError::File(io::ErrorKind::WriteZero.into()));
-                }
-                let done = w.start + n;
-                if done < buf.len() {
-                    // Short write: continue from where it stopped, same buffer.
-                    let off = w.offset + n as u64;
-                    writes.push(PendingWrite { op: op::write::write_fixed(file, buf, done, off), offset: off, start: done });
-                }
-            }
-            Event::Recv(Some(Ok(Received::Data(buf)))) => {
-                progress = true;
-                let n = buf.len() as u64;
-                writes.push(PendingWrite { op: op::write::write_fixed(file, buf, 0, offset), offset, start: 0 });
-                offset += n;
-            }
-            Event::Recv(Some(Ok(Received::Eof))) => {
-                eof = true;
-                recv = None;
-            }
-            Event::Recv(Some(Err(e))) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                // The pool ran dry: wait for buffers (ours come back as writes complete), then re-arm.
-                recv = None;
-                if writes.is_empty() {
-                    pool.wait_available(1).await;
-                }
-            }
-            Event::Recv(Some(Err(e))) => return Err(StoreError::Net(e)),
-            Event::Recv(None) => recv = None,
-            Event::Tick => {
-                if !progress && writes.is_empty() {
-                    return Err(StoreError::Net(io::Error::new(io::ErrorKind::TimedOut, "data connection stalled")));
-                }
-                progress = false;
-                tick = op::timeout::timeout(stall);
-            }
-        }
-        if recv.is_none() && !eof && pool.available() > 0 {
-            recv = Some(op::recv_multi::recv_multi(data));
         }
     }
 }
 
+/// What woke a receiving upload.
+enum Wake {
+    Wrote,
+    Recv(Option<io::Result<Received>>),
+    Tick,
+}
+
+/// A multishot recv on a data connection with its stall timer; survives between MODE B files.
+pub struct Receiver {
+    data: SharedFd,
+    recv: Option<MultiOp<RecvMulti>>,
+    tick: Op<Timeout>,
+    stall: Duration,
+    progress: bool,
+    /// The peer closed its side.
+    pub closed: bool,
+}
+
+impl Receiver {
+    pub fn new(data: &SharedFd, stall: Duration) -> Receiver {
+        Receiver {
+            data: data.clone(),
+            recv: None,
+            tick: op::timeout::timeout(stall),
+            stall,
+            progress: false,
+            closed: false,
+        }
+    }
+
+    /// Waits for a write completion (if `writes` has any), a received buffer, or the stall timer.
+    /// Stops receiving while `take_data` is false (only writes are awaited).
+    async fn event(&mut self, writes: &mut WriteSet, take_data: bool) -> Result<Wake, StoreError> {
+        if take_data && self.recv.is_none() && !self.closed {
+            if let Some(rt) = runtime::current() {
+                if let Some(pool) = rt.bufpool() {
+                    if pool.available() == 0 && writes.is_empty() {
+                        pool.wait_available(1).await;
+                    }
+                    if pool.available() > 0 {
+                        self.recv = Some(op::recv_multi::recv_multi(&self.data));
+                    }
+                }
+            }
+        }
+        poll_fn(|cx| {
+            if let Poll::Ready(r) = writes.poll_completions(cx) {
+                return Poll::Ready(r.map(|()| Wake::Wrote));
+            }
+            if take_data {
+                if let Some(r) = self.recv.as_mut() {
+                    if let Poll::Ready(item) = r.poll_next(cx) {
+                        return Poll::Ready(Ok(Wake::Recv(item)));
+                    }
+                }
+            }
+            if Pin::new(&mut self.tick).poll(cx).is_ready() {
+                return Poll::Ready(Ok(Wake::Tick));
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Handles the stall timer: fails when nothing arrived for a whole period while data was awaited.
+    fn on_tick(&mut self, waiting_for_data: bool) -> Result<(), StoreError> {
+        if waiting_for_data && !self.progress {
+            return Err(StoreError::Net(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "data connection stalled",
+            )));
+        }
+        self.progress = false;
+        self.tick = op::timeout::timeout(self.stall);
+        Ok(())
+    }
+
+    /// Turns a recv completion into a buffer, `None` for "nothing to do" (re-arm later), or an error.
+    fn on_recv(
+        &mut self,
+        item: Option<io::Result<Received>>,
+    ) -> Result<Option<PoolBuf>, StoreError> {
+        match item {
+            Some(Ok(Received::Data(buf))) => {
+                self.progress = true;
+                Ok(Some(buf))
+            }
+            Some(Ok(Received::Eof)) => {
+                self.closed = true;
+                self.recv = None;
+                Ok(None)
+            }
+            // The pool ran dry: the next `event` re-arms once buffers are back.
+            Some(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                self.recv = None;
+                Ok(None)
+            }
+            Some(Err(e)) => Err(StoreError::Net(e)),
+            None => {
+                self.recv = None;
+                Ok(None)
+            }
+        }
+    }
+}
+
+async fn receive_fixed(
+    data: &SharedFd,
+    file: &SharedFd,
+    start: u64,
+    stall: Duration,
+) -> Result<u64, StoreError> {
+    let mut rx = Receiver::new(data, stall);
+    let mut writes = WriteSet::new(file);
+    let mut offset = start;
+    loop {
+        if rx.closed && writes.is_empty() {
+            return Ok(offset - start);
+        }
+        match rx.event(&mut writes, !rx.closed).await? {
+            Wake::Wrote => {}
+            Wake::Recv(item) => {
+                if let Some(buf) = rx.on_recv(item)? {
+                    let n = buf.len();
+                    writes.push(Rc::new(buf), 0..n, offset);
+                    offset += n as u64;
+                }
+            }
+            Wake::Tick => rx.on_tick(!rx.closed)?,
+        }
+    }
+}
+
+/// MODE B state of a data connection kept open across files: the receiver, the decoder, and the
+/// part of a received buffer that follows the last file's EOF block (the next file's first bytes).
+pub struct BlockReceiver {
+    rx: Receiver,
+    decoder: Decoder,
+    leftover: Option<(Rc<PoolBuf>, usize)>,
+    /// Restart markers of the file being received (with their offsets), kept for a failed transfer.
+    markers: Vec<(Vec<u8>, u64)>,
+}
+
+/// One MODE B file received.
+pub struct BlockFile {
+    pub bytes: u64,
+    /// Restart markers seen, with the file offset each one stands for.
+    pub markers: Vec<(Vec<u8>, u64)>,
+}
+
+impl BlockReceiver {
+    pub fn new(data: &SharedFd, stall: Duration) -> BlockReceiver {
+        BlockReceiver {
+            rx: Receiver::new(data, stall),
+            decoder: Decoder::new(),
+            leftover: None,
+            markers: Vec::new(),
+        }
+    }
+
+    /// The restart markers received before the last `receive` failed.
+    pub fn markers_of_failed(&self) -> &[(Vec<u8>, u64)] {
+        &self.markers
+    }
+
+    /// Receives one file (up to and including its EOF block), writing payload runs in place from the
+    /// received registered buffers at their file offsets. Headers split across buffers are handled by
+    /// the decoder; bytes after the EOF block stay for the next file.
+    pub async fn receive(&mut self, file: &SharedFd, start: u64) -> Result<BlockFile, StoreError> {
+        let mut writes = WriteSet::new(file);
+        let mut offset = start;
+        self.markers.clear();
+        let mut done = false;
+        loop {
+            if let Some((buf, mut pos)) = self.leftover.take() {
+                let base = buf.as_slice().as_ptr() as usize;
+                while let Some(ev) = self
+                    .decoder
+                    .next(buf.as_slice(), &mut pos)
+                    .map_err(bad_stream)?
+                {
+                    match ev {
+                        Event::Data(run) => {
+                            let at = run.as_ptr() as usize - base;
+                            writes.push(buf.clone(), at..at + run.len(), offset);
+                            offset += run.len() as u64;
+                        }
+                        Event::Restart(m) => self.markers.push((m, offset)),
+                        Event::EndOfRecord => {}
+                        Event::EndOfFile => {
+                            done = true;
+                            break;
+                        }
+                    }
+                }
+                if pos < buf.len() {
+                    self.leftover = Some((buf, pos));
+                }
+            }
+            if done && writes.is_empty() {
+                return Ok(BlockFile {
+                    bytes: offset - start,
+                    markers: std::mem::take(&mut self.markers),
+                });
+            }
+            if !done && self.rx.closed {
+                // The peer closed without an EOF block: the file is incomplete.
+                return Err(StoreError::Net(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed before EOF block",
+                )));
+            }
+            match self.rx.event(&mut writes, !done).await? {
+                Wake::Wrote => {}
+                Wake::Recv(item) => {
+                    if let Some(buf) = self.rx.on_recv(item)? {
+                        self.leftover = Some((Rc::new(buf), 0));
+                    }
+                }
+                Wake::Tick => self.rx.on_tick(!done)?,
+            }
+        }
+    }
+}
+
+fn bad_stream(e: crate::proto::modeb::DecodeError) -> StoreError {
+    StoreError::Net(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("bad MODE B stream: {e}"),
+    ))
+}
+
 /// Fallback without a registered pool: recv into a Vec, write it at the offset.
-async fn receive_copy(data: &SharedFd, file: &SharedFd, start: u64, stall: Duration) -> Result<u64, StoreError> {
+async fn receive_copy(
+    data: &SharedFd,
+    file: &SharedFd,
+    start: u64,
+    stall: Duration,
+) -> Result<u64, StoreError> {
     let mut offset = start;
     let mut buf = Vec::with_capacity(256 * 1024);
     loop {
         buf.clear();
         let (res, b) = match time::timeout(stall, op::recv::recv(data, buf)).await {
             Ok(r) => r,
-            Err(_) => return Err(StoreError::Net(io::Error::new(io::ErrorKind::TimedOut, "data connection stalled"))),
+            Err(_) => {
+                return Err(StoreError::Net(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "data connection stalled",
+                )))
+            }
         };
         buf = b;
         let n = res.map_err(StoreError::Net)?;
@@ -165,15 +379,29 @@ async fn receive_copy(data: &SharedFd, file: &SharedFd, start: u64, stall: Durat
     }
 }
 
-async fn receive_splice(data: &SharedFd, file: &SharedFd, start: u64, stall: Duration) -> Result<u64, StoreError> {
-    let Some(rt) = runtime::current() else { return Err(StoreError::Net(io::Error::other("no runtime"))) };
+async fn receive_splice(
+    data: &SharedFd,
+    file: &SharedFd,
+    start: u64,
+    stall: Duration,
+) -> Result<u64, StoreError> {
+    let Some(rt) = runtime::current() else {
+        return Err(StoreError::Net(io::Error::other("no runtime")));
+    };
     let pipe = rt.pipes().get().map_err(StoreError::File)?;
     let chunk = pipe.capacity.min(u32::MAX as usize) as u32;
     let mut offset = start;
     loop {
-        let n = match time::timeout(stall, op::splice::splice(data, -1, &pipe.write, -1, chunk)).await {
+        let n = match time::timeout(stall, op::splice::splice(data, -1, &pipe.write, -1, chunk))
+            .await
+        {
             Ok(r) => r.map_err(StoreError::Net)?,
-            Err(_) => return Err(StoreError::Net(io::Error::new(io::ErrorKind::TimedOut, "data connection stalled"))),
+            Err(_) => {
+                return Err(StoreError::Net(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "data connection stalled",
+                )))
+            }
         };
         if n == 0 {
             rt.pipes().put_empty(pipe);
@@ -182,7 +410,9 @@ async fn receive_splice(data: &SharedFd, file: &SharedFd, start: u64, stall: Dur
         let mut left = n;
         while left > 0 {
             // A failure here leaves bytes in the pipe: the pipe is dropped with `pipe`, never reused.
-            let m = op::splice::splice(&pipe.read, -1, file, offset as i64, left as u32).await.map_err(StoreError::File)?;
+            let m = op::splice::splice(&pipe.read, -1, file, offset as i64, left as u32)
+                .await
+                .map_err(StoreError::File)?;
             if m == 0 {
                 return Err(StoreError::File(io::ErrorKind::WriteZero.into()));
             }

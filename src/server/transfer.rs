@@ -8,135 +8,265 @@ use std::io;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::engine::fd::SharedFd;
 use crate::engine::{blocking, dir, net, op};
-use crate::proto::command::TransferType;
+use crate::proto::command::{TransferMode, TransferType};
 use crate::proto::listing::{self, Entry, EntryKind};
+use crate::proto::modeb;
 use crate::proto::path::VPath;
-use crate::proto::session::{FsError, Session, Transfer, TransferKind, TransferOutcome};
+use crate::proto::reply::Reply;
+use crate::proto::session::{
+    DataEndpoint, FsError, Session, Transfer, TransferKind, TransferOutcome,
+};
 
 use super::control::Control;
 use super::core::CoreCtx;
-use super::data::{self, PassiveListener};
+use super::data::{self, DataConn, PassiveListener};
 use super::fsops::{self, fs_error};
 use super::landing::{self, Upload};
-use super::store::{self, StoreError};
+use super::store::{self, BlockReceiver, StoreError};
 
 /// Runs `t`. The outer error is a failure of the control connection itself (the session ends); the
-/// outcome is what the final reply reports.
+/// outcome is what the final reply reports. `kept` holds a MODE B data connection between transfers.
 pub async fn run(
     ctx: &CoreCtx,
     ctl: &mut Control,
     session: &Session,
     t: &Transfer,
     passive: Option<PassiveListener>,
+    kept: &mut Option<DataConn>,
 ) -> io::Result<TransferOutcome> {
+    let mut xfer = Xfer {
+        ctx,
+        ctl,
+        session,
+        t,
+        passive,
+        kept,
+    };
     match t.kind {
-        TransferKind::Store => store(ctx, ctl, session, t, passive).await,
-        TransferKind::Retrieve => retrieve(ctx, ctl, session, t, passive).await,
-        TransferKind::List | TransferKind::NameList => list(ctx, ctl, session, t, passive).await,
+        TransferKind::Store => xfer.store().await,
+        TransferKind::Retrieve => xfer.retrieve().await,
+        TransferKind::List | TransferKind::NameList => xfer.list().await,
     }
 }
 
-async fn open_data(
-    ctx: &CoreCtx,
-    ctl: &mut Control,
-    session: &Session,
-    t: &Transfer,
+struct Xfer<'a> {
+    ctx: &'a CoreCtx,
+    ctl: &'a mut Control,
+    session: &'a Session,
+    t: &'a Transfer,
     passive: Option<PassiveListener>,
-) -> io::Result<Option<SharedFd>> {
-    match data::connect(ctx, t.endpoint, passive, ctl.peer, ctl.local).await {
-        Ok(fd) => {
-            ctl.send(&session.transfer_opening()).await?;
-            Ok(Some(fd))
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "data connection failed");
-            Ok(None)
-        }
-    }
+    kept: &'a mut Option<DataConn>,
 }
 
-async fn store(
-    ctx: &CoreCtx,
-    ctl: &mut Control,
-    session: &Session,
-    t: &Transfer,
-    passive: Option<PassiveListener>,
-) -> io::Result<TransferOutcome> {
-    let upload = match Upload::create(&ctx.root, &t.path).await {
-        Ok(u) => u,
-        Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
-    };
-    let Some(data) = open_data(ctx, ctl, session, t, passive).await? else {
-        upload.discard().await;
-        return Ok(TransferOutcome::NoConnection);
-    };
-    let started = std::time::Instant::now();
-    let res = store::receive(ctx.cfg.data_path, &data, &upload.file, 0, ctx.cfg.data_timeout).await;
-    drop(data);
-    match res {
-        Ok(bytes) => match upload.land().await {
-            Ok(()) => {
-                tracing::debug!(path = %t.path, bytes, elapsed_us = started.elapsed().as_micros() as u64, "stored");
-                Ok(TransferOutcome::Complete { bytes })
+impl Xfer<'_> {
+    /// The data connection: the kept MODE B one, or a new one; then the 150/125 reply.
+    async fn open_data(&mut self) -> io::Result<Option<DataConn>> {
+        let conn = if self.t.endpoint == DataEndpoint::Open {
+            self.kept.take()
+        } else {
+            *self.kept = None;
+            let passive = self.passive.take();
+            match data::connect(
+                self.ctx,
+                self.t.endpoint,
+                passive,
+                self.ctl.peer,
+                self.ctl.local,
+            )
+            .await
+            {
+                Ok(fd) => Some(DataConn { fd, block: None }),
+                Err(e) => {
+                    tracing::debug!(error = %e, "data connection failed");
+                    None
+                }
             }
-            Err(e) => Ok(TransferOutcome::Local(fs_error(e))),
-        },
-        Err(StoreError::Net(e)) => {
-            tracing::info!(path = %t.path, error = %e, "upload aborted");
-            upload.discard().await;
-            Ok(TransferOutcome::ConnectionLost)
+        };
+        if conn.is_some() {
+            self.ctl.send(&self.session.transfer_opening()).await?;
         }
-        Err(StoreError::File(e)) => {
-            tracing::warn!(path = %t.path, error = %e, "upload failed writing the file");
-            upload.discard().await;
-            Ok(TransferOutcome::Local(fs_error(e)))
-        }
+        Ok(conn)
     }
-}
 
-async fn retrieve(
-    ctx: &CoreCtx,
-    ctl: &mut Control,
-    session: &Session,
-    t: &Transfer,
-    passive: Option<PassiveListener>,
-) -> io::Result<TransferOutcome> {
-    let file = match fsops::open(&ctx.root, &t.path, libc::O_RDONLY, 0).await {
-        Ok(f) => Rc::new(f),
-        Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
-    };
-    match op::statx::statx(&file, Default::default(), libc::AT_EMPTY_PATH).await {
-        Ok(st) if st.is_dir() => return Ok(TransferOutcome::Local(FsError::IsADirectory)),
-        Ok(_) => {}
-        Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
+    /// Ends a successful transfer: MODE B keeps the connection for the next one.
+    fn finish(&mut self, conn: DataConn, bytes: u64) -> TransferOutcome {
+        let kept_open = self.t.mode == TransferMode::Block;
+        if kept_open {
+            *self.kept = Some(conn);
+        }
+        TransferOutcome::Complete { bytes, kept_open }
     }
-    let Some(data) = open_data(ctx, ctl, session, t, passive).await? else {
-        return Ok(TransferOutcome::NoConnection);
-    };
-    let mut offset = 0u64;
-    let mut buf = Vec::with_capacity(256 * 1024);
-    loop {
-        buf.clear();
-        let (res, b) = op::read::read(&file, buf, offset).await;
-        buf = b;
-        let n = match res {
-            Ok(n) => n,
+
+    async fn prepare_upload(&self) -> io::Result<(Upload, u64)> {
+        let (root, path, offset) = (&self.ctx.root, &self.t.path, self.t.offset);
+        match (offset, self.t.mode) {
+            (0, _) => Ok((Upload::create(root, path).await?, 0)),
+            (o, TransferMode::Block) => Ok((Upload::resume_partial(root, path, o).await?, o)),
+            (o, TransferMode::Stream) => Upload::in_place(root, path, Some(o), false).await,
+        }
+    }
+
+    async fn store(&mut self) -> io::Result<TransferOutcome> {
+        let (upload, offset) = match self.prepare_upload().await {
+            Ok(u) => u,
             Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
         };
-        if n == 0 {
-            return Ok(TransferOutcome::Complete { bytes: offset });
+        let Some(mut conn) = self.open_data().await? else {
+            upload.discard().await;
+            return Ok(TransferOutcome::NoConnection);
+        };
+        let started = std::time::Instant::now();
+        let stall = self.ctx.cfg.data_timeout;
+        let (res, markers) = match self.t.mode {
+            TransferMode::Stream => (
+                store::receive(
+                    self.ctx.cfg.data_path,
+                    &conn.fd,
+                    &upload.file,
+                    offset,
+                    stall,
+                )
+                .await,
+                Vec::new(),
+            ),
+            TransferMode::Block => {
+                let fd = conn.fd.clone();
+                let rx = conn
+                    .block
+                    .get_or_insert_with(|| BlockReceiver::new(&fd, stall));
+                match rx.receive(&upload.file, offset).await {
+                    Ok(f) => (Ok(f.bytes), f.markers),
+                    Err(e) => (Err(e), rx.markers_of_failed().to_vec()),
+                }
+            }
+        };
+        for (marker, at) in &markers {
+            // RFC 959 3.5: the receiver reports each marker with its own position, which REST takes.
+            let m = String::from_utf8_lossy(marker);
+            self.ctl.queue(&Reply::new(110, format!("MARK {m} = {at}")));
         }
-        if t.ttype == TransferType::Ascii {
-            buf = to_crlf(&buf);
+        match res {
+            Ok(bytes) => match upload.land().await {
+                Ok(()) => {
+                    let us = started.elapsed().as_micros() as u64;
+                    tracing::debug!(path = %self.t.path, bytes, elapsed_us = us, "stored");
+                    Ok(self.finish(conn, bytes))
+                }
+                Err(e) => Ok(TransferOutcome::Local(fs_error(e))),
+            },
+            Err(err) => {
+                drop(conn);
+                match markers.last() {
+                    Some((_, at)) => {
+                        if let Err(e) = upload.keep_partial(*at).await {
+                            tracing::warn!(error = %e, "could not keep the partial upload");
+                        }
+                    }
+                    None => upload.discard().await,
+                }
+                Ok(match err {
+                    StoreError::Net(e) => {
+                        tracing::info!(path = %self.t.path, error = %e, "upload aborted");
+                        TransferOutcome::ConnectionLost
+                    }
+                    StoreError::File(e) => {
+                        tracing::warn!(path = %self.t.path, error = %e, "upload failed writing the file");
+                        TransferOutcome::Local(fs_error(e))
+                    }
+                })
+            }
         }
-        let (res, b) = net::send_all(&data, buf).await;
-        buf = b;
-        if res.is_err() {
-            return Ok(TransferOutcome::ConnectionLost);
+    }
+
+    async fn retrieve(&mut self) -> io::Result<TransferOutcome> {
+        let file = match fsops::open(&self.ctx.root, &self.t.path, libc::O_RDONLY, 0).await {
+            Ok(f) => Rc::new(f),
+            Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
+        };
+        match op::statx::statx(&file, Default::default(), libc::AT_EMPTY_PATH).await {
+            Ok(st) if st.is_dir() => return Ok(TransferOutcome::Local(FsError::IsADirectory)),
+            Ok(_) => {}
+            Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
         }
-        offset += n as u64;
+        let Some(conn) = self.open_data().await? else {
+            return Ok(TransferOutcome::NoConnection);
+        };
+        let block = self.t.mode == TransferMode::Block;
+        let mut offset = self.t.offset;
+        let mut buf = Vec::with_capacity(256 * 1024);
+        let mut out = Vec::new();
+        loop {
+            buf.clear();
+            let (res, b) = op::read::read(&file, buf, offset).await;
+            buf = b;
+            let n = match res {
+                Ok(n) => n,
+                Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
+            };
+            if n == 0 {
+                if block {
+                    out.clear();
+                    modeb::Encoder::eof(&mut out);
+                    let (res, _) = net::send_all(&conn.fd, std::mem::take(&mut out)).await;
+                    if res.is_err() {
+                        return Ok(TransferOutcome::ConnectionLost);
+                    }
+                }
+                let sent = offset - self.t.offset;
+                return Ok(self.finish(conn, sent));
+            }
+            offset += n as u64;
+            if self.t.ttype == TransferType::Ascii {
+                buf = to_crlf(&buf);
+            }
+            let res = if block {
+                out.clear();
+                modeb::Encoder::data(&buf, &mut out);
+                let (res, o) = net::send_all(&conn.fd, std::mem::take(&mut out)).await;
+                out = o;
+                res
+            } else {
+                let (res, b) = net::send_all(&conn.fd, buf).await;
+                buf = b;
+                res
+            };
+            if res.is_err() {
+                return Ok(TransferOutcome::ConnectionLost);
+            }
+        }
+    }
+
+    async fn list(&mut self) -> io::Result<TransferOutcome> {
+        let entries = match read_entries(self.ctx, &self.t.path).await {
+            Ok(e) => e,
+            Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mut out = Vec::with_capacity(entries.len() * 64);
+        for e in &entries {
+            match self.t.kind {
+                TransferKind::NameList => listing::name_line(e, &mut out),
+                _ => listing::list_line(e, now, &mut out),
+            }
+        }
+        let Some(conn) = self.open_data().await? else {
+            return Ok(TransferOutcome::NoConnection);
+        };
+        let bytes = out.len() as u64;
+        if self.t.mode == TransferMode::Block {
+            let mut framed = Vec::with_capacity(out.len() + 16);
+            modeb::Encoder::file(&out, &mut framed);
+            out = framed;
+        }
+        let (res, _) = net::send_all(&conn.fd, out).await;
+        Ok(match res {
+            Ok(()) => self.finish(conn, bytes),
+            Err(_) => TransferOutcome::ConnectionLost,
+        })
     }
 }
 
@@ -152,36 +282,6 @@ fn to_crlf(data: &[u8]) -> Vec<u8> {
         prev = b;
     }
     out
-}
-
-async fn list(
-    ctx: &CoreCtx,
-    ctl: &mut Control,
-    session: &Session,
-    t: &Transfer,
-    passive: Option<PassiveListener>,
-) -> io::Result<TransferOutcome> {
-    let entries = match read_entries(ctx, &t.path).await {
-        Ok(e) => e,
-        Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
-    };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let mut out = Vec::with_capacity(entries.len() * 64);
-    for e in &entries {
-        match t.kind {
-            TransferKind::NameList => listing::name_line(e, &mut out),
-            _ => listing::list_line(e, now, &mut out),
-        }
-    }
-    let Some(data) = open_data(ctx, ctl, session, t, passive).await? else {
-        return Ok(TransferOutcome::NoConnection);
-    };
-    let bytes = out.len() as u64;
-    let (res, _) = net::send_all(&data, out).await;
-    Ok(match res {
-        Ok(()) => TransferOutcome::Complete { bytes },
-        Err(_) => TransferOutcome::ConnectionLost,
-    })
 }
 
 /// Entries of the directory at `path`, or the single entry if it names a file. Temporary upload files
@@ -209,7 +309,14 @@ async fn read_entries(ctx: &CoreCtx, path: &VPath) -> io::Result<Vec<Entry>> {
             if landing::is_temp_name(&name) {
                 return None;
             }
-            Some(Entry { name, kind: kind_of(r.mode), size: r.size, mtime: r.mtime, perm: r.mode & 0o7777, nlink: r.nlink })
+            Some(Entry {
+                name,
+                kind: kind_of(r.mode),
+                size: r.size,
+                mtime: r.mtime,
+                perm: r.mode & 0o7777,
+                nlink: r.nlink,
+            })
         })
         .collect();
     entries.sort_by(|a, b| a.name.cmp(&b.name));

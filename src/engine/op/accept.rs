@@ -16,7 +16,9 @@ pub struct AcceptMulti {
 impl MultiData for AcceptMulti {
     type Item = std::io::Result<OwnedFd>;
     fn sqe(&mut self) -> squeue::Entry {
-        opcode::AcceptMulti::new(fd::target(&self.listener)).flags(libc::SOCK_CLOEXEC).build()
+        opcode::AcceptMulti::new(fd::target(&self.listener))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
     }
     fn item(&mut self, cqe: Cqe) -> Self::Item {
         fd::from_result(cqe.res)
@@ -28,5 +30,7 @@ impl MultiData for AcceptMulti {
 
 /// Starts accepting on `listener`; the stream ends when the kernel ends the multishot (then re-arm).
 pub fn accept_multi(listener: &SharedFd) -> MultiOp<AcceptMulti> {
-    MultiOp::new(AcceptMulti { listener: listener.clone() })
+    MultiOp::new(AcceptMulti {
+        listener: listener.clone(),
+    })
 }

@@ -8,5 +8,7 @@ use crate::engine::runtime::IGNORE_KEY;
 
 /// The SQE that cancels the op keyed `key`.
 pub(crate) fn entry(key: usize) -> squeue::Entry {
-    opcode::AsyncCancel::new(key as u64).build().user_data(IGNORE_KEY)
+    opcode::AsyncCancel::new(key as u64)
+        .build()
+        .user_data(IGNORE_KEY)
 }

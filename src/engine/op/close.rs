@@ -23,5 +23,7 @@ impl OpData for Close {
 
 /// Closes `fd` asynchronously.
 pub fn close(fd: OwnedFd) -> Op<Close> {
-    Op::new(Close { fd: Some(fd.into_raw_fd()) })
+    Op::new(Close {
+        fd: Some(fd.into_raw_fd()),
+    })
 }

@@ -24,5 +24,8 @@ impl OpData for Connect {
 }
 
 pub fn connect(fd: &SharedFd, addr: SocketAddr) -> Op<Connect> {
-    Op::new(Connect { fd: fd.clone(), addr: Box::new(SockAddr::from(addr)) })
+    Op::new(Connect {
+        fd: fd.clone(),
+        addr: Box::new(SockAddr::from(addr)),
+    })
 }

@@ -16,7 +16,10 @@ pub struct Fallocate {
 impl OpData for Fallocate {
     type Output = std::io::Result<()>;
     fn sqe(&mut self) -> squeue::Entry {
-        opcode::Fallocate::new(fd::target(&self.fd), self.len).offset(self.offset).mode(self.mode).build()
+        opcode::Fallocate::new(fd::target(&self.fd), self.len)
+            .offset(self.offset)
+            .mode(self.mode)
+            .build()
     }
     fn complete(self, cqe: Cqe) -> Self::Output {
         cqe.result().map(drop)
@@ -25,5 +28,10 @@ impl OpData for Fallocate {
 
 /// Allocates `len` bytes at `offset`; `mode` as fallocate(2) (0, or FALLOC_FL_KEEP_SIZE).
 pub fn fallocate(fd: &SharedFd, offset: u64, len: u64, mode: i32) -> Op<Fallocate> {
-    Op::new(Fallocate { fd: fd.clone(), offset, len, mode })
+    Op::new(Fallocate {
+        fd: fd.clone(),
+        offset,
+        len,
+        mode,
+    })
 }

@@ -13,8 +13,14 @@ pub struct Fsync {
 impl OpData for Fsync {
     type Output = std::io::Result<()>;
     fn sqe(&mut self) -> squeue::Entry {
-        let flags = if self.datasync { types::FsyncFlags::DATASYNC } else { types::FsyncFlags::empty() };
-        opcode::Fsync::new(fd::target(&self.fd)).flags(flags).build()
+        let flags = if self.datasync {
+            types::FsyncFlags::DATASYNC
+        } else {
+            types::FsyncFlags::empty()
+        };
+        opcode::Fsync::new(fd::target(&self.fd))
+            .flags(flags)
+            .build()
     }
     fn complete(self, cqe: Cqe) -> Self::Output {
         cqe.result().map(drop)
@@ -22,5 +28,8 @@ impl OpData for Fsync {
 }
 
 pub fn fsync(fd: &SharedFd, datasync: bool) -> Op<Fsync> {
-    Op::new(Fsync { fd: fd.clone(), datasync })
+    Op::new(Fsync {
+        fd: fd.clone(),
+        datasync,
+    })
 }

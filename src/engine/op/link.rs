@@ -19,15 +19,32 @@ pub struct LinkAt {
 impl OpData for LinkAt {
     type Output = std::io::Result<()>;
     fn sqe(&mut self) -> squeue::Entry {
-        opcode::LinkAt::new(fd::target(&self.olddir), self.old.as_ptr(), fd::target(&self.newdir), self.new.as_ptr())
-            .flags(self.flags)
-            .build()
+        opcode::LinkAt::new(
+            fd::target(&self.olddir),
+            self.old.as_ptr(),
+            fd::target(&self.newdir),
+            self.new.as_ptr(),
+        )
+        .flags(self.flags)
+        .build()
     }
     fn complete(self, cqe: Cqe) -> Self::Output {
         cqe.result().map(drop)
     }
 }
 
-pub fn linkat(olddir: &SharedFd, old: CString, newdir: &SharedFd, new: CString, flags: i32) -> Op<LinkAt> {
-    Op::new(LinkAt { olddir: olddir.clone(), old, newdir: newdir.clone(), new, flags })
+pub fn linkat(
+    olddir: &SharedFd,
+    old: CString,
+    newdir: &SharedFd,
+    new: CString,
+    flags: i32,
+) -> Op<LinkAt> {
+    Op::new(LinkAt {
+        olddir: olddir.clone(),
+        old,
+        newdir: newdir.clone(),
+        new,
+        flags,
+    })
 }

@@ -16,7 +16,9 @@ pub struct MkDirAt {
 impl OpData for MkDirAt {
     type Output = std::io::Result<()>;
     fn sqe(&mut self) -> squeue::Entry {
-        opcode::MkDirAt::new(fd::target(&self.dir), self.path.as_ptr()).mode(self.mode).build()
+        opcode::MkDirAt::new(fd::target(&self.dir), self.path.as_ptr())
+            .mode(self.mode)
+            .build()
     }
     fn complete(self, cqe: Cqe) -> Self::Output {
         cqe.result().map(drop)
@@ -24,5 +26,9 @@ impl OpData for MkDirAt {
 }
 
 pub fn mkdirat(dir: &SharedFd, path: CString, mode: u32) -> Op<MkDirAt> {
-    Op::new(MkDirAt { dir: dir.clone(), path, mode })
+    Op::new(MkDirAt {
+        dir: dir.clone(),
+        path,
+        mode,
+    })
 }

@@ -22,6 +22,7 @@ pub mod close;
 pub mod connect;
 pub mod fallocate;
 pub mod fsync;
+pub mod ftruncate;
 pub mod link;
 pub mod mkdir;
 pub mod open;
@@ -67,9 +68,16 @@ pub enum Lifecycle {
     /// The completion arrived before the future was polled again.
     Completed(Cqe),
     /// The future was dropped: the slab owns the op's memory until the kernel is done with it.
-    Ignored { _data: Box<dyn Any>, cleanup: Cleanup },
+    Ignored {
+        _data: Box<dyn Any>,
+        cleanup: Cleanup,
+    },
     /// A multishot op: completions queue up until the stream takes them.
-    Multi { queue: VecDeque<Cqe>, waker: Option<Waker>, done: bool },
+    Multi {
+        queue: VecDeque<Cqe>,
+        waker: Option<Waker>,
+        done: bool,
+    },
 }
 
 pub(crate) enum AfterCompletion {
@@ -78,7 +86,12 @@ pub(crate) enum AfterCompletion {
 }
 
 impl Lifecycle {
-    pub(crate) fn on_completion(&mut self, res: i32, flags: u32, more: bool) -> Option<AfterCompletion> {
+    pub(crate) fn on_completion(
+        &mut self,
+        res: i32,
+        flags: u32,
+        more: bool,
+    ) -> Option<AfterCompletion> {
         let cqe = Cqe { res, flags };
         match self {
             Lifecycle::Submitted => {
@@ -134,7 +147,10 @@ impl<T: OpData> Op<T> {
             // SAFETY: the entry points into heap memory owned by `data`, which this Op (or, once it is
             // dropped, the slab) keeps alive until the completion for `key` is reaped.
             unsafe { rt.push(&entry) };
-            Op { key, data: Some(data) }
+            Op {
+                key,
+                data: Some(data),
+            }
         })
     }
 
@@ -146,12 +162,18 @@ impl<T: OpData> Op<T> {
             let entry = data.sqe().user_data(key as u64);
             let (tentry, ts) = timeout::link_timeout(dur);
             // The timeout SQE's memory (the timespec) is owned by the slab from the start.
-            let tkey = rt.ops.borrow_mut().insert(Lifecycle::Ignored { _data: ts, cleanup: |_, _| {} });
+            let tkey = rt.ops.borrow_mut().insert(Lifecycle::Ignored {
+                _data: ts,
+                cleanup: |_, _| {},
+            });
             let tentry = tentry.user_data(tkey as u64);
             // SAFETY: `entry` points into `data` (kept alive by this Op or the slab); `tentry` points
             // into the boxed timespec the slab owns until that SQE completes.
             unsafe { rt.push_linked(&entry, &tentry) };
-            Op { key, data: Some(data) }
+            Op {
+                key,
+                data: Some(data),
+            }
         })
     }
 }
@@ -163,7 +185,7 @@ impl<T: OpData> Future for Op<T> {
         let this = self.get_mut();
         let cqe = runtime::with(|rt| {
             let mut ops = rt.ops.borrow_mut();
-            let Some(lc) = ops.get_mut(this.key) else { return None };
+            let lc = ops.get_mut(this.key)?;
             match lc {
                 Lifecycle::Completed(cqe) => {
                     let cqe = *cqe;
@@ -206,7 +228,10 @@ impl<T: OpData> Drop for Op<T> {
             T::cleanup(cqe.res, cqe.flags);
             return;
         }
-        *lc = Lifecycle::Ignored { _data: Box::new(data), cleanup: T::cleanup };
+        *lc = Lifecycle::Ignored {
+            _data: Box::new(data),
+            cleanup: T::cleanup,
+        };
         drop(ops);
         rt.cancel(key);
     }
@@ -232,11 +257,19 @@ pub struct MultiOp<T: MultiData> {
 impl<T: MultiData> MultiOp<T> {
     pub fn new(mut data: T) -> MultiOp<T> {
         runtime::with(|rt| {
-            let key = rt.ops.borrow_mut().insert(Lifecycle::Multi { queue: VecDeque::new(), waker: None, done: false });
+            let key = rt.ops.borrow_mut().insert(Lifecycle::Multi {
+                queue: VecDeque::new(),
+                waker: None,
+                done: false,
+            });
             let entry = data.sqe().user_data(key as u64);
             // SAFETY: as for `Op::new`: the entry points into `data`, kept alive until the final CQE.
             unsafe { rt.push(&entry) };
-            MultiOp { key, data: Some(data), finished: false }
+            MultiOp {
+                key,
+                data: Some(data),
+                finished: false,
+            }
         })
     }
 
@@ -310,13 +343,18 @@ impl<T: MultiData> Drop for MultiOp<T> {
         let key = self.key;
         let mut ops = rt.ops.borrow_mut();
         let Some(lc) = ops.get_mut(key) else { return };
-        let Lifecycle::Multi { queue, done, .. } = lc else { return };
+        let Lifecycle::Multi { queue, done, .. } = lc else {
+            return;
+        };
         let queued: Vec<Cqe> = queue.drain(..).collect();
         let done = *done;
         if done {
             ops.remove(key);
         } else {
-            *lc = Lifecycle::Ignored { _data: Box::new(data), cleanup: T::cleanup };
+            *lc = Lifecycle::Ignored {
+                _data: Box::new(data),
+                cleanup: T::cleanup,
+            };
         }
         drop(ops);
         for cqe in queued {

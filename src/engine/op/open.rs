@@ -32,6 +32,13 @@ impl OpData for OpenAt2 {
 /// Opens `path` beneath `dir` with `flags` (O_CLOEXEC is always added), `mode` for creation, and
 /// `resolve` (RESOLVE_* flags).
 pub fn openat2(dir: &SharedFd, path: CString, flags: i32, mode: u32, resolve: u64) -> Op<OpenAt2> {
-    let how = types::OpenHow::new().flags((flags | libc::O_CLOEXEC) as u64).mode(mode as u64).resolve(resolve);
-    Op::new(OpenAt2 { dir: dir.clone(), path, how: Box::new(how) })
+    let how = types::OpenHow::new()
+        .flags((flags | libc::O_CLOEXEC) as u64)
+        .mode(mode as u64)
+        .resolve(resolve);
+    Op::new(OpenAt2 {
+        dir: dir.clone(),
+        path,
+        how: Box::new(how),
+    })
 }

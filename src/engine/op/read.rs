@@ -21,7 +21,9 @@ impl OpData for Read {
         let spare = (self.buf.capacity() - len).min(u32::MAX as usize) as u32;
         // SAFETY: pointer arithmetic within the Vec's allocation (len <= capacity).
         let ptr = unsafe { self.buf.as_mut_ptr().add(len) };
-        opcode::Read::new(fd::target(&self.fd), ptr, spare).offset(self.offset).build()
+        opcode::Read::new(fd::target(&self.fd), ptr, spare)
+            .offset(self.offset)
+            .build()
     }
     fn complete(mut self, cqe: Cqe) -> Self::Output {
         let res = cqe.result().map(|n| n as usize);
@@ -36,7 +38,11 @@ impl OpData for Read {
 
 /// Reads into `buf`'s spare capacity (appending) from `offset` (u64::MAX: the current file position).
 pub fn read(fd: &SharedFd, buf: Vec<u8>, offset: u64) -> Op<Read> {
-    Op::new(Read { fd: fd.clone(), buf, offset })
+    Op::new(Read {
+        fd: fd.clone(),
+        buf,
+        offset,
+    })
 }
 
 pub struct ReadFixed {
@@ -49,9 +55,14 @@ impl OpData for ReadFixed {
     type Output = (std::io::Result<usize>, PoolBuf);
     fn sqe(&mut self) -> squeue::Entry {
         let cap = self.buf.capacity() as u32;
-        opcode::ReadFixed::new(fd::target(&self.fd), self.buf.as_mut_ptr(), cap, self.buf.index())
-            .offset(self.offset)
-            .build()
+        opcode::ReadFixed::new(
+            fd::target(&self.fd),
+            self.buf.as_mut_ptr(),
+            cap,
+            self.buf.index(),
+        )
+        .offset(self.offset)
+        .build()
     }
     fn complete(mut self, cqe: Cqe) -> Self::Output {
         let res = cqe.result().map(|n| n as usize);
@@ -64,5 +75,9 @@ impl OpData for ReadFixed {
 
 /// Reads into a registered buffer (replacing its contents) from `offset`.
 pub fn read_fixed(fd: &SharedFd, buf: PoolBuf, offset: u64) -> Op<ReadFixed> {
-    Op::new(ReadFixed { fd: fd.clone(), buf, offset })
+    Op::new(ReadFixed {
+        fd: fd.clone(),
+        buf,
+        offset,
+    })
 }

@@ -34,7 +34,10 @@ impl OpData for Recv {
 impl Recv {
     /// The op's data, for submitting with [`Op::with_timeout`].
     pub fn new(fd: &SharedFd, buf: Vec<u8>) -> Recv {
-        Recv { fd: fd.clone(), buf }
+        Recv {
+            fd: fd.clone(),
+            buf,
+        }
     }
 }
 

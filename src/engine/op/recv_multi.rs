@@ -30,12 +30,17 @@ impl MultiData for RecvMulti {
     }
     fn item(&mut self, cqe: Cqe) -> Self::Item {
         let buf = cqueue::buffer_select(cqe.flags).and_then(|bid| {
-            runtime::current().and_then(|rt| rt.bufpool().map(|p| p.take_selected(bid, cqe.res.max(0) as usize)))
+            runtime::current().and_then(|rt| {
+                rt.bufpool()
+                    .map(|p| p.take_selected(bid, cqe.res.max(0) as usize))
+            })
         });
         match (cqe.result()?, buf) {
             (0, _) => Ok(Received::Eof),
             (_, Some(buf)) => Ok(Received::Data(buf)),
-            (_, None) => Err(std::io::Error::other("recv completion without a selected buffer")),
+            (_, None) => Err(std::io::Error::other(
+                "recv completion without a selected buffer",
+            )),
         }
     }
     fn cleanup(_res: i32, flags: u32) {
@@ -53,5 +58,8 @@ impl MultiData for RecvMulti {
 /// error, or when the pool ran dry (`ENOBUFS`: wait for buffers and start a new one).
 pub fn recv_multi(fd: &SharedFd) -> MultiOp<RecvMulti> {
     let group = runtime::with(|rt| rt.bufpool().map(|p| p.group()).unwrap_or(0));
-    MultiOp::new(RecvMulti { fd: fd.clone(), group })
+    MultiOp::new(RecvMulti {
+        fd: fd.clone(),
+        group,
+    })
 }

@@ -19,9 +19,14 @@ pub struct RenameAt {
 impl OpData for RenameAt {
     type Output = std::io::Result<()>;
     fn sqe(&mut self) -> squeue::Entry {
-        opcode::RenameAt::new(fd::target(&self.olddir), self.old.as_ptr(), fd::target(&self.newdir), self.new.as_ptr())
-            .flags(self.flags)
-            .build()
+        opcode::RenameAt::new(
+            fd::target(&self.olddir),
+            self.old.as_ptr(),
+            fd::target(&self.newdir),
+            self.new.as_ptr(),
+        )
+        .flags(self.flags)
+        .build()
     }
     fn complete(self, cqe: Cqe) -> Self::Output {
         cqe.result().map(drop)
@@ -29,6 +34,18 @@ impl OpData for RenameAt {
 }
 
 /// `flags` as renameat2(2): 0 replaces the target, RENAME_NOREPLACE refuses an existing one.
-pub fn renameat(olddir: &SharedFd, old: CString, newdir: &SharedFd, new: CString, flags: u32) -> Op<RenameAt> {
-    Op::new(RenameAt { olddir: olddir.clone(), old, newdir: newdir.clone(), new, flags })
+pub fn renameat(
+    olddir: &SharedFd,
+    old: CString,
+    newdir: &SharedFd,
+    new: CString,
+    flags: u32,
+) -> Op<RenameAt> {
+    Op::new(RenameAt {
+        olddir: olddir.clone(),
+        old,
+        newdir: newdir.clone(),
+        new,
+        flags,
+    })
 }

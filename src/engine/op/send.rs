@@ -17,7 +17,9 @@ impl OpData for Send {
     fn sqe(&mut self) -> squeue::Entry {
         let rest = self.buf.get(self.start..).unwrap_or(&[]);
         let len = rest.len().min(u32::MAX as usize) as u32;
-        opcode::Send::new(fd::target(&self.fd), rest.as_ptr(), len).flags(libc::MSG_NOSIGNAL).build()
+        opcode::Send::new(fd::target(&self.fd), rest.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
     }
     fn complete(self, cqe: Cqe) -> Self::Output {
         (cqe.result().map(|n| n as usize), self.buf)
@@ -26,5 +28,9 @@ impl OpData for Send {
 
 /// Sends `buf[start..]`; may send less (the caller loops).
 pub fn send(fd: &SharedFd, buf: Vec<u8>, start: usize) -> Op<Send> {
-    Op::new(Send { fd: fd.clone(), buf, start })
+    Op::new(Send {
+        fd: fd.clone(),
+        buf,
+        start,
+    })
 }

@@ -18,9 +18,15 @@ pub struct Splice {
 impl OpData for Splice {
     type Output = std::io::Result<usize>;
     fn sqe(&mut self) -> squeue::Entry {
-        opcode::Splice::new(fd::target(&self.fd_in), self.off_in, fd::target(&self.fd_out), self.off_out, self.len)
-            .flags(self.flags)
-            .build()
+        opcode::Splice::new(
+            fd::target(&self.fd_in),
+            self.off_in,
+            fd::target(&self.fd_out),
+            self.off_out,
+            self.len,
+        )
+        .flags(self.flags)
+        .build()
     }
     fn complete(self, cqe: Cqe) -> Self::Output {
         cqe.result().map(|n| n as usize)
@@ -28,7 +34,20 @@ impl OpData for Splice {
 }
 
 /// Moves up to `len` bytes; an offset of -1 means "current position / not seekable" (sockets, pipes).
-pub fn splice(fd_in: &SharedFd, off_in: i64, fd_out: &SharedFd, off_out: i64, len: u32) -> Op<Splice> {
+pub fn splice(
+    fd_in: &SharedFd,
+    off_in: i64,
+    fd_out: &SharedFd,
+    off_out: i64,
+    len: u32,
+) -> Op<Splice> {
     let flags = libc::SPLICE_F_MOVE;
-    Op::new(Splice { fd_in: fd_in.clone(), off_in, fd_out: fd_out.clone(), off_out, len, flags })
+    Op::new(Splice {
+        fd_in: fd_in.clone(),
+        off_in,
+        fd_out: fd_out.clone(),
+        off_out,
+        len,
+        flags,
+    })
 }

@@ -64,5 +64,10 @@ impl OpData for Statx {
 pub fn statx(dir: &SharedFd, path: CString, flags: i32) -> Op<Statx> {
     // SAFETY: `statx` is plain old data; all-zero is a valid value.
     let buf = Box::new(unsafe { std::mem::zeroed::<libc::statx>() });
-    Op::new(Statx { dir: dir.clone(), path, flags, buf })
+    Op::new(Statx {
+        dir: dir.clone(),
+        path,
+        flags,
+        buf,
+    })
 }

@@ -22,7 +22,9 @@ impl OpData for Timeout {
 
 /// Completes after `dur` (or earlier with -ECANCELED if cancelled; either way it resolves).
 pub fn timeout(dur: Duration) -> Op<Timeout> {
-    Op::new(Timeout { ts: Box::new(types::Timespec::from(dur)) })
+    Op::new(Timeout {
+        ts: Box::new(types::Timespec::from(dur)),
+    })
 }
 
 /// A LINK_TIMEOUT SQE for `dur` and the timespec it points to, which must outlive its completion.

@@ -16,7 +16,9 @@ pub struct UnlinkAt {
 impl OpData for UnlinkAt {
     type Output = std::io::Result<()>;
     fn sqe(&mut self) -> squeue::Entry {
-        opcode::UnlinkAt::new(fd::target(&self.dir), self.path.as_ptr()).flags(self.flags).build()
+        opcode::UnlinkAt::new(fd::target(&self.dir), self.path.as_ptr())
+            .flags(self.flags)
+            .build()
     }
     fn complete(self, cqe: Cqe) -> Self::Output {
         cqe.result().map(drop)
@@ -24,5 +26,9 @@ impl OpData for UnlinkAt {
 }
 
 pub fn unlinkat(dir: &SharedFd, path: CString, flags: i32) -> Op<UnlinkAt> {
-    Op::new(UnlinkAt { dir: dir.clone(), path, flags })
+    Op::new(UnlinkAt {
+        dir: dir.clone(),
+        path,
+        flags,
+    })
 }

@@ -2,6 +2,9 @@
 //! is handed back with the result, so a short write can be resumed from the same memory; a pool buffer
 //! returns to the ring only after the kernel is done with it.
 
+use std::ops::Range;
+use std::rc::Rc;
+
 use io_uring::{opcode, squeue};
 
 use super::{Cqe, Op, OpData};
@@ -20,7 +23,9 @@ impl OpData for Write {
     fn sqe(&mut self) -> squeue::Entry {
         let rest = self.buf.get(self.start..).unwrap_or(&[]);
         let len = rest.len().min(u32::MAX as usize) as u32;
-        opcode::Write::new(fd::target(&self.fd), rest.as_ptr(), len).offset(self.offset).build()
+        opcode::Write::new(fd::target(&self.fd), rest.as_ptr(), len)
+            .offset(self.offset)
+            .build()
     }
     fn complete(self, cqe: Cqe) -> Self::Output {
         (cqe.result().map(|n| n as usize), self.buf)
@@ -29,29 +34,52 @@ impl OpData for Write {
 
 /// Writes `buf[start..]` at `offset` (u64::MAX: the current position, for pipes and sockets).
 pub fn write(fd: &SharedFd, buf: Vec<u8>, start: usize, offset: u64) -> Op<Write> {
-    Op::new(Write { fd: fd.clone(), buf, start, offset })
+    Op::new(Write {
+        fd: fd.clone(),
+        buf,
+        start,
+        offset,
+    })
 }
 
 pub struct WriteFixed {
     fd: SharedFd,
-    buf: PoolBuf,
-    start: usize,
+    buf: Rc<PoolBuf>,
+    range: Range<usize>,
     offset: u64,
 }
 
 impl OpData for WriteFixed {
-    type Output = (std::io::Result<usize>, PoolBuf);
+    type Output = (std::io::Result<usize>, Rc<PoolBuf>);
     fn sqe(&mut self) -> squeue::Entry {
-        let rest = self.buf.as_slice().get(self.start..).unwrap_or(&[]);
-        let len = rest.len() as u32;
-        opcode::WriteFixed::new(fd::target(&self.fd), rest.as_ptr(), len, self.buf.index()).offset(self.offset).build()
+        let part = self.buf.as_slice().get(self.range.clone()).unwrap_or(&[]);
+        opcode::WriteFixed::new(
+            fd::target(&self.fd),
+            part.as_ptr(),
+            part.len() as u32,
+            self.buf.index(),
+        )
+        .offset(self.offset)
+        .build()
     }
     fn complete(self, cqe: Cqe) -> Self::Output {
         (cqe.result().map(|n| n as usize), self.buf)
     }
 }
 
-/// Writes `buf[start..]` (a registered buffer) at `offset`.
-pub fn write_fixed(fd: &SharedFd, buf: PoolBuf, start: usize, offset: u64) -> Op<WriteFixed> {
-    Op::new(WriteFixed { fd: fd.clone(), buf, start, offset })
+/// Writes `buf[range]` (part of a registered buffer) at `offset`. The buffer is shared because one
+/// received buffer can hold several payload runs (MODE B), each written by its own op; it returns to
+/// the pool when the last op holding it completes.
+pub fn write_fixed(
+    fd: &SharedFd,
+    buf: Rc<PoolBuf>,
+    range: Range<usize>,
+    offset: u64,
+) -> Op<WriteFixed> {
+    Op::new(WriteFixed {
+        fd: fd.clone(),
+        buf,
+        range,
+        offset,
+    })
 }

@@ -19,7 +19,13 @@ fn code(a: &Action) -> u16 {
 fn logged_in() -> Session {
     let mut s = Session::new(SessionConfig::default(), peer());
     assert_eq!(code(&s.on_line(line("USER alice"))), 331);
-    assert_eq!(s.on_line(line("PASS secret")), Action::Authenticate { user: "alice".into(), password: "secret".into() });
+    assert_eq!(
+        s.on_line(line("PASS secret")),
+        Action::Authenticate {
+            user: "alice".into(),
+            password: "secret".into()
+        }
+    );
     assert_eq!(s.login_done(true).code, 230);
     s
 }
@@ -27,7 +33,9 @@ fn logged_in() -> Session {
 #[test]
 fn commands_before_login_get_530() {
     let mut s = Session::new(SessionConfig::default(), peer());
-    for cmd in ["PWD", "STOR x", "LIST", "CWD /", "PASV", "RETR a", "MKD d", "DELE f", "SIZE f"] {
+    for cmd in [
+        "PWD", "STOR x", "LIST", "CWD /", "PASV", "RETR a", "MKD d", "DELE f", "SIZE f",
+    ] {
         assert_eq!(code(&s.on_line(line(cmd))), 530, "{cmd}");
     }
     assert_eq!(code(&s.on_line(line("SYST"))), 215);
@@ -39,7 +47,10 @@ fn commands_before_login_get_530() {
 fn wrong_password_is_530_and_resets() {
     let mut s = Session::new(SessionConfig::default(), peer());
     s.on_line(line("USER bob"));
-    assert!(matches!(s.on_line(line("PASS nope")), Action::Authenticate { .. }));
+    assert!(matches!(
+        s.on_line(line("PASS nope")),
+        Action::Authenticate { .. }
+    ));
     assert_eq!(s.login_done(false).code, 530);
     assert_eq!(code(&s.on_line(line("PWD"))), 530);
     assert_eq!(code(&s.on_line(line("PASS again"))), 503);
@@ -48,15 +59,25 @@ fn wrong_password_is_530_and_resets() {
 #[test]
 fn pwd_cwd_and_traversal_stay_in_root() {
     let mut s = logged_in();
-    assert_eq!(s.on_line(line("CWD ../../..")), Action::Fs(FsOp::ChangeDir(VPath::root())));
+    assert_eq!(
+        s.on_line(line("CWD ../../..")),
+        Action::Fs(FsOp::ChangeDir(VPath::root()))
+    );
     assert_eq!(s.fs_done(Ok(FsOutcome::Done)).code, 250);
     let a = s.on_line(line("PWD"));
-    assert_eq!(a, Action::Reply(Reply::new(257, "\"/\" is the current directory.")));
-    let Action::Fs(FsOp::ChangeDir(p)) = s.on_line(line("CWD a/b")) else { panic!() };
+    assert_eq!(
+        a,
+        Action::Reply(Reply::new(257, "\"/\" is the current directory."))
+    );
+    let Action::Fs(FsOp::ChangeDir(p)) = s.on_line(line("CWD a/b")) else {
+        panic!()
+    };
     assert_eq!(p.as_str(), "/a/b");
     assert_eq!(s.fs_done(Ok(FsOutcome::Done)).code, 250);
     assert_eq!(s.cwd().as_str(), "/a/b");
-    let Action::Fs(FsOp::ChangeDir(p)) = s.on_line(line("CDUP")) else { panic!() };
+    let Action::Fs(FsOp::ChangeDir(p)) = s.on_line(line("CDUP")) else {
+        panic!()
+    };
     assert_eq!(p.as_str(), "/a");
     assert_eq!(s.fs_done(Err(FsError::NotFound)).code, 550);
     assert_eq!(s.cwd().as_str(), "/a/b");
@@ -66,15 +87,30 @@ fn pwd_cwd_and_traversal_stay_in_root() {
 fn transfer_needs_a_data_endpoint() {
     let mut s = logged_in();
     assert_eq!(code(&s.on_line(line("STOR x"))), 425);
-    assert_eq!(s.on_line(line("PASV")), Action::OpenPassive { extended: false });
+    assert_eq!(
+        s.on_line(line("PASV")),
+        Action::OpenPassive { extended: false }
+    );
     let r = s.passive_done(false, Some("127.0.0.1:40001".parse().unwrap()));
-    assert_eq!(r, Reply::new(227, "Entering Passive Mode (127,0,0,1,156,65)."));
-    let Action::Transfer(t) = s.on_line(line("STOR ../up.bin")) else { panic!() };
+    assert_eq!(
+        r,
+        Reply::new(227, "Entering Passive Mode (127,0,0,1,156,65).")
+    );
+    let Action::Transfer(t) = s.on_line(line("STOR ../up.bin")) else {
+        panic!()
+    };
     assert_eq!(t.path.as_str(), "/up.bin");
     assert_eq!(t.kind, TransferKind::Store);
     assert_eq!(t.endpoint, DataEndpoint::Passive);
     assert_eq!(s.transfer_opening().code, 150);
-    assert_eq!(s.transfer_done(TransferOutcome::Complete { bytes: 3 }).code, 226);
+    assert_eq!(
+        s.transfer_done(TransferOutcome::Complete {
+            bytes: 3,
+            kept_open: false
+        })
+        .code,
+        226
+    );
     // The endpoint is used up by the transfer.
     assert_eq!(code(&s.on_line(line("RETR up.bin"))), 425);
 }
@@ -82,9 +118,15 @@ fn transfer_needs_a_data_endpoint() {
 #[test]
 fn epsv_reply_format() {
     let mut s = logged_in();
-    assert_eq!(s.on_line(line("EPSV")), Action::OpenPassive { extended: true });
+    assert_eq!(
+        s.on_line(line("EPSV")),
+        Action::OpenPassive { extended: true }
+    );
     let r = s.passive_done(true, Some("127.0.0.1:40001".parse().unwrap()));
-    assert_eq!(r, Reply::new(229, "Entering Extended Passive Mode (|||40001|)"));
+    assert_eq!(
+        r,
+        Reply::new(229, "Entering Extended Passive Mode (|||40001|)")
+    );
     assert_eq!(code(&s.on_line(line("EPSV 2"))), 522);
 }
 
@@ -95,8 +137,13 @@ fn port_bounce_is_refused() {
     assert_eq!(code(&s.on_line(line("PORT 127,0,0,1,0,80"))), 500);
     assert_eq!(code(&s.on_line(line("EPRT |1|10.0.0.1|5000|"))), 500);
     assert_eq!(code(&s.on_line(line("PORT 127,0,0,1,100,100"))), 200);
-    let Action::Transfer(t) = s.on_line(line("RETR f")) else { panic!() };
-    assert_eq!(t.endpoint, DataEndpoint::Active("127.0.0.1:25700".parse().unwrap()));
+    let Action::Transfer(t) = s.on_line(line("RETR f")) else {
+        panic!()
+    };
+    assert_eq!(
+        t.endpoint,
+        DataEndpoint::Active("127.0.0.1:25700".parse().unwrap())
+    );
 }
 
 #[test]
@@ -107,11 +154,18 @@ fn fs_errors_map_to_replies() {
     s.on_line(line("SIZE f"));
     assert_eq!(s.fs_done(Ok(FsOutcome::Size(42))), Reply::new(213, "42"));
     s.on_line(line("MKD d"));
-    assert_eq!(s.fs_done(Ok(FsOutcome::Done)), Reply::new(257, "\"/d\" created."));
+    assert_eq!(
+        s.fs_done(Ok(FsOutcome::Done)),
+        Reply::new(257, "\"/d\" created.")
+    );
     s.on_line(line("PASV"));
     s.passive_done(false, Some("127.0.0.1:40001".parse().unwrap()));
     s.on_line(line("STOR big"));
-    assert_eq!(s.transfer_done(TransferOutcome::Local(FsError::NoSpace)).code, 552);
+    assert_eq!(
+        s.transfer_done(TransferOutcome::Local(FsError::NoSpace))
+            .code,
+        552
+    );
 }
 
 #[test]
@@ -139,4 +193,96 @@ proptest! {
             prop_assert!(!s.cwd().as_str().contains(".."));
         }
     }
+}
+
+fn block_session() -> Session {
+    let mut s = Session::new(
+        SessionConfig {
+            block_mode: true,
+            ..SessionConfig::default()
+        },
+        peer(),
+    );
+    s.on_line(line("USER a"));
+    s.on_line(line("PASS b"));
+    s.login_done(true);
+    s
+}
+
+#[test]
+fn block_mode_keeps_the_data_connection() {
+    let mut s = block_session();
+    assert_eq!(code(&s.on_line(line("MODE B"))), 200);
+    s.on_line(line("PASV"));
+    s.passive_done(false, Some("127.0.0.1:40001".parse().unwrap()));
+    let Action::Transfer(t) = s.on_line(line("STOR a")) else {
+        panic!()
+    };
+    assert_eq!(
+        (t.endpoint, t.mode),
+        (DataEndpoint::Passive, TransferMode::Block)
+    );
+    assert_eq!(s.transfer_opening().code, 150);
+    assert_eq!(
+        s.transfer_done(TransferOutcome::Complete {
+            bytes: 1,
+            kept_open: true
+        })
+        .code,
+        250
+    );
+    assert!(s.keep_data_connection());
+    // The next file rides the open connection: 125, no PASV needed.
+    let Action::Transfer(t) = s.on_line(line("STOR b")) else {
+        panic!()
+    };
+    assert_eq!(t.endpoint, DataEndpoint::Open);
+    assert_eq!(s.transfer_opening().code, 125);
+    // A client that drops the connection mid-file: 426 and the connection is gone.
+    assert_eq!(s.transfer_done(TransferOutcome::ConnectionLost).code, 426);
+    assert!(!s.keep_data_connection());
+    assert_eq!(code(&s.on_line(line("STOR c"))), 425);
+}
+
+#[test]
+fn block_connection_ends_on_pasv_port_and_mode_s() {
+    for cmd in ["PASV", "EPSV", "PORT 127,0,0,1,100,100", "MODE S"] {
+        let mut s = block_session();
+        s.on_line(line("MODE B"));
+        s.on_line(line("EPSV"));
+        s.passive_done(true, Some("127.0.0.1:40001".parse().unwrap()));
+        s.on_line(line("STOR a"));
+        s.transfer_done(TransferOutcome::Complete {
+            bytes: 1,
+            kept_open: true,
+        });
+        assert!(s.keep_data_connection());
+        s.on_line(line(cmd));
+        assert!(
+            !s.keep_data_connection(),
+            "{cmd} must end the kept connection"
+        );
+    }
+}
+
+#[test]
+fn rest_applies_to_the_next_transfer_only() {
+    let mut s = logged_in();
+    assert_eq!(code(&s.on_line(line("REST 100"))), 350);
+    s.on_line(line("PASV"));
+    s.passive_done(false, Some("127.0.0.1:40001".parse().unwrap()));
+    let Action::Transfer(t) = s.on_line(line("RETR f")) else {
+        panic!()
+    };
+    assert_eq!(t.offset, 100);
+    s.transfer_done(TransferOutcome::Complete {
+        bytes: 1,
+        kept_open: false,
+    });
+    s.on_line(line("PASV"));
+    s.passive_done(false, Some("127.0.0.1:40001".parse().unwrap()));
+    let Action::Transfer(t) = s.on_line(line("RETR f")) else {
+        panic!()
+    };
+    assert_eq!(t.offset, 0);
 }
