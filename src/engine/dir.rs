@@ -13,6 +13,7 @@ pub struct RawEntry {
     pub size: u64,
     pub mtime: i64,
     pub nlink: u64,
+    pub ino: u64,
 }
 
 /// Reads all entries of the directory open on `dir` (opened O_RDONLY|O_DIRECTORY), except `.` and
@@ -60,6 +61,7 @@ pub fn read_dir(dir: OwnedFd, limit: usize) -> io::Result<Vec<RawEntry>> {
             size: st.st_size as u64,
             mtime: st.st_mtime,
             nlink: st.st_nlink,
+            ino: st.st_ino,
         });
     }
     // SAFETY: closes the stream opened above (and its descriptor).

@@ -22,6 +22,8 @@ pub struct Entry {
     /// Permission bits (the low 12 bits of st_mode).
     pub perm: u32,
     pub nlink: u64,
+    /// Inode number, for the MLSx `unique` fact.
+    pub ino: u64,
 }
 
 const MONTHS: [&str; 12] = [
@@ -102,6 +104,58 @@ pub fn list_line(e: &Entry, now: i64, out: &mut Vec<u8>) {
     out.extend_from_slice(line.as_bytes());
 }
 
+/// What the logged-in user may do with an entry, for the MLSx `perm` fact (RFC 3659 7.5.5).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FactPerms {
+    pub read: bool,
+    pub write: bool,
+    pub delete: bool,
+    pub mkdir: bool,
+}
+
+/// The MLSx facts line of an entry: `type=file;size=N;modify=YYYYMMDDHHMMSS;perm=..;unique=..; name`.
+/// `cdir` marks the listed directory itself (MLSD's first line); `None` when the name cannot be sent.
+pub fn facts(e: &Entry, perms: FactPerms, cdir: bool) -> Option<String> {
+    if !listable(&e.name) {
+        return None;
+    }
+    let ty = match (cdir, e.kind) {
+        (true, _) => "cdir",
+        (false, EntryKind::Dir) => "dir",
+        (false, EntryKind::File) => "file",
+        (false, _) => "OS.unix=other",
+    };
+    let mut perm = String::new();
+    let dir = e.kind == EntryKind::Dir;
+    for (ok, c) in [
+        (perms.read && !dir, 'r'),
+        (perms.write && !dir, 'w'),
+        (perms.write && !dir, 'a'),
+        (perms.delete, 'd'),
+        (perms.delete, 'f'),
+        (dir, 'e'),
+        (perms.read && dir, 'l'),
+        (perms.write && dir, 'c'),
+        (perms.mkdir && dir, 'm'),
+        (perms.delete && dir, 'p'),
+    ] {
+        if ok {
+            perm.push(c);
+        }
+    }
+    let size = if dir {
+        String::new()
+    } else {
+        format!("size={};", e.size)
+    };
+    Some(format!(
+        "type={ty};{size}modify={};perm={perm};unique={:x}; {}",
+        timeval(e.mtime),
+        e.ino,
+        e.name
+    ))
+}
+
 /// Appends one NLST line (the bare name).
 pub fn name_line(e: &Entry, out: &mut Vec<u8>) {
     if !listable(&e.name) {
@@ -124,6 +178,7 @@ mod tests {
             mtime,
             perm: 0o644,
             nlink: 1,
+            ino: 0x2a,
         }
     }
 
@@ -153,6 +208,32 @@ mod tests {
     }
 
     #[test]
+    fn mlsx_facts() {
+        let all = FactPerms {
+            read: true,
+            write: true,
+            delete: true,
+            mkdir: true,
+        };
+        let f = facts(&entry("a b", EntryKind::File, 1_700_000_000), all, false).unwrap();
+        assert_eq!(
+            f,
+            "type=file;size=1234;modify=20231114221320;perm=rwadf;unique=2a; a b"
+        );
+        let d = facts(
+            &entry("d", EntryKind::Dir, 0),
+            FactPerms {
+                read: true,
+                ..Default::default()
+            },
+            false,
+        )
+        .unwrap();
+        assert_eq!(d, "type=dir;modify=19700101000000;perm=el;unique=2a; d");
+        assert!(facts(&entry("x\r\ny", EntryKind::File, 0), all, false).is_none());
+    }
+
+    #[test]
     fn names_with_newlines_are_skipped() {
         let mut out = Vec::new();
         name_line(&entry("evil\r\n226 ok", EntryKind::File, 0), &mut out);
@@ -163,7 +244,7 @@ mod tests {
     proptest! {
         #[test]
         fn any_entry_formats_to_one_line(name in "\\PC{0,40}", mtime in any::<i32>(), now in any::<i32>(), perm in any::<u32>()) {
-            let e = Entry { name, kind: EntryKind::File, size: 7, mtime: i64::from(mtime), perm, nlink: 1 };
+            let e = Entry { name, kind: EntryKind::File, size: 7, mtime: i64::from(mtime), perm, nlink: 1, ino: 1 };
             let mut out = Vec::new();
             list_line(&e, i64::from(now), &mut out);
             let s = String::from_utf8(out).unwrap();

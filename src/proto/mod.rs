@@ -1,6 +1,7 @@
 //! Sans-IO FTP protocol core: no sockets, no rings, no clocks. Everything here is pure code driven by
 //! bytes and events, so it can be unit-tested, property-tested and fuzzed without a network.
 
+pub mod ascii;
 pub mod client;
 pub mod command;
 pub mod listing;

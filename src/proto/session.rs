@@ -29,13 +29,53 @@ impl Default for SessionConfig {
     }
 }
 
+/// What a logged-in user may do; checked before any I/O is asked of the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// RETR, LIST, NLST, MLSD, MLST, SIZE, MDTM, STAT with a path.
+    pub read: bool,
+    /// STOR, APPE, STOU, and the target of RNTO.
+    pub write: bool,
+    /// DELE, RMD, and the source of RNFR.
+    pub delete: bool,
+    /// MKD.
+    pub mkdir: bool,
+    /// A drop box (anonymous upload): uploads only beneath this directory and never over an existing
+    /// file; nothing else but moving around.
+    pub upload_only: Option<VPath>,
+}
+
+impl Access {
+    /// Everything allowed.
+    pub fn full() -> Access {
+        Access {
+            read: true,
+            write: true,
+            delete: true,
+            mkdir: true,
+            upload_only: None,
+        }
+    }
+
+    /// Anonymous upload into `incoming` only.
+    pub fn drop_box(incoming: VPath) -> Access {
+        Access {
+            read: false,
+            write: true,
+            delete: false,
+            mkdir: false,
+            upload_only: Some(incoming),
+        }
+    }
+}
+
 /// Login state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Auth {
     AwaitUser,
     AwaitPass { user: String },
     Authenticating { user: String },
-    LoggedIn { user: String },
+    LoggedIn { user: String, access: Access },
 }
 
 /// How the next data connection is to be made.
@@ -54,6 +94,12 @@ pub enum DataEndpoint {
 pub enum TransferKind {
     /// STOR: client to server.
     Store,
+    /// APPE: client to server, appended to an existing file (created if missing).
+    Append,
+    /// STOU: client to server under a name the server picks in the given directory.
+    StoreUnique,
+    /// MLSD: machine-readable listing (RFC 3659).
+    MachineList,
     /// RETR: server to client.
     Retrieve,
     /// LIST: long directory listing.
@@ -73,6 +119,10 @@ pub struct Transfer {
     pub mode: TransferMode,
     /// Restart offset from REST (0 when none): where STOR resumes or RETR starts.
     pub offset: u64,
+    /// Size announced by ALLO, to reserve space up front.
+    pub allocate: Option<u64>,
+    /// Refuse to replace an existing file (drop box uploads).
+    pub no_overwrite: bool,
 }
 
 /// A filesystem operation the server must run, then report with [`Session::fs_done`].
@@ -83,6 +133,18 @@ pub enum FsOp {
     MakeDir(VPath),
     Delete(VPath),
     Size(VPath),
+    RemoveDir(VPath),
+    /// RNFR: check that the source exists.
+    RenameFrom(VPath),
+    Rename {
+        from: VPath,
+        to: VPath,
+    },
+    ModifyTime(VPath),
+    /// MLST: the facts of one path.
+    Facts(VPath),
+    /// STAT with a path: a listing over the control connection.
+    StatList(VPath),
 }
 
 /// The next thing the server must do for this session.
@@ -164,10 +226,14 @@ mod libc_errno {
 }
 
 /// Successful filesystem results.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FsOutcome {
     Done,
     Size(u64),
+    /// Modification time, seconds since the epoch.
+    ModifyTime(i64),
+    /// Preformatted text lines (MLST facts, STAT listing).
+    Lines(Vec<String>),
 }
 
 /// How a transfer ended.
@@ -182,6 +248,8 @@ pub enum TransferOutcome {
     ConnectionLost,
     /// A local error (before or after the data connection was made).
     Local(FsError),
+    /// The client sent ABOR while the transfer ran.
+    Aborted,
 }
 
 /// One control connection's protocol state.
@@ -201,6 +269,10 @@ pub struct Session {
     rest: u64,
     /// A MODE B data connection is open and kept for the next transfer.
     block_open: bool,
+    /// Source of a rename, valid for the command right after RNFR only.
+    rename_from: Option<VPath>,
+    /// ALLO size for the next upload.
+    allocate: Option<u64>,
 }
 
 const NOT_LOGGED_IN: &str = "Please login with USER and PASS.";
@@ -221,6 +293,8 @@ impl Session {
             pending_transfer: None,
             rest: 0,
             block_open: false,
+            rename_from: None,
+            allocate: None,
         }
     }
 
@@ -232,9 +306,22 @@ impl Session {
     /// The logged-in user, if any.
     pub fn user(&self) -> Option<&str> {
         match &self.auth {
-            Auth::LoggedIn { user } => Some(user),
+            Auth::LoggedIn { user, .. } => Some(user),
             _ => None,
         }
+    }
+
+    /// The logged-in user's access, if any.
+    pub fn access(&self) -> Option<&Access> {
+        match &self.auth {
+            Auth::LoggedIn { access, .. } => Some(access),
+            _ => None,
+        }
+    }
+
+    /// The transfer being run, if any (STAT during a transfer reports it).
+    pub fn pending_transfer(&self) -> Option<&Transfer> {
+        self.pending_transfer.as_ref()
     }
 
     pub fn cwd(&self) -> &VPath {
@@ -272,6 +359,12 @@ impl Session {
         if !logged_in && !cmd.allowed_before_login() {
             return reply(530, NOT_LOGGED_IN);
         }
+        // RNFR's source is valid for the very next command only.
+        let rename_from = self.rename_from.take();
+        // ALLO applies to the next upload and is consumed by it (see `transfer`).
+        if let Some(denied) = self.denied(&cmd) {
+            return denied;
+        }
         match cmd {
             Command::User(name) => self.user_cmd(name),
             Command::Pass(password) => match std::mem::replace(&mut self.auth, Auth::AwaitUser) {
@@ -279,8 +372,8 @@ impl Session {
                     self.auth = Auth::Authenticating { user: user.clone() };
                     Action::Authenticate { user, password }
                 }
-                Auth::LoggedIn { user } => {
-                    self.auth = Auth::LoggedIn { user };
+                Auth::LoggedIn { user, access } => {
+                    self.auth = Auth::LoggedIn { user, access };
                     reply(230, "Already logged in.")
                 }
                 _ => reply(503, "Login with USER first."),
@@ -369,21 +462,121 @@ impl Session {
             Command::Mkd(arg) => self.fs(&arg, FsOp::MakeDir),
             Command::Dele(arg) => self.fs(&arg, FsOp::Delete),
             Command::Size(arg) => self.fs(&arg, FsOp::Size),
+            Command::Rmd(arg) => self.fs(&arg, FsOp::RemoveDir),
+            Command::Mdtm(arg) => self.fs(&arg, FsOp::ModifyTime),
+            Command::Mlst(arg) => self.fs(arg.as_deref().unwrap_or("."), FsOp::Facts),
+            Command::Stat(Some(arg)) => self.fs(&arg, FsOp::StatList),
+            Command::Stat(None) => Action::Reply(self.status()),
+            Command::Rnfr(arg) => self.fs(&arg, FsOp::RenameFrom),
+            Command::Rnto(arg) => match rename_from {
+                None => reply(503, "RNFR required first."),
+                Some(from) => match self.resolve(&arg) {
+                    Ok(to) => {
+                        let op = FsOp::Rename { from, to };
+                        self.pending_fs = Some(op.clone());
+                        Action::Fs(op)
+                    }
+                    Err(a) => a,
+                },
+            },
             Command::Stor(arg) => self.transfer(TransferKind::Store, Some(&arg)),
+            Command::Appe(arg) => self.transfer(TransferKind::Append, Some(&arg)),
+            Command::Stou(arg) => self.transfer(TransferKind::StoreUnique, Some(arg.as_deref().unwrap_or("."))),
             Command::Retr(arg) => self.transfer(TransferKind::Retrieve, Some(&arg)),
             Command::List(arg) => self.transfer(TransferKind::List, arg.as_deref()),
             Command::Nlst(arg) => self.transfer(TransferKind::NameList, arg.as_deref()),
+            Command::Mlsd(arg) => self.transfer(TransferKind::MachineList, arg.as_deref()),
+            Command::Allo(n) => {
+                self.allocate = Some(n);
+                reply(200, "ALLO ok; space will be reserved for the next upload.")
+            }
+            Command::Abor => {
+                // Nothing runs (a running transfer's ABOR is handled by the server while it runs);
+                // a kept MODE B connection is closed.
+                self.block_open = false;
+                reply(226, "No transfer to ABOR.")
+            }
             Command::Help(_) => Action::Reply(Reply::multi(
                 214,
                 vec![
                     "The following commands are recognized.".into(),
-                    "USER PASS QUIT NOOP SYST FEAT OPTS TYPE STRU MODE PASV EPSV PORT EPRT".into(),
-                    "STOR RETR LIST NLST PWD CWD CDUP MKD DELE SIZE HELP".into(),
+                    "ABOR ACCT ALLO APPE CDUP CWD DELE EPRT EPSV FEAT HELP LIST MDTM MKD MLSD MLST MODE".into(),
+                    "NLST NOOP OPTS PASS PASV PORT PWD QUIT REST RETR RMD RNFR RNTO SIZE STAT STOR STOU".into(),
+                    "STRU SYST TYPE USER XCUP XCWD XMKD XPWD XRMD".into(),
                     "Help OK.".into(),
                 ],
             )),
             other => reply(502, format!("{} not implemented.", other.verb())),
         }
+    }
+
+    /// Refuses a command the user's access does not allow, before any I/O.
+    fn denied(&self, cmd: &Command) -> Option<Action> {
+        let Auth::LoggedIn { access, .. } = &self.auth else {
+            return None;
+        };
+        let ok = match cmd {
+            Command::Retr(_)
+            | Command::List(_)
+            | Command::Nlst(_)
+            | Command::Mlsd(_)
+            | Command::Mlst(_)
+            | Command::Size(_)
+            | Command::Mdtm(_)
+            | Command::Stat(Some(_)) => access.read,
+            Command::Stor(_) | Command::Stou(_) | Command::Rnto(_) | Command::Allo(_) => {
+                access.write
+            }
+            Command::Appe(_) => access.write && access.upload_only.is_none(),
+            Command::Dele(_) | Command::Rmd(_) | Command::Rnfr(_) => access.delete,
+            Command::Mkd(_) => access.mkdir,
+            _ => true,
+        };
+        if !ok {
+            return Some(reply(550, "Permission denied."));
+        }
+        let Some(dir) = &access.upload_only else {
+            return None;
+        };
+        let target = match cmd {
+            Command::Stor(arg) | Command::Stou(Some(arg)) => {
+                self.cwd.resolve(arg).ok().and_then(|p| p.parent())
+            }
+            Command::Stou(None) => Some(self.cwd.clone()),
+            _ => return None,
+        };
+        match target {
+            Some(d) if is_within(&d, dir) => None,
+            _ => Some(reply(
+                553,
+                "Uploads are only allowed into the incoming directory.",
+            )),
+        }
+    }
+
+    /// STAT without argument: the session's state (RFC 959 211 reply).
+    fn status(&self) -> Reply {
+        let mut lines = vec!["ringest FTP server status:".to_string()];
+        lines.push(format!("Connected to {}", self.peer.ip()));
+        if let Some(u) = self.user() {
+            lines.push(format!("Logged in as {u}"));
+        }
+        let ty = match self.ttype {
+            TransferType::Ascii => "ASCII",
+            TransferType::Image => "BINARY",
+        };
+        let mode = match self.mode {
+            TransferMode::Stream => "Stream",
+            TransferMode::Block => "Block",
+        };
+        lines.push(format!("TYPE: {ty}, STRUcture: File, MODE: {mode}"));
+        lines.push(if self.block_open {
+            "Data connection open (MODE B)".into()
+        } else {
+            "No data connection".into()
+        });
+        lines.push("End of status".into());
+        Reply::multi(211, lines)
     }
 
     fn user_cmd(&mut self, name: String) -> Action {
@@ -397,11 +590,11 @@ impl Session {
         }
     }
 
-    /// Result of [`Action::Authenticate`].
-    pub fn login_done(&mut self, ok: bool) -> Reply {
-        match std::mem::replace(&mut self.auth, Auth::AwaitUser) {
-            Auth::Authenticating { user } if ok => {
-                self.auth = Auth::LoggedIn { user };
+    /// Result of [`Action::Authenticate`]: the user's access, or `None` for a failed login.
+    pub fn login_done(&mut self, access: Option<Access>) -> Reply {
+        match (std::mem::replace(&mut self.auth, Auth::AwaitUser), access) {
+            (Auth::Authenticating { user }, Some(access)) => {
+                self.auth = Auth::LoggedIn { user, access };
                 self.cwd = VPath::root();
                 Reply::new(230, "Login successful.")
             }
@@ -488,11 +681,35 @@ impl Session {
             }
             (FsOp::Delete(_), Ok(_)) => Reply::new(250, "Delete operation successful."),
             (FsOp::Size(_), Ok(FsOutcome::Size(n))) => Reply::new(213, n.to_string()),
-            (FsOp::Size(_), Ok(FsOutcome::Done)) => Reply::new(550, "Could not get file size."),
-            (FsOp::Size(_), Err(FsError::IsADirectory)) => {
-                Reply::new(550, "Could not get file size.")
+            (FsOp::Size(_) | FsOp::ModifyTime(_), Err(FsError::IsADirectory)) => {
+                Reply::new(550, "Not a plain file.")
+            }
+            (FsOp::ModifyTime(_), Ok(FsOutcome::ModifyTime(t))) => {
+                Reply::new(213, super::listing::timeval(t))
+            }
+            (FsOp::RemoveDir(_), Ok(_)) => {
+                Reply::new(250, "Remove directory operation successful.")
+            }
+            (FsOp::RenameFrom(p), Ok(_)) => {
+                self.rename_from = Some(p);
+                Reply::new(350, "Ready for RNTO.")
+            }
+            (FsOp::Rename { .. }, Ok(_)) => Reply::new(250, "Rename successful."),
+            (FsOp::Facts(p), Ok(FsOutcome::Lines(lines))) => {
+                let mut all = vec![format!("Listing {}", p.as_str())];
+                // The encoder puts the single leading space RFC 3659 requires before each facts line.
+                all.extend(lines);
+                all.push("End".into());
+                Reply::multi(250, all)
+            }
+            (FsOp::StatList(p), Ok(FsOutcome::Lines(lines))) => {
+                let mut all = vec![format!("Status of {}:", p.as_str())];
+                all.extend(lines);
+                all.push("End of status".into());
+                Reply::multi(213, all)
             }
             (op, Err(e)) => e.reply(op_name(&op)),
+            (op, Ok(_)) => Reply::new(451, format!("{}: unexpected result.", op_name(&op))),
         }
     }
 
@@ -516,9 +733,11 @@ impl Session {
             },
             None => self.cwd.clone(),
         };
-        if kind == TransferKind::Store && path.is_root() {
+        if matches!(kind, TransferKind::Store | TransferKind::Append) && path.is_root() {
             return reply(553, "File name not allowed.");
         }
+        let no_overwrite = self.access().is_some_and(|a| a.upload_only.is_some());
+        let allocate = self.allocate.take();
         let t = Transfer {
             kind,
             path,
@@ -526,9 +745,23 @@ impl Session {
             ttype: self.ttype,
             mode: self.mode,
             offset,
+            allocate,
+            no_overwrite,
         };
         self.pending_transfer = Some(t.clone());
         Action::Transfer(t)
+    }
+
+    /// Records the name the server picked for STOU (reported in the 150 and 226 replies).
+    pub fn set_unique_path(&mut self, path: VPath) {
+        if let Some(t) = self.pending_transfer.as_mut() {
+            t.path = path;
+        }
+    }
+
+    /// The 226 that follows the 426 of an aborted transfer (RFC 959 ABOR).
+    pub fn abort_reply(&self) -> Reply {
+        Reply::new(226, "ABOR successful.")
     }
 
     /// The 150 reply to send once the data connection is open.
@@ -544,10 +777,13 @@ impl Session {
             TransferType::Image => "BINARY",
         };
         match t.kind {
-            TransferKind::List | TransferKind::NameList => {
+            TransferKind::List | TransferKind::NameList | TransferKind::MachineList => {
                 Reply::new(150, "Here comes the directory listing.")
             }
-            TransferKind::Store => Reply::new(150, "Ok to send data."),
+            TransferKind::Store | TransferKind::Append => Reply::new(150, "Ok to send data."),
+            TransferKind::StoreUnique => {
+                Reply::new(150, format!("FILE: {}", t.path.file_name().unwrap_or("")))
+            }
             TransferKind::Retrieve => Reply::new(
                 150,
                 format!(
@@ -572,12 +808,20 @@ impl Session {
             TransferOutcome::Complete {
                 kept_open: true, ..
             } => Reply::new(250, "Transfer complete; data connection kept open."),
-            TransferOutcome::Complete { .. } => match t.map(|t| t.kind) {
-                Some(TransferKind::List | TransferKind::NameList) => {
+            TransferOutcome::Complete { .. } => match t.as_ref().map(|t| t.kind) {
+                Some(TransferKind::List | TransferKind::NameList | TransferKind::MachineList) => {
                     Reply::new(226, "Directory send OK.")
                 }
+                Some(TransferKind::StoreUnique) => Reply::new(
+                    226,
+                    format!(
+                        "Transfer complete (unique file name: {}).",
+                        t.as_ref().map(|t| t.path.as_str()).unwrap_or("")
+                    ),
+                ),
                 _ => Reply::new(226, "Transfer complete."),
             },
+            TransferOutcome::Aborted => Reply::new(426, "Transfer aborted."),
             TransferOutcome::NoConnection => Reply::new(425, "Can't open data connection."),
             TransferOutcome::ConnectionLost => {
                 Reply::new(426, "Connection closed; transfer aborted.")
@@ -585,6 +829,9 @@ impl Session {
             TransferOutcome::Local(e) => {
                 let what = match t.map(|t| t.kind) {
                     Some(TransferKind::Store) => "STOR",
+                    Some(TransferKind::Append) => "APPE",
+                    Some(TransferKind::StoreUnique) => "STOU",
+                    Some(TransferKind::MachineList) => "MLSD",
                     Some(TransferKind::Retrieve) => "RETR",
                     Some(TransferKind::List) => "LIST",
                     Some(TransferKind::NameList) => "NLST",
@@ -593,6 +840,9 @@ impl Session {
                 match e {
                     FsError::NotFound if what == "STOR" => {
                         Reply::new(553, "Could not create file.")
+                    }
+                    FsError::Exists if what == "STOR" => {
+                        Reply::new(550, "STOR: File exists; overwriting is not allowed.")
                     }
                     e => e.reply(what),
                 }
@@ -606,11 +856,13 @@ impl Session {
             [
                 "EPRT",
                 "EPSV",
+                "MDTM",
+                "MLST type*;size*;modify*;perm*;unique*;",
                 "PASV",
                 "REST STREAM",
                 "SIZE",
-                "UTF8",
                 "TVFS",
+                "UTF8",
             ]
             .iter()
             .map(|s| s.to_string()),
@@ -629,6 +881,12 @@ fn op_name(op: &FsOp) -> &'static str {
         FsOp::MakeDir(_) => "MKD",
         FsOp::Delete(_) => "DELE",
         FsOp::Size(_) => "SIZE",
+        FsOp::RemoveDir(_) => "RMD",
+        FsOp::RenameFrom(_) => "RNFR",
+        FsOp::Rename { .. } => "RNTO",
+        FsOp::ModifyTime(_) => "MDTM",
+        FsOp::Facts(_) => "MLST",
+        FsOp::StatList(_) => "STAT",
     }
 }
 
@@ -645,6 +903,15 @@ fn parse_error_text(e: &ParseError) -> String {
             "Network protocol not supported, use (1,2).".into()
         }
     }
+}
+
+/// Whether `p` is `dir` or beneath it (component-wise, so "/in" does not contain "/inbox").
+fn is_within(p: &VPath, dir: &VPath) -> bool {
+    dir.is_root()
+        || p == dir
+        || p.as_str()
+            .strip_prefix(dir.as_str())
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 fn reply(code: u16, text: impl Into<String>) -> Action {

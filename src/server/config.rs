@@ -51,6 +51,10 @@ pub struct ServerConfig {
     pub listen_backlog: i32,
     /// Entries returned by one LIST/NLST at most.
     pub max_list_entries: usize,
+    /// Time allowed from connect to a successful login.
+    pub login_timeout: Duration,
+    /// Delay before answering a failed login (slows password guessing).
+    pub login_fail_delay_ms: u64,
 }
 
 impl ServerConfig {
@@ -73,6 +77,8 @@ impl ServerConfig {
             data_timeout: Duration::from_secs(30),
             listen_backlog: 4096,
             max_list_entries: 100_000,
+            login_timeout: Duration::from_secs(30),
+            login_fail_delay_ms: 1000,
         }
     }
 

@@ -1,40 +1,85 @@
 //! The control connection: frames lines, feeds the sans-IO session, performs its actions, and sends
 //! replies. Replies to pipelined commands are batched into one send, in order.
+//!
+//! While a transfer runs, the control connection is still read: ABOR stops the transfer (426 then
+//! 226), STAT reports it, a closed control connection aborts it, and any other command waits its turn.
+//! The read in flight is never dropped between phases, so no pipelined byte is ever lost to a
+//! cancelled recv.
 
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::pin::{pin, Pin};
 use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use crate::engine::fd::SharedFd;
-use crate::engine::{net, op};
-use crate::proto::command::LineBuffer;
+use crate::engine::op::recv::Recv;
+use crate::engine::op::Op;
+use crate::engine::{net, op, time};
+use crate::proto::command::{self, Command, LineBuffer, LineError};
+use crate::proto::listing::FactPerms;
 use crate::proto::reply::Reply;
-use crate::proto::session::{Action, Session, SessionConfig};
+use crate::proto::session::{Access, Action, Session, SessionConfig, TransferOutcome};
 
 use super::core::CoreCtx;
 use super::data::{DataConn, PassiveListener};
-use super::{fsops, transfer};
+use super::fsops::{self, FsContext};
+use super::transfer::{self, XferEnv};
 
 /// Bytes of one control-connection read; commands are short, so this bounds idle memory per session.
-const READ_CHUNK: usize = 2048;
+const READ_CHUNK: usize = 1024;
+
+type Line = Result<Vec<u8>, LineError>;
+
+/// The control connection's reading half: one recv kept in flight across every phase of the session.
+struct Reader {
+    fd: SharedFd,
+    pending: Option<Op<Recv>>,
+    spare: Vec<u8>,
+}
+
+impl Reader {
+    /// Received bytes (empty at end of stream), appended to `lines`.
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        lines: &mut LineBuffer,
+    ) -> Poll<io::Result<usize>> {
+        let op = self.pending.get_or_insert_with(|| {
+            let mut buf = std::mem::take(&mut self.spare);
+            buf.clear();
+            buf.reserve(READ_CHUNK);
+            op::recv::recv(&self.fd, buf)
+        });
+        let Poll::Ready((res, buf)) = Pin::new(op).poll(cx) else {
+            return Poll::Pending;
+        };
+        self.pending = None;
+        let n = res?;
+        lines.push(&buf);
+        self.spare = buf;
+        Poll::Ready(Ok(n))
+    }
+}
 
 /// The I/O half of a control connection.
-pub struct Control {
-    pub fd: SharedFd,
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
+struct Control {
+    fd: SharedFd,
+    peer: SocketAddr,
+    local: SocketAddr,
     out: Vec<u8>,
 }
 
 impl Control {
-    /// Queues a reply; it goes out with the next flush.
-    pub fn queue(&mut self, reply: &Reply) {
+    fn queue(&mut self, reply: &Reply) {
         reply.encode(&mut self.out);
     }
 
-    /// Sends everything queued.
-    pub async fn flush(&mut self) -> io::Result<()> {
+    async fn flush(&mut self) -> io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
         }
@@ -45,14 +90,13 @@ impl Control {
         res
     }
 
-    /// Queues and sends one reply now (preliminary replies such as 150 must not wait).
-    pub async fn send(&mut self, reply: &Reply) -> io::Result<()> {
+    async fn send(&mut self, reply: &Reply) -> io::Result<()> {
         self.queue(reply);
         self.flush().await
     }
 }
 
-/// Serves one control connection until QUIT, EOF, an error, or the idle timeout.
+/// Serves one control connection until QUIT, EOF, an error, or a timeout.
 pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd) {
     let raw = fd.as_raw_fd();
     let (peer, local) = match (net::peer_addr(raw), net::local_addr(raw)) {
@@ -64,91 +108,291 @@ pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd) {
     let span = tracing::debug_span!("session", %peer, core = ctx.core);
     let _enter = span.enter();
     tracing::debug!("connected");
-    let mut ctl = Control {
-        fd: Rc::new(fd),
+    let fd = Rc::new(fd);
+    let ctl = Control {
+        fd: fd.clone(),
         peer,
         local,
         out: Vec::with_capacity(256),
+    };
+    let reader = Reader {
+        fd,
+        pending: None,
+        spare: Vec::new(),
     };
     let has_pool = crate::engine::runtime::with(|rt| rt.bufpool().is_some());
     let cfg = SessionConfig {
         block_mode: has_pool,
         ..SessionConfig::default()
     };
-    let mut session = Session::new(cfg, peer);
-    match drive(&ctx, &mut ctl, &mut session).await {
+    let mut s = SessionIo {
+        ctx: ctx.clone(),
+        ctl,
+        reader,
+        session: Session::new(cfg, peer),
+        lines: LineBuffer::new(ctx.cfg.max_line),
+        deferred: VecDeque::new(),
+        passive: None,
+        kept: None,
+        root: ctx.root.clone(),
+    };
+    match s.drive().await {
         Ok(()) => tracing::debug!("closed"),
         Err(e) => tracing::debug!(error = %e, "session ended"),
     }
 }
 
-async fn drive(ctx: &Rc<CoreCtx>, ctl: &mut Control, session: &mut Session) -> io::Result<()> {
-    ctl.send(&session.greeting()).await?;
-    let mut lines = LineBuffer::new(ctx.cfg.max_line);
-    let mut passive: Option<PassiveListener> = None;
-    let mut kept: Option<DataConn> = None;
-    let mut rbuf = Vec::with_capacity(READ_CHUNK);
-    loop {
-        while let Some(line) = lines.next_line() {
-            match session.on_line(line) {
-                Action::Reply(r) => ctl.queue(&r),
-                Action::Close(r) => {
-                    ctl.queue(&r);
-                    ctl.flush().await?;
+struct SessionIo {
+    ctx: Rc<CoreCtx>,
+    ctl: Control,
+    reader: Reader,
+    session: Session,
+    lines: LineBuffer,
+    /// Commands that arrived during a transfer, run after it.
+    deferred: VecDeque<Line>,
+    passive: Option<(PassiveListener, Instant)>,
+    kept: Option<DataConn>,
+    /// The logged-in user's root.
+    root: SharedFd,
+}
+
+/// What happened to a transfer while the control connection was watched.
+enum Watched<T> {
+    Done(T),
+    Aborted,
+    Closed,
+}
+
+impl SessionIo {
+    async fn drive(&mut self) -> io::Result<()> {
+        self.ctl.send(&self.session.greeting()).await?;
+        let connected = Instant::now();
+        loop {
+            while let Some(line) = self.deferred.pop_front().or_else(|| self.lines.next_line()) {
+                if !self.handle(line).await? {
                     return Ok(());
                 }
-                Action::Authenticate { user, password } => {
-                    let ok = check_login(ctx, &user, &password);
-                    if !ok {
-                        tracing::info!(user = %user, "login failed");
+            }
+            self.ctl.flush().await?;
+            let deadline = self.next_deadline(connected);
+            let read = time::timeout(deadline.saturating_duration_since(Instant::now()), async {
+                let (reader, lines) = (&mut self.reader, &mut self.lines);
+                poll_fn(|cx| reader.poll_read(cx, lines)).await
+            })
+            .await;
+            match read {
+                Ok(Ok(0)) => return Ok(()),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    if !self.on_timeout(connected).await? {
+                        return Ok(());
                     }
-                    ctl.queue(&session.login_done(ok));
-                }
-                Action::OpenPassive { extended } => {
-                    passive = None; // a new PASV/EPSV replaces the previous listener
-                    let addr = match PassiveListener::open(ctx, ctl.local.ip()) {
-                        Ok(l) => {
-                            let a = l.advertised(ctx, ctl.local.ip());
-                            passive = Some(l);
-                            Some(a)
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "no passive port available");
-                            None
-                        }
-                    };
-                    ctl.queue(&session.passive_done(extended, addr));
-                }
-                Action::Transfer(t) => {
-                    ctl.flush().await?;
-                    let listener = passive.take();
-                    let outcome = transfer::run(ctx, ctl, session, &t, listener, &mut kept).await?;
-                    ctl.queue(&session.transfer_done(outcome));
-                }
-                Action::Fs(fsop) => {
-                    let result = fsops::run(ctx, &fsop).await;
-                    ctl.queue(&session.fs_done(result));
                 }
             }
-            if !session.keep_data_connection() {
-                kept = None; // PASV/PORT/MODE S or a failed transfer ends a kept MODE B connection
-            }
-        }
-        ctl.flush().await?;
-        rbuf.clear();
-        let (res, buf) =
-            op::Op::with_timeout(op::recv::Recv::new(&ctl.fd, rbuf), ctx.cfg.idle_timeout).await;
-        rbuf = buf;
-        match res {
-            Ok(0) => return Ok(()),
-            Ok(_) => lines.push(&rbuf),
-            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {
-                ctl.send(&Reply::new(421, "Timeout.")).await?;
-                return Ok(());
-            }
-            Err(e) => return Err(e),
         }
     }
+
+    /// When to wake up without input: the idle (or login) timeout, or a passive listener's expiry.
+    fn next_deadline(&self, connected: Instant) -> Instant {
+        let cfg = &self.ctx.cfg;
+        let mut at = if self.session.user().is_some() {
+            Instant::now() + cfg.idle_timeout
+        } else {
+            (connected + cfg.login_timeout).min(Instant::now() + cfg.idle_timeout)
+        };
+        if let Some((_, opened)) = &self.passive {
+            at = at.min(*opened + cfg.data_timeout);
+        }
+        at
+    }
+
+    /// Returns false when the session must end.
+    async fn on_timeout(&mut self, connected: Instant) -> io::Result<bool> {
+        let now = Instant::now();
+        let cfg = &self.ctx.cfg;
+        if let Some((_, opened)) = &self.passive {
+            if now >= *opened + cfg.data_timeout {
+                // A PASV nobody connected to releases its port.
+                self.passive = None;
+                return Ok(true);
+            }
+        }
+        if self.session.user().is_none() && now >= connected + cfg.login_timeout {
+            self.ctl.send(&Reply::new(421, "Login timeout.")).await?;
+            return Ok(false);
+        }
+        self.ctl.send(&Reply::new(421, "Timeout.")).await?;
+        Ok(false)
+    }
+
+    /// Runs one command line; returns false when the session must end.
+    async fn handle(&mut self, line: Line) -> io::Result<bool> {
+        let action = self.session.on_line(line);
+        match action {
+            Action::Reply(r) => self.ctl.queue(&r),
+            Action::Close(r) => {
+                self.ctl.queue(&r);
+                self.ctl.flush().await?;
+                return Ok(false);
+            }
+            Action::Authenticate { user, password } => {
+                let access = self.authenticate(&user, &password).await;
+                let r = self.session.login_done(access);
+                self.ctl.queue(&r);
+            }
+            Action::OpenPassive { extended } => {
+                self.passive = None; // a new PASV/EPSV replaces the previous listener
+                let ip = self.ctl.local.ip();
+                let addr = match PassiveListener::open(&self.ctx, ip) {
+                    Ok(l) => {
+                        let a = l.advertised(&self.ctx, ip);
+                        self.passive = Some((l, Instant::now()));
+                        Some(a)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no passive port available");
+                        None
+                    }
+                };
+                let r = self.session.passive_done(extended, addr);
+                self.ctl.queue(&r);
+            }
+            Action::Transfer(t) => {
+                self.ctl.flush().await?;
+                let opening = self.session.transfer_opening();
+                let listener = self.passive.take().map(|(l, _)| l);
+                let env = XferEnv {
+                    ctx: &self.ctx,
+                    root: &self.root,
+                    ctl: &self.ctl.fd,
+                    peer: self.ctl.peer,
+                    local: self.ctl.local,
+                    perms: fact_perms(self.session.access()),
+                    refuse_overwrite: false,
+                };
+                let fut = transfer::run(&env, opening, &t, listener, &mut self.kept);
+                let watched = watch(
+                    &mut self.reader,
+                    &mut self.lines,
+                    &mut self.deferred,
+                    &self.session,
+                    &self.ctl.fd,
+                    fut,
+                )
+                .await?;
+                match watched {
+                    Watched::Done(fin) => {
+                        let fin = fin?;
+                        for m in &fin.marks {
+                            self.ctl.queue(m);
+                        }
+                        if let Some(p) = fin.unique {
+                            self.session.set_unique_path(p);
+                        }
+                        let r = self.session.transfer_done(fin.outcome);
+                        self.ctl.queue(&r);
+                    }
+                    Watched::Aborted => {
+                        self.kept = None;
+                        let r = self.session.transfer_done(TransferOutcome::Aborted);
+                        self.ctl.queue(&r);
+                        let r = self.session.abort_reply();
+                        self.ctl.queue(&r);
+                    }
+                    Watched::Closed => return Ok(false),
+                }
+            }
+            Action::Fs(fsop) => {
+                let fx = FsContext {
+                    root: &self.root,
+                    perms: fact_perms(self.session.access()),
+                    refuse_overwrite: false,
+                    list_limit: self.ctx.cfg.max_list_entries,
+                };
+                let result = fsops::run(&fx, &fsop).await;
+                let r = self.session.fs_done(result);
+                self.ctl.queue(&r);
+            }
+        }
+        if !self.session.keep_data_connection() {
+            self.kept = None; // PASV/PORT/MODE S/ABOR or a failed transfer ends a kept MODE B connection
+        }
+        Ok(true)
+    }
+
+    async fn authenticate(&mut self, user: &str, password: &str) -> Option<Access> {
+        let ok = check_login(&self.ctx, user, password);
+        if !ok {
+            tracing::info!(user = %user, "login failed");
+            time::sleep(Duration::from_millis(self.ctx.cfg.login_fail_delay_ms)).await;
+            return None;
+        }
+        tracing::debug!(user = %user, "logged in");
+        Some(Access::full())
+    }
+}
+
+fn fact_perms(access: Option<&Access>) -> FactPerms {
+    match access {
+        Some(a) => FactPerms {
+            read: a.read,
+            write: a.write,
+            delete: a.delete,
+            mkdir: a.mkdir,
+        },
+        None => FactPerms::default(),
+    }
+}
+
+/// Runs `fut` (a transfer) while reading the control connection: ABOR aborts it, STAT is answered
+/// at once, the connection's close aborts it, and other commands are kept for afterwards.
+async fn watch<F: Future>(
+    reader: &mut Reader,
+    lines: &mut LineBuffer,
+    deferred: &mut VecDeque<Line>,
+    session: &Session,
+    ctl: &SharedFd,
+    fut: F,
+) -> io::Result<Watched<F::Output>> {
+    let mut fut = pin!(fut);
+    loop {
+        let ev = poll_fn(|cx| {
+            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Ok(Some(v)));
+            }
+            match reader.poll_read(cx, lines) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(Err(())),
+                Poll::Ready(Ok(_)) => Poll::Ready(Ok(None)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        match ev {
+            Ok(Some(v)) => return Ok(Watched::Done(v)),
+            Err(()) => return Ok(Watched::Closed),
+            Ok(None) => {}
+        }
+        while let Some(line) = lines.next_line() {
+            match line.as_ref().ok().map(|l| command::parse(l)) {
+                Some(Ok(Command::Abor)) => return Ok(Watched::Aborted),
+                Some(Ok(Command::Stat(None))) => {
+                    let r = transfer_status(session);
+                    let (res, _) = net::send_all(ctl, r.to_bytes()).await;
+                    res?;
+                }
+                _ => deferred.push_back(line),
+            }
+        }
+    }
+}
+
+fn transfer_status(session: &Session) -> Reply {
+    let what = match session.pending_transfer() {
+        Some(t) => format!("Transfer in progress: {:?} {}", t.kind, t.path),
+        None => "Transfer in progress".into(),
+    };
+    Reply::multi(213, vec!["Status:".into(), what, "End of status".into()])
 }
 
 fn check_login(ctx: &CoreCtx, user: &str, password: &str) -> bool {

@@ -11,12 +11,13 @@ use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
 use crate::engine::fd::SharedFd;
-use crate::engine::op;
 use crate::engine::op::statx::FileStat;
+use crate::engine::{blocking, dir, op};
+use crate::proto::listing::{self, Entry, EntryKind, FactPerms};
 use crate::proto::path::VPath;
 use crate::proto::session::{FsError, FsOp, FsOutcome};
 
-use super::core::CoreCtx;
+use super::landing;
 
 /// Resolve beneath the root as if it were `/`, and never through /proc-style magic links.
 pub const RESOLVE_JAIL: u64 = 0x10 /* RESOLVE_IN_ROOT */ | 0x02 /* RESOLVE_NO_MAGICLINKS */;
@@ -60,9 +61,76 @@ pub fn fs_error(e: io::Error) -> FsError {
     to_fs_error(&e)
 }
 
+/// Facts of a stat result, for listings.
+pub fn entry_of(name: String, st: &FileStat) -> Entry {
+    Entry {
+        name,
+        kind: kind_of(st.mode),
+        size: st.size,
+        mtime: st.mtime,
+        perm: st.mode & 0o7777,
+        nlink: u64::from(st.nlink),
+        ino: st.ino,
+    }
+}
+
+pub fn kind_of(mode: u32) -> EntryKind {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => EntryKind::Dir,
+        libc::S_IFREG => EntryKind::File,
+        libc::S_IFLNK => EntryKind::Symlink,
+        _ => EntryKind::Other,
+    }
+}
+
+/// Entries of the directory at `path` (sorted by name), or the single entry if it names a file.
+/// Temporary upload files are hidden: they are not files yet. Reading runs on a blocking worker.
+pub async fn read_entries(
+    root: &SharedFd,
+    path: &VPath,
+    limit: usize,
+) -> io::Result<(Vec<Entry>, bool)> {
+    let st = stat(root, path).await?;
+    if !st.is_dir() {
+        let name = path.file_name().unwrap_or("").to_string();
+        return Ok((vec![entry_of(name, &st)], false));
+    }
+    let fd = open(root, path, libc::O_RDONLY | libc::O_DIRECTORY, 0).await?;
+    let raw = blocking::spawn_blocking(move || dir::read_dir(fd, limit)).await??;
+    let mut entries: Vec<Entry> = raw
+        .into_iter()
+        .filter_map(|r| {
+            let name = String::from_utf8(r.name).ok()?;
+            if landing::is_temp_name(&name) {
+                return None;
+            }
+            Some(Entry {
+                name,
+                kind: kind_of(r.mode),
+                size: r.size,
+                mtime: r.mtime,
+                perm: r.mode & 0o7777,
+                nlink: r.nlink,
+                ino: r.ino,
+            })
+        })
+        .collect();
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((entries, true))
+}
+
+/// What a session's filesystem operation needs besides the op: the user's root, what they may do
+/// (for MLST `perm` facts), and whether renames may replace an existing file.
+pub struct FsContext<'a> {
+    pub root: &'a SharedFd,
+    pub perms: FactPerms,
+    pub refuse_overwrite: bool,
+    pub list_limit: usize,
+}
+
 /// Performs a session's filesystem operation.
-pub async fn run(ctx: &CoreCtx, fsop: &FsOp) -> Result<FsOutcome, FsError> {
-    let root = &ctx.root;
+pub async fn run(fx: &FsContext<'_>, fsop: &FsOp) -> Result<FsOutcome, FsError> {
+    let root = fx.root;
     let r: io::Result<FsOutcome> = async {
         match fsop {
             FsOp::ChangeDir(p) => {
@@ -79,7 +147,15 @@ pub async fn run(ctx: &CoreCtx, fsop: &FsOp) -> Result<FsOutcome, FsError> {
             }
             FsOp::Delete(p) => {
                 let (dir, name) = open_parent(root, p).await?;
+                if landing::is_temp_name(name) {
+                    return Err(io::Error::from_raw_os_error(libc::ENOENT));
+                }
                 op::unlink::unlinkat(&dir, cstr(name)?, 0).await?;
+                Ok(FsOutcome::Done)
+            }
+            FsOp::RemoveDir(p) => {
+                let (dir, name) = open_parent(root, p).await?;
+                op::unlink::unlinkat(&dir, cstr(name)?, libc::AT_REMOVEDIR).await?;
                 Ok(FsOutcome::Done)
             }
             FsOp::Size(p) => {
@@ -89,8 +165,67 @@ pub async fn run(ctx: &CoreCtx, fsop: &FsOp) -> Result<FsOutcome, FsError> {
                 }
                 Ok(FsOutcome::Size(st.size))
             }
+            FsOp::ModifyTime(p) => {
+                let st = stat(root, p).await?;
+                if st.is_dir() {
+                    return Err(io::Error::from_raw_os_error(libc::EISDIR));
+                }
+                Ok(FsOutcome::ModifyTime(st.mtime))
+            }
+            FsOp::RenameFrom(p) => {
+                // The source itself, not what a symlink points to: rename moves the link.
+                let (dir, name) = open_parent(root, p).await?;
+                if landing::is_temp_name(name) {
+                    return Err(io::Error::from_raw_os_error(libc::ENOENT));
+                }
+                op::statx::statx(&dir, cstr(name)?, libc::AT_SYMLINK_NOFOLLOW).await?;
+                Ok(FsOutcome::Done)
+            }
+            FsOp::Rename { from, to } => {
+                let (fdir, fname) = open_parent(root, from).await?;
+                let (tdir, tname) = open_parent(root, to).await?;
+                if landing::is_temp_name(tname) || landing::is_temp_name(fname) {
+                    return Err(io::Error::from_raw_os_error(libc::EACCES));
+                }
+                let flags = if fx.refuse_overwrite {
+                    libc::RENAME_NOREPLACE
+                } else {
+                    0
+                };
+                op::rename::renameat(&fdir, cstr(fname)?, &tdir, cstr(tname)?, flags).await?;
+                Ok(FsOutcome::Done)
+            }
+            FsOp::Facts(p) => {
+                let st = stat(root, p).await?;
+                let name = if p.is_root() {
+                    "/".to_string()
+                } else {
+                    p.as_str().to_string()
+                };
+                let line = listing::facts(&entry_of(name, &st), fx.perms, false)
+                    .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+                Ok(FsOutcome::Lines(vec![line]))
+            }
+            FsOp::StatList(p) => {
+                let (entries, _) = read_entries(root, p, fx.list_limit).await?;
+                let now = now_secs();
+                let mut out = Vec::new();
+                for e in &entries {
+                    listing::list_line(e, now, &mut out);
+                }
+                let text = String::from_utf8_lossy(&out);
+                Ok(FsOutcome::Lines(text.lines().map(str::to_string).collect()))
+            }
         }
     }
     .await;
     r.map_err(fs_error)
+}
+
+/// Seconds since the epoch, for listing dates.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }

@@ -154,15 +154,17 @@ impl Upload {
         Ok((up, at))
     }
 
-    /// Makes the complete file visible under its final name (atomically replacing an existing file).
-    pub async fn land(mut self) -> io::Result<()> {
+    /// Makes the complete file visible under its final name, atomically replacing an existing file,
+    /// or failing with EEXIST when `noreplace` is set.
+    pub async fn land(mut self, noreplace: bool) -> io::Result<()> {
         if self.kind == Kind::Hidden {
+            let flags = if noreplace { libc::RENAME_NOREPLACE } else { 0 };
             op::rename::renameat(
                 &self.dir,
                 self.temp.clone(),
                 &self.dir,
                 self.name.clone(),
-                0,
+                flags,
             )
             .await?;
         }

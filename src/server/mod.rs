@@ -7,8 +7,10 @@ pub mod core;
 pub mod data;
 pub mod fsops;
 pub mod landing;
+pub mod settings;
 pub mod store;
 pub mod transfer;
+pub mod users;
 
 pub use config::{DataPathKind, ServerConfig};
 pub use core::{run, Started};

@@ -21,6 +21,7 @@ use crate::engine::op::recv_multi::{Received, RecvMulti};
 use crate::engine::op::timeout::Timeout;
 use crate::engine::op::{self, write::WriteFixed, MultiOp, Op};
 use crate::engine::{runtime, time};
+use crate::proto::ascii::CrlfToLf;
 use crate::proto::modeb::{Decoder, Event};
 
 use super::config::DataPathKind;
@@ -36,8 +37,11 @@ pub enum StoreError {
 
 /// Receives until the peer closes the data connection, writing from `offset` on; returns the bytes
 /// stored. A data connection with no progress for `stall` fails with a timeout.
+/// TYPE A (`ascii`) uploads are converted from CRLF to LF, which needs the bytes in user space, so they
+/// always take the copying path.
 pub async fn receive(
     kind: DataPathKind,
+    ascii: bool,
     data: &SharedFd,
     file: &SharedFd,
     offset: u64,
@@ -45,8 +49,9 @@ pub async fn receive(
 ) -> Result<u64, StoreError> {
     let has_pool = runtime::with(|rt| rt.bufpool().is_some());
     match kind {
+        _ if ascii => receive_copy(data, file, offset, stall, Some(CrlfToLf::default())).await,
         DataPathKind::Fixed if has_pool => receive_fixed(data, file, offset, stall).await,
-        DataPathKind::Fixed => receive_copy(data, file, offset, stall).await,
+        DataPathKind::Fixed => receive_copy(data, file, offset, stall, None).await,
         DataPathKind::Splice => receive_splice(data, file, offset, stall).await,
     }
 }
@@ -340,15 +345,17 @@ fn bad_stream(e: crate::proto::modeb::DecodeError) -> StoreError {
     ))
 }
 
-/// Fallback without a registered pool: recv into a Vec, write it at the offset.
+/// Without a registered pool, or for TYPE A: recv into a Vec, (convert,) write it at the offset.
 async fn receive_copy(
     data: &SharedFd,
     file: &SharedFd,
     start: u64,
     stall: Duration,
+    mut ascii: Option<CrlfToLf>,
 ) -> Result<u64, StoreError> {
     let mut offset = start;
     let mut buf = Vec::with_capacity(256 * 1024);
+    let mut converted = Vec::new();
     loop {
         buf.clear();
         let (res, b) = match time::timeout(stall, op::recv::recv(data, buf)).await {
@@ -362,19 +369,39 @@ async fn receive_copy(
         };
         buf = b;
         let n = res.map_err(StoreError::Net)?;
-        if n == 0 {
-            return Ok(offset - start);
-        }
+        let out = match ascii.as_mut() {
+            Some(conv) => {
+                converted.clear();
+                if n == 0 {
+                    conv.finish(&mut converted);
+                } else {
+                    conv.convert(&buf, &mut converted);
+                }
+                std::mem::take(&mut converted)
+            }
+            None => std::mem::take(&mut buf),
+        };
+        let len = out.len();
         let mut written = 0;
-        while written < n {
-            let (res, b) = op::write::write(file, buf, written, offset).await;
-            buf = b;
+        let mut out = out;
+        while written < len {
+            let (res, o) = op::write::write(file, out, written, offset).await;
+            out = o;
             let w = res.map_err(StoreError::File)?;
             if w == 0 {
                 return Err(StoreError::File(io::ErrorKind::WriteZero.into()));
             }
             written += w;
             offset += w as u64;
+        }
+        out.clear();
+        if ascii.is_some() {
+            converted = out;
+        } else {
+            buf = out;
+        }
+        if n == 0 {
+            return Ok(offset - start);
         }
     }
 }

@@ -26,7 +26,7 @@ fn logged_in() -> Session {
             password: "secret".into()
         }
     );
-    assert_eq!(s.login_done(true).code, 230);
+    assert_eq!(s.login_done(Some(Access::full())).code, 230);
     s
 }
 
@@ -51,7 +51,7 @@ fn wrong_password_is_530_and_resets() {
         s.on_line(line("PASS nope")),
         Action::Authenticate { .. }
     ));
-    assert_eq!(s.login_done(false).code, 530);
+    assert_eq!(s.login_done(None).code, 530);
     assert_eq!(code(&s.on_line(line("PWD"))), 530);
     assert_eq!(code(&s.on_line(line("PASS again"))), 503);
 }
@@ -174,6 +174,7 @@ fn unknown_and_unimplemented() {
     assert_eq!(code(&s.on_line(line("XYZZY"))), 500);
     assert_eq!(code(&s.on_line(Err(LineError::TooLong))), 500);
     assert_eq!(code(&s.on_line(line("MODE B"))), 504);
+    assert_eq!(code(&s.on_line(line("SITE CHMOD 777 x"))), 502);
 }
 
 proptest! {
@@ -183,7 +184,7 @@ proptest! {
         let mut s = Session::new(SessionConfig::default(), peer());
         for l in lines {
             match s.on_line(Ok(l)) {
-                Action::Authenticate { .. } => { s.login_done(ok); }
+                Action::Authenticate { .. } => { s.login_done(ok.then(Access::full)); }
                 Action::OpenPassive { extended } => { s.passive_done(extended, Some(peer())); }
                 Action::Transfer(_) => { s.transfer_done(TransferOutcome::ConnectionLost); }
                 Action::Fs(_) => { s.fs_done(if ok { Ok(FsOutcome::Done) } else { Err(FsError::NotFound) }); }
@@ -205,7 +206,7 @@ fn block_session() -> Session {
     );
     s.on_line(line("USER a"));
     s.on_line(line("PASS b"));
-    s.login_done(true);
+    s.login_done(Some(Access::full()));
     s
 }
 
@@ -285,4 +286,99 @@ fn rest_applies_to_the_next_transfer_only() {
         panic!()
     };
     assert_eq!(t.offset, 0);
+}
+
+#[test]
+fn rename_needs_rnfr_right_before() {
+    let mut s = logged_in();
+    assert_eq!(code(&s.on_line(line("RNTO b"))), 503);
+    assert_eq!(
+        s.on_line(line("RNFR a")),
+        Action::Fs(FsOp::RenameFrom(VPath::root().join("a").unwrap()))
+    );
+    assert_eq!(s.fs_done(Ok(FsOutcome::Done)).code, 350);
+    let Action::Fs(FsOp::Rename { from, to }) = s.on_line(line("RNTO sub/b")) else {
+        panic!()
+    };
+    assert_eq!((from.as_str(), to.as_str()), ("/a", "/sub/b"));
+    assert_eq!(s.fs_done(Ok(FsOutcome::Done)).code, 250);
+    s.on_line(line("RNFR a"));
+    s.fs_done(Ok(FsOutcome::Done));
+    s.on_line(line("NOOP"));
+    assert_eq!(
+        code(&s.on_line(line("RNTO b"))),
+        503,
+        "RNFR is valid for the next command only"
+    );
+}
+
+#[test]
+fn mdtm_mlst_stat_replies() {
+    let mut s = logged_in();
+    s.on_line(line("MDTM f"));
+    assert_eq!(
+        s.fs_done(Ok(FsOutcome::ModifyTime(1_700_000_000))),
+        Reply::new(213, "20231114221320")
+    );
+    s.on_line(line("MLST f"));
+    let r = s.fs_done(Ok(FsOutcome::Lines(vec!["type=file;size=1; f".into()])));
+    assert_eq!(r.code, 250);
+    assert_eq!(r.lines[1], "type=file;size=1; f");
+    assert!(String::from_utf8(r.to_bytes())
+        .unwrap()
+        .contains("\r\n type=file;size=1; f\r\n"));
+    let Action::Reply(r) = s.on_line(line("STAT")) else {
+        panic!()
+    };
+    assert_eq!(r.code, 211);
+    assert_eq!(code(&s.on_line(line("ABOR"))), 226);
+    assert_eq!(code(&s.on_line(line("ALLO 1000"))), 200);
+    s.on_line(line("PASV"));
+    s.passive_done(false, Some(peer()));
+    let Action::Transfer(t) = s.on_line(line("STOR x")) else {
+        panic!()
+    };
+    assert_eq!(t.allocate, Some(1000));
+}
+
+#[test]
+fn drop_box_only_uploads_into_incoming() {
+    let mut s = Session::new(SessionConfig::default(), peer());
+    s.on_line(line("USER anonymous"));
+    s.on_line(line("PASS x@y"));
+    let incoming = VPath::root().join("incoming").unwrap();
+    assert_eq!(s.login_done(Some(Access::drop_box(incoming))).code, 230);
+    for cmd in [
+        "LIST",
+        "NLST",
+        "RETR incoming/a",
+        "SIZE incoming/a",
+        "DELE incoming/a",
+        "MKD x",
+        "RNFR incoming/a",
+        "APPE incoming/a",
+        "MLSD",
+    ] {
+        assert_eq!(code(&s.on_line(line(cmd))), 550, "{cmd}");
+    }
+    for cmd in ["STOR a", "STOR incomingx/a", "STOR ../a"] {
+        assert_eq!(code(&s.on_line(line(cmd))), 553, "{cmd}");
+    }
+    s.on_line(line("PASV"));
+    s.passive_done(false, Some(peer()));
+    let Action::Transfer(t) = s.on_line(line("STOR incoming/new.bin")) else {
+        panic!()
+    };
+    assert!(t.no_overwrite);
+    assert_eq!(t.path.as_str(), "/incoming/new.bin");
+}
+
+#[test]
+fn aborted_transfer_replies_426_then_226() {
+    let mut s = logged_in();
+    s.on_line(line("PASV"));
+    s.passive_done(false, Some(peer()));
+    s.on_line(line("STOR x"));
+    assert_eq!(s.transfer_done(TransferOutcome::Aborted).code, 426);
+    assert_eq!(s.abort_reply().code, 226);
 }
