@@ -19,6 +19,7 @@ pub mod net;
 pub mod op;
 pub mod pipe;
 pub mod runtime;
+pub mod sync;
 pub mod thread;
 pub mod time;
 

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use crate::engine::RuntimeConfig;
 
+pub use super::settings::{FsyncPolicy, LogFormat, Overwrite, Policies};
+
 /// How uploads move from the data socket into the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataPathKind {
@@ -51,10 +53,8 @@ pub struct ServerConfig {
     pub listen_backlog: i32,
     /// Entries returned by one LIST/NLST at most.
     pub max_list_entries: usize,
-    /// Time allowed from connect to a successful login.
-    pub login_timeout: Duration,
-    /// Delay before answering a failed login (slows password guessing).
-    pub login_fail_delay_ms: u64,
+    /// Admission, login, landing, logging and shutdown policies.
+    pub policies: Policies,
 }
 
 impl ServerConfig {
@@ -77,8 +77,7 @@ impl ServerConfig {
             data_timeout: Duration::from_secs(30),
             listen_backlog: 4096,
             max_list_entries: 100_000,
-            login_timeout: Duration::from_secs(30),
-            login_fail_delay_ms: 1000,
+            policies: Policies::default(),
         }
     }
 

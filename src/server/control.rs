@@ -14,20 +14,24 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::engine::fd::SharedFd;
 use crate::engine::op::recv::Recv;
 use crate::engine::op::Op;
-use crate::engine::{net, op, time};
+use crate::engine::sync::Listener;
+use crate::engine::{blocking, net, op, time};
 use crate::proto::command::{self, Command, LineBuffer, LineError};
 use crate::proto::listing::FactPerms;
+use crate::proto::path::VPath;
 use crate::proto::reply::Reply;
 use crate::proto::session::{Access, Action, Session, SessionConfig, TransferOutcome};
 
+use super::config::Overwrite;
 use super::core::CoreCtx;
 use super::data::{DataConn, PassiveListener};
 use super::fsops::{self, FsContext};
+use super::limits::Refusal;
 use super::transfer::{self, XferEnv};
 
 /// Bytes of one control-connection read; commands are short, so this bounds idle memory per session.
@@ -105,6 +109,22 @@ pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd) {
     };
     let _ = net::set_nodelay(raw);
     let _ = net::set_keepalive(raw);
+    let _guard = match ctx.shared.limits.admit(peer.ip()) {
+        Ok(g) => g,
+        Err(why) => {
+            let text = match why {
+                Refusal::TooManySessions => "421 Too many users, try again later.\r\n",
+                Refusal::TooManyFromIp => "421 Too many connections from your address.\r\n",
+            };
+            tracing::info!(%peer, ?why, "connection refused");
+            let _ = net::send_all(&Rc::new(fd), text.as_bytes().to_vec()).await;
+            return;
+        }
+    };
+    if ctx.shutdown.is_set() {
+        let _ = net::send_all(&Rc::new(fd), b"421 Server shutting down.\r\n".to_vec()).await;
+        return;
+    }
     let span = tracing::debug_span!("session", %peer, core = ctx.core);
     let _enter = span.enter();
     tracing::debug!("connected");
@@ -135,6 +155,7 @@ pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd) {
         passive: None,
         kept: None,
         root: ctx.root.clone(),
+        shutdown: ctx.shutdown.listen(),
     };
     match s.drive().await {
         Ok(()) => tracing::debug!("closed"),
@@ -154,6 +175,7 @@ struct SessionIo {
     kept: Option<DataConn>,
     /// The logged-in user's root.
     root: SharedFd,
+    shutdown: Listener,
 }
 
 /// What happened to a transfer while the control connection was watched.
@@ -176,14 +198,26 @@ impl SessionIo {
             self.ctl.flush().await?;
             let deadline = self.next_deadline(connected);
             let read = time::timeout(deadline.saturating_duration_since(Instant::now()), async {
-                let (reader, lines) = (&mut self.reader, &mut self.lines);
-                poll_fn(|cx| reader.poll_read(cx, lines)).await
+                let (reader, lines, stop) = (&mut self.reader, &mut self.lines, &self.shutdown);
+                poll_fn(|cx| {
+                    if stop.poll(cx).is_ready() {
+                        return Poll::Ready(None);
+                    }
+                    reader.poll_read(cx, lines).map(Some)
+                })
+                .await
             })
             .await;
             match read {
-                Ok(Ok(0)) => return Ok(()),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(e),
+                Ok(None) => {
+                    self.ctl
+                        .send(&Reply::new(421, "Server shutting down."))
+                        .await?;
+                    return Ok(());
+                }
+                Ok(Some(Ok(0))) => return Ok(()),
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => return Err(e),
                 Err(_) => {
                     if !self.on_timeout(connected).await? {
                         return Ok(());
@@ -199,7 +233,7 @@ impl SessionIo {
         let mut at = if self.session.user().is_some() {
             Instant::now() + cfg.idle_timeout
         } else {
-            (connected + cfg.login_timeout).min(Instant::now() + cfg.idle_timeout)
+            (connected + cfg.policies.login_timeout).min(Instant::now() + cfg.idle_timeout)
         };
         if let Some((_, opened)) = &self.passive {
             at = at.min(*opened + cfg.data_timeout);
@@ -218,7 +252,7 @@ impl SessionIo {
                 return Ok(true);
             }
         }
-        if self.session.user().is_none() && now >= connected + cfg.login_timeout {
+        if self.session.user().is_none() && now >= connected + cfg.policies.login_timeout {
             self.ctl.send(&Reply::new(421, "Login timeout.")).await?;
             return Ok(false);
         }
@@ -269,7 +303,7 @@ impl SessionIo {
                     peer: self.ctl.peer,
                     local: self.ctl.local,
                     perms: fact_perms(self.session.access()),
-                    refuse_overwrite: false,
+                    refuse_overwrite: self.ctx.cfg.policies.overwrite == Overwrite::Refuse,
                 };
                 let fut = transfer::run(&env, opening, &t, listener, &mut self.kept);
                 let watched = watch(
@@ -307,7 +341,7 @@ impl SessionIo {
                 let fx = FsContext {
                     root: &self.root,
                     perms: fact_perms(self.session.access()),
-                    refuse_overwrite: false,
+                    refuse_overwrite: self.ctx.cfg.policies.overwrite == Overwrite::Refuse,
                     list_limit: self.ctx.cfg.max_list_entries,
                 };
                 let result = fsops::run(&fx, &fsop).await;
@@ -321,15 +355,60 @@ impl SessionIo {
         Ok(true)
     }
 
+    /// Checks the password on a blocking worker (hashes are slow by design), opens the user's root
+    /// there too, and applies the failed-login delay and per-IP limit.
     async fn authenticate(&mut self, user: &str, password: &str) -> Option<Access> {
-        let ok = check_login(&self.ctx, user, password);
-        if !ok {
-            tracing::info!(user = %user, "login failed");
-            time::sleep(Duration::from_millis(self.ctx.cfg.login_fail_delay_ms)).await;
+        let ip = self.ctl.peer.ip();
+        let limits = self.ctx.shared.limits.clone();
+        if !limits.login_allowed(ip) {
+            tracing::warn!(%ip, "too many failed logins; refusing further attempts for now");
+            time::sleep(self.ctx.cfg.policies.login_fail_delay).await;
             return None;
         }
-        tracing::debug!(user = %user, "logged in");
-        Some(Access::full())
+        let db = self.ctx.shared.users();
+        let default_root = self.ctx.cfg.root.clone();
+        let (u, p) = (user.to_owned(), password.to_owned());
+        let verified = blocking::spawn_blocking(move || {
+            let info = db.verify(&u, &p)?;
+            let root = if info.root == default_root {
+                None
+            } else {
+                Some(open_dir(&info.root))
+            };
+            Some((info, root))
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some((info, root)) = verified else {
+            limits.login_failed(ip);
+            tracing::info!(user = %user, %ip, "login failed");
+            time::sleep(self.ctx.cfg.policies.login_fail_delay).await;
+            return None;
+        };
+        match root {
+            None => self.root = self.ctx.root.clone(),
+            Some(Ok(fd)) => self.root = Rc::new(fd),
+            Some(Err(e)) => {
+                tracing::error!(user = %user, root = %info.root.display(), error = %e, "cannot open the user's root");
+                return None;
+            }
+        }
+        limits.login_succeeded(ip);
+        tracing::info!(user = %info.name, %ip, "logged in");
+        Some(match &info.anonymous {
+            Some(anon) => match VPath::root().resolve(&anon.incoming) {
+                Ok(dir) => Access::drop_box(dir),
+                Err(_) => return None,
+            },
+            None => Access {
+                read: info.perms.read,
+                write: info.perms.write,
+                delete: info.perms.delete,
+                mkdir: info.perms.mkdir,
+                upload_only: None,
+            },
+        })
     }
 }
 
@@ -395,13 +474,12 @@ fn transfer_status(session: &Session) -> Reply {
     Reply::multi(213, vec!["Status:".into(), what, "End of status".into()])
 }
 
-fn check_login(ctx: &CoreCtx, user: &str, password: &str) -> bool {
-    // Compare without early exit so timing does not reveal how much of the password matched.
-    let a = password.as_bytes();
-    let b = ctx.cfg.password.as_bytes();
-    let mut diff = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
-    }
-    user == ctx.cfg.user && diff == 0
+/// Opens a user's root directory (O_PATH); runs on a blocking worker.
+fn open_dir(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(path)?;
+    Ok(OwnedFd::from(f))
 }

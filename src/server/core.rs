@@ -1,19 +1,27 @@
-//! Start-up and the per-core accept loop. Each core owns a SO_REUSEPORT listener (steered with
-//! SO_INCOMING_CPU), so a connection is accepted, served and closed on one core, never migrating.
+//! Start-up, signals, and the per-core accept loop. Each core owns a SO_REUSEPORT listener (steered
+//! with SO_INCOMING_CPU), so a connection is accepted, served and closed on one core, never migrating.
+//!
+//! Signals are blocked in every thread and taken synchronously by the starting thread: SIGTERM/SIGINT
+//! stop accepting, tell idle sessions 421, let running transfers finish within the grace period, then
+//! return; SIGHUP reloads the users file without touching sessions.
 
 use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
 use std::rc::Rc;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::engine::fd::SharedFd;
+use crate::engine::sync::LocalEvent;
 use crate::engine::{net, op, spawn, thread, time};
 
 use super::config::ServerConfig;
 use super::control;
+use super::limits::Limits;
+use super::users::UserDb;
 
 /// What a running server tells its starter.
 #[derive(Clone, Debug)]
@@ -22,20 +30,70 @@ pub struct Started {
     pub threads: usize,
 }
 
-/// State shared by all sessions of one core.
+/// State shared by all cores; touched once per connection or login, never per transfer.
+pub struct Shared {
+    pub cfg: Arc<ServerConfig>,
+    pub limits: Arc<Limits>,
+    users: RwLock<UserDb>,
+}
+
+impl Shared {
+    /// The current users database (a cheap clone; SIGHUP swaps it).
+    pub fn users(&self) -> UserDb {
+        self.users.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// State of one core, shared by its sessions.
 pub struct CoreCtx {
+    pub shared: Arc<Shared>,
     pub cfg: Arc<ServerConfig>,
     pub core: usize,
-    /// The user's root, opened O_PATH; every path is resolved beneath it with RESOLVE_IN_ROOT.
+    /// The default root (the single CLI user's), opened O_PATH; paths resolve beneath a root with
+    /// RESOLVE_IN_ROOT.
     pub root: SharedFd,
     /// This core's slice of the passive port range and the next port to try.
     pub passive: (u16, u16),
     pub passive_next: Cell<u16>,
+    /// Set when the server is shutting down.
+    pub shutdown: LocalEvent,
 }
 
-/// Runs the server until every core thread ends (normally never). `started` is called once the
-/// listeners are bound.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset; pthread_sigmask only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn new_eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain eventfd(2).
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn load_users(cfg: &ServerConfig) -> io::Result<UserDb> {
+    match &cfg.policies.users_file {
+        Some(path) => UserDb::load(path)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string())),
+        None => Ok(UserDb::single(&cfg.user, &cfg.password, cfg.root.clone())),
+    }
+}
+
+/// Runs the server until SIGTERM/SIGINT (then drains and returns) or a core thread fails.
+/// `started` is called once the listeners are bound.
 pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> {
+    let sigset = block_signals();
     let cpus = thread::allowed_cpus();
     let threads = if cfg.threads == 0 {
         cpus.len()
@@ -48,7 +106,9 @@ pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> 
             format!("creating root {}: {e}", cfg.root.display()),
         )
     })?;
-    let root = open_root(&cfg)?;
+    let root = open_root(&cfg.root)?;
+    let users = load_users(&cfg)?;
+    sweep_temp_files(&users);
     // Thread 0's listener resolves port 0; the others bind the same address into its reuseport group.
     let mut listeners = Vec::with_capacity(threads);
     let mut addr = cfg.listen;
@@ -61,72 +121,190 @@ pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> 
         }
         listeners.push(l);
     }
+    let mut wakeups = Vec::with_capacity(threads);
+    let mut core_parts = Vec::with_capacity(threads);
+    for l in listeners {
+        let efd = new_eventfd()?;
+        wakeups.push(efd.try_clone()?);
+        core_parts.push(Mutex::new(Some((l, efd))));
+    }
+    let cfg = Arc::new(cfg);
+    let p = &cfg.policies;
+    let limits = Arc::new(Limits::new(
+        p.max_sessions,
+        p.max_sessions_per_ip,
+        p.max_login_failures_per_ip,
+    ));
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        limits: limits.clone(),
+        users: RwLock::new(users),
+    });
     started(&Started {
         local_addr: addr,
         threads,
     });
-    let cfg = Arc::new(cfg);
-    let listeners: Vec<std::sync::Mutex<Option<OwnedFd>>> = listeners
-        .into_iter()
-        .map(|l| std::sync::Mutex::new(Some(l)))
-        .collect();
-    let listeners = Arc::new(listeners);
-    let runtime_cfg = cfg.runtime.clone();
-    let handles = thread::start_cores(threads, runtime_cfg, "ringest-core", move |core, _cpu| {
-        let listener = listeners[core].lock().ok().and_then(|mut l| l.take());
-        let root = root.try_clone();
-        let cfg = cfg.clone();
-        async move {
-            let (Some(listener), Ok(root)) = (listener, root) else {
-                tracing::error!(core, "core could not get its listener or root");
-                return;
-            };
-            let passive = cfg.passive_slice(core, threads);
-            let ctx = Rc::new(CoreCtx {
-                cfg,
-                core,
-                root: Rc::new(root),
-                passive,
-                passive_next: Cell::new(passive.0),
-            });
-            accept_loop(ctx, Rc::new(listener)).await;
-        }
-    })?;
-    for h in handles {
-        match h.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(io::Error::other("a core thread panicked")),
-        }
+    let core_parts = Arc::new(core_parts);
+    let shared_for_cores = shared.clone();
+    let handles = thread::start_cores(
+        threads,
+        cfg.runtime.clone(),
+        "ringest-core",
+        move |core, _cpu| {
+            let parts = core_parts[core].lock().ok().and_then(|mut l| l.take());
+            let root = root.try_clone();
+            let shared = shared_for_cores.clone();
+            async move {
+                let (Some((listener, wakeup)), Ok(root)) = (parts, root) else {
+                    tracing::error!(core, "core could not get its listener or root");
+                    return;
+                };
+                let cfg = shared.cfg.clone();
+                let passive = cfg.passive_slice(core, threads);
+                let ctx = Rc::new(CoreCtx {
+                    shared,
+                    cfg,
+                    core,
+                    root: Rc::new(root),
+                    passive,
+                    passive_next: Cell::new(passive.0),
+                    shutdown: LocalEvent::new(),
+                });
+                spawn(watch_shutdown(ctx.clone(), Rc::new(wakeup))).detach();
+                accept_loop(ctx, Rc::new(listener)).await;
+                // Not accepting any more; sessions finish on their own, and the starting thread decides
+                // when the process ends. Park this future forever without busy-waiting.
+                std::future::pending::<()>().await;
+            }
+        },
+    )?;
+    // The core threads run until the process exits; their failure to start is the only early error.
+    drop(handles);
+    signal_loop(&sigset, &shared, &wakeups);
+    let grace = shared.cfg.policies.shutdown_grace;
+    let deadline = Instant::now() + grace;
+    while limits.active() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if limits.active() > 0 {
+        tracing::warn!(
+            sessions = limits.active(),
+            "grace period over; closing the remaining sessions"
+        );
     }
     Ok(())
 }
 
-fn open_root(cfg: &ServerConfig) -> io::Result<OwnedFd> {
+/// Waits for signals; returns on SIGTERM/SIGINT after telling every core.
+fn signal_loop(set: &libc::sigset_t, shared: &Shared, wakeups: &[OwnedFd]) {
+    loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` is a valid signal set; sigwait writes the signal number into `sig`.
+        if unsafe { libc::sigwait(set, &mut sig) } != 0 {
+            continue;
+        }
+        if sig == libc::SIGHUP {
+            match load_users(&shared.cfg) {
+                Ok(db) => {
+                    *shared.users.write().unwrap_or_else(|e| e.into_inner()) = db;
+                    tracing::info!("SIGHUP: users reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: users file not reloaded, keeping the old one")
+                }
+            }
+            continue;
+        }
+        tracing::info!(
+            signal = sig,
+            sessions = shared.limits.active(),
+            "shutting down"
+        );
+        let one: u64 = 1;
+        for w in wakeups {
+            // SAFETY: writes 8 bytes from a live u64 to an eventfd we own.
+            unsafe { libc::write(w.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
+        return;
+    }
+}
+
+async fn watch_shutdown(ctx: Rc<CoreCtx>, wakeup: SharedFd) {
+    let (res, _) = op::read::read(&wakeup, Vec::with_capacity(8), u64::MAX).await;
+    if res.is_ok() {
+        ctx.shutdown.set();
+    }
+}
+
+fn open_root(root: &Path) -> io::Result<OwnedFd> {
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-        .open(&cfg.root)
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("opening root {}: {e}", cfg.root.display()),
-            )
-        })?;
+        .open(root)
+        .map_err(|e| io::Error::new(e.kind(), format!("opening root {}: {e}", root.display())))?;
     Ok(OwnedFd::from(f))
+}
+
+/// Removes temporary upload files a crash left behind (never the resumable MODE B partials), in the
+/// background so a large tree does not delay start-up.
+fn sweep_temp_files(users: &UserDb) {
+    let roots = users.roots();
+    let _ = std::thread::Builder::new()
+        .name("ringest-sweep".into())
+        .spawn(move || {
+            let mut removed = 0u64;
+            let mut stack: Vec<std::path::PathBuf> = roots;
+            let mut visited = 0usize;
+            while let Some(dir) = stack.pop() {
+                visited += 1;
+                if visited > 1_000_000 {
+                    break;
+                }
+                let Ok(rd) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                for e in rd.flatten() {
+                    let Ok(ft) = e.file_type() else { continue };
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    if ft.is_dir() {
+                        stack.push(e.path());
+                    } else if ft.is_file()
+                        && super::landing::is_temp_name(&name)
+                        && !name.starts_with(super::landing::PARTIAL_PREFIX)
+                        && std::fs::remove_file(e.path()).is_ok()
+                    {
+                        removed += 1;
+                    }
+                }
+            }
+            if removed > 0 {
+                tracing::info!(removed, "removed temporary files of interrupted uploads");
+            }
+        });
 }
 
 async fn accept_loop(ctx: Rc<CoreCtx>, listener: SharedFd) {
     tracing::debug!(core = ctx.core, "accepting");
+    let stop = ctx.shutdown.listen();
     loop {
         let mut accepts = op::accept::accept_multi(&listener);
-        while let Some(res) = accepts.next().await {
-            match res {
-                Ok(fd) => {
+        loop {
+            let next = std::future::poll_fn(|cx| {
+                if stop.poll(cx).is_ready() {
+                    return std::task::Poll::Ready(None);
+                }
+                accepts.poll_next(cx).map(Some)
+            })
+            .await;
+            match next {
+                None => return, // shutting down: the listener closes with this function
+                Some(None) => break,
+                Some(Some(Ok(fd))) => {
                     spawn(control::serve(ctx.clone(), fd)).detach();
                 }
-                Err(e) => {
+                Some(Some(Err(e))) => {
                     tracing::warn!(core = ctx.core, error = %e, "accept failed");
                     if matches!(
                         e.raw_os_error(),

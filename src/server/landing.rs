@@ -25,6 +25,9 @@ use super::fsops::{self, RESOLVE_HERE};
 pub const TEMP_PREFIX: &str = ".ringest-";
 pub const TEMP_SUFFIX: &str = ".part";
 
+/// Prefix of the resumable MODE B partials, which survive restarts (the crash sweep keeps them).
+pub const PARTIAL_PREFIX: &str = ".ringest-partial-";
+
 /// Whether `name` is one of our hidden upload names.
 pub fn is_temp_name(name: &str) -> bool {
     name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)
@@ -38,7 +41,7 @@ pub fn partial_name(name: &str) -> String {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{TEMP_PREFIX}partial-{h:016x}{TEMP_SUFFIX}")
+    format!("{PARTIAL_PREFIX}{h:016x}{TEMP_SUFFIX}")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,6 +7,8 @@ pub mod core;
 pub mod data;
 pub mod fsops;
 pub mod landing;
+pub mod limits;
+pub mod metrics;
 pub mod settings;
 pub mod store;
 pub mod transfer;

@@ -291,13 +291,13 @@ impl FileConfig {
     }
 
     fn parse_named(text: &str, file: &str) -> Result<FileConfig, SettingsError> {
-        let cfg: FileConfig =
-            toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
-        cfg.validate().map_err(|(key, message)| SettingsError::Key {
-            file: file.to_owned(),
-            key: key.to_owned(),
-            message,
-        })?;
+        let cfg: FileConfig = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
+        cfg.validate()
+            .map_err(|(key, message)| SettingsError::Key {
+                file: file.to_owned(),
+                key: key.to_owned(),
+                message,
+            })?;
         Ok(cfg)
     }
 
@@ -396,7 +396,11 @@ impl FileConfig {
         {
             cfg.passive_ports = r;
         }
-        if let Some(ip) = self.passive_address.as_deref().and_then(|s| parse_ip(s).ok()) {
+        if let Some(ip) = self
+            .passive_address
+            .as_deref()
+            .and_then(|s| parse_ip(s).ok())
+        {
             cfg.passive_address = Some(ip);
         }
         if let Some(d) = self.data_path.as_deref().and_then(|s| s.parse().ok()) {
@@ -445,7 +449,11 @@ impl FileConfig {
         if let Some(v) = &self.xferlog {
             p.xferlog = Some(v.clone());
         }
-        if let Some(v) = self.metrics_listen.as_deref().and_then(|s| parse_addr(s).ok()) {
+        if let Some(v) = self
+            .metrics_listen
+            .as_deref()
+            .and_then(|s| parse_addr(s).ok())
+        {
             p.metrics_listen = Some(v);
         }
         if let Some(v) = self.shutdown_grace {
@@ -612,7 +620,10 @@ max_login_failures_per_ip = 3
             ("metrics_listen = \"9121\"", "metrics_listen"),
             ("shutdown_grace = 99999999999", "shutdown_grace"),
             ("login_fail_delay_ms = 3600000", "login_fail_delay_ms"),
-            ("max_login_failures_per_ip = -3", "max_login_failures_per_ip"),
+            (
+                "max_login_failures_per_ip = -3",
+                "max_login_failures_per_ip",
+            ),
             ("passive_port = \"1-2\"", "passive_port"),
         ];
         for (text, key) in cases {
@@ -638,13 +649,21 @@ max_login_failures_per_ip = 3
             "config file: key \"passive_ports\": expected LOW-HIGH with 0 < LOW <= HIGH, got \"5-1\""
         );
         let e = FileConfig::parse("threads = 2\nx = 1\n").unwrap_err();
-        assert!(e.to_string().starts_with("config file: key \"x\": unknown field"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("config file: key \"x\": unknown field"),
+            "{e}"
+        );
         let e = FileConfig::parse("threads = \"2\"\n").unwrap_err();
         assert!(e.to_string().contains("(line 1)"), "{e}");
         let e = FileConfig::parse("[[[").unwrap_err();
         assert!(matches!(e, SettingsError::Syntax { .. }), "{e}");
         let e = FileConfig::parse("[server]\nthreads = 1\n").unwrap_err();
-        assert!(e.to_string().starts_with("config file: key \"server\": unknown field"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("config file: key \"server\": unknown field"),
+            "{e}"
+        );
     }
 
     #[test]
