@@ -1,12 +1,18 @@
-//! The `ringest` binary: `ringest serve` runs the FTP ingest server.
+//! The `ringest` binary: `ringest serve` runs the FTP ingest server; `check-config` validates a
+//! configuration file; `passwd` prints a password hash for the users file.
+//!
+//! Settings come from, in order of precedence: command-line flags, `RINGEST_*` environment
+//! variables, the TOML file given with `--config`, and built-in defaults.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use ringest::server::settings::{parse_port_range, FileConfig, FsyncPolicy, LogFormat, Overwrite};
+use ringest::server::users::{hash_password, UserDb};
 use ringest::server::{self, DataPathKind, ServerConfig};
 
 #[derive(Parser)]
@@ -23,68 +29,100 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the server. With no flags: ./ringest-data on 127.0.0.1:2121 with a generated password.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Validate a configuration file (and the users file it names); exits non-zero with the problem.
+    CheckConfig {
+        /// The TOML configuration file.
+        file: PathBuf,
+    },
+    /// Print an argon2id hash of a password (read from stdin) for the users file.
+    Passwd {
+        /// Take the password from this argument instead of stdin (visible in `ps`; for scripts).
+        #[arg(long)]
+        password: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
-    #[arg(long, env = "RINGEST_LISTEN", default_value = "127.0.0.1:2121")]
-    listen: SocketAddr,
-    /// Directory served as the user's `/` (created if missing).
-    #[arg(long, env = "RINGEST_ROOT", default_value = "ringest-data")]
-    root: PathBuf,
-    /// User name.
-    #[arg(long, env = "RINGEST_USER", default_value = "ringest")]
-    user: String,
-    /// Password (generated and printed when omitted).
+    /// TOML configuration file.
+    #[arg(long, env = "RINGEST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:2121] (port 0 picks a free port; it is printed).
+    #[arg(long, env = "RINGEST_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory served as the user's `/`, created if missing [default: ./ringest-data].
+    #[arg(long, env = "RINGEST_ROOT")]
+    root: Option<PathBuf>,
+    /// User name of the single built-in user [default: ringest].
+    #[arg(long, env = "RINGEST_USER")]
+    user: Option<String>,
+    /// Password of the built-in user (generated and printed when omitted).
     #[arg(long, env = "RINGEST_PASSWORD")]
     password: Option<String>,
-    /// Core threads (default: one per CPU).
-    #[arg(long, env = "RINGEST_THREADS", default_value_t = 0)]
-    threads: usize,
-    /// Passive port range LOW-HIGH, split between cores.
-    #[arg(long, env = "RINGEST_PASSIVE_PORTS", default_value = "40000-47999")]
-    passive_ports: String,
-    /// Address advertised in PASV replies (default: the control connection's local address).
+    /// Users file (TOML with password hashes); replaces the built-in user.
+    #[arg(long, env = "RINGEST_USERS_FILE")]
+    users_file: Option<PathBuf>,
+    /// Core threads [default: one per CPU].
+    #[arg(long, env = "RINGEST_THREADS")]
+    threads: Option<usize>,
+    /// Passive port range LOW-HIGH, split between cores [default: 40000-47999].
+    #[arg(long, env = "RINGEST_PASSIVE_PORTS", value_parser = parse_port_range)]
+    passive_ports: Option<(u16, u16)>,
+    /// Address advertised in PASV replies [default: the control connection's local address].
     #[arg(long, env = "RINGEST_PASSIVE_ADDRESS")]
     passive_address: Option<IpAddr>,
     /// Upload data path: "fixed" (recv into registered buffers + WRITE_FIXED) or "splice".
-    #[arg(long, env = "RINGEST_DATA_PATH", default_value = "fixed")]
-    data_path: DataPathKind,
-    /// Registered buffers per core.
-    #[arg(long, env = "RINGEST_BUFFERS", default_value_t = 512)]
-    buffers: u32,
-    /// Size of each registered buffer in bytes.
-    #[arg(long, env = "RINGEST_BUFFER_SIZE", default_value_t = 65536)]
-    buffer_size: usize,
-    /// Idle timeout of a control connection, seconds.
-    #[arg(long, env = "RINGEST_IDLE_TIMEOUT", default_value_t = 300)]
-    idle_timeout: u64,
-    /// Data connection open/stall timeout, seconds.
-    #[arg(long, env = "RINGEST_DATA_TIMEOUT", default_value_t = 30)]
-    data_timeout: u64,
-    /// Longest accepted command line in bytes.
-    #[arg(long, env = "RINGEST_MAX_LINE", default_value_t = 4096)]
-    max_line: usize,
-}
-
-fn parse_range(s: &str) -> Result<(u16, u16)> {
-    let (lo, hi) = s
-        .split_once('-')
-        .context("expected LOW-HIGH, e.g. 40000-47999")?;
-    let lo: u16 = lo
-        .trim()
-        .parse()
-        .context("passive port range: LOW is not a port")?;
-    let hi: u16 = hi
-        .trim()
-        .parse()
-        .context("passive port range: HIGH is not a port")?;
-    if lo == 0 || lo > hi {
-        bail!("passive port range {s}: need 0 < LOW <= HIGH");
-    }
-    Ok((lo, hi))
+    #[arg(long, env = "RINGEST_DATA_PATH")]
+    data_path: Option<DataPathKind>,
+    /// Registered buffers per core [default: 512].
+    #[arg(long, env = "RINGEST_BUFFERS")]
+    buffers: Option<u32>,
+    /// Size of each registered buffer in bytes [default: 65536].
+    #[arg(long, env = "RINGEST_BUFFER_SIZE")]
+    buffer_size: Option<usize>,
+    /// Idle timeout of a control connection, seconds [default: 300].
+    #[arg(long, env = "RINGEST_IDLE_TIMEOUT")]
+    idle_timeout: Option<u64>,
+    /// Data connection open/stall timeout, seconds [default: 30].
+    #[arg(long, env = "RINGEST_DATA_TIMEOUT")]
+    data_timeout: Option<u64>,
+    /// Time allowed to log in, seconds [default: 30].
+    #[arg(long, env = "RINGEST_LOGIN_TIMEOUT")]
+    login_timeout: Option<u64>,
+    /// Longest accepted command line in bytes [default: 4096].
+    #[arg(long, env = "RINGEST_MAX_LINE")]
+    max_line: Option<usize>,
+    /// Sessions at once, server-wide [default: 20000].
+    #[arg(long, env = "RINGEST_MAX_SESSIONS")]
+    max_sessions: Option<usize>,
+    /// Sessions at once per client IP; 0 = unlimited [default: 0].
+    #[arg(long, env = "RINGEST_MAX_SESSIONS_PER_IP")]
+    max_sessions_per_ip: Option<usize>,
+    /// Failed logins per minute per client IP before further attempts are refused [default: 10].
+    #[arg(long, env = "RINGEST_MAX_LOGIN_FAILURES_PER_IP")]
+    max_login_failures_per_ip: Option<u32>,
+    /// Delay before answering a failed login, milliseconds [default: 1000].
+    #[arg(long, env = "RINGEST_LOGIN_FAIL_DELAY_MS")]
+    login_fail_delay_ms: Option<u64>,
+    /// What STOR does to an existing file: "replace" (atomically) or "refuse" [default: replace].
+    #[arg(long, env = "RINGEST_OVERWRITE")]
+    overwrite: Option<Overwrite>,
+    /// When data is made durable: "none", "file" (fsync each) or "batch" [default: none].
+    #[arg(long, env = "RINGEST_FSYNC")]
+    fsync: Option<FsyncPolicy>,
+    /// Log format on stderr: "human" or "json" [default: human].
+    #[arg(long, env = "RINGEST_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Append an xferlog-format transfer log to this file.
+    #[arg(long, env = "RINGEST_XFERLOG")]
+    xferlog: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (GET /metrics).
+    #[arg(long, env = "RINGEST_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Seconds SIGTERM waits for running transfers [default: 30].
+    #[arg(long, env = "RINGEST_SHUTDOWN_GRACE")]
+    shutdown_grace: Option<u64>,
 }
 
 fn generate_password() -> Result<String> {
@@ -93,57 +131,181 @@ fn generate_password() -> Result<String> {
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     Ok(raw
         .iter()
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
         .collect())
 }
 
-fn serve(args: ServeArgs) -> Result<()> {
-    let password = match args.password {
-        Some(p) => p,
+/// Builds the configuration: defaults, then the file, then environment and flags (clap has already
+/// merged those two, flags first).
+fn build_config(a: &ServeArgs) -> Result<ServerConfig> {
+    let mut cfg = ServerConfig::default_with("ringest".into(), String::new());
+    if let Some(path) = &a.config {
+        let file = FileConfig::load(path)?;
+        file.apply(&mut cfg);
+        file.apply_policies(&mut cfg.policies);
+    }
+    let secs = |s: u64| Duration::from_secs(s.max(1));
+    macro_rules! set {
+        ($($field:ident => $target:expr),* $(,)?) => {
+            $(if let Some(v) = a.$field.clone() { $target = v; })*
+        };
+    }
+    set! {
+        listen => cfg.listen,
+        root => cfg.root,
+        user => cfg.user,
+        threads => cfg.threads,
+        passive_ports => cfg.passive_ports,
+        data_path => cfg.data_path,
+        buffers => cfg.runtime.buffers,
+        buffer_size => cfg.runtime.buffer_size,
+        max_line => cfg.max_line,
+        max_sessions => cfg.policies.max_sessions,
+        max_sessions_per_ip => cfg.policies.max_sessions_per_ip,
+        max_login_failures_per_ip => cfg.policies.max_login_failures_per_ip,
+        overwrite => cfg.policies.overwrite,
+        fsync => cfg.policies.fsync,
+        log_format => cfg.policies.log_format,
+    }
+    if let Some(v) = a.passive_address {
+        cfg.passive_address = Some(v);
+    }
+    if let Some(v) = &a.users_file {
+        cfg.policies.users_file = Some(v.clone());
+    }
+    if let Some(v) = &a.xferlog {
+        cfg.policies.xferlog = Some(v.clone());
+    }
+    if let Some(v) = a.metrics_listen {
+        cfg.policies.metrics_listen = Some(v);
+    }
+    if let Some(v) = a.idle_timeout {
+        cfg.idle_timeout = secs(v);
+    }
+    if let Some(v) = a.data_timeout {
+        cfg.data_timeout = secs(v);
+    }
+    if let Some(v) = a.login_timeout {
+        cfg.policies.login_timeout = secs(v);
+    }
+    if let Some(v) = a.shutdown_grace {
+        cfg.policies.shutdown_grace = Duration::from_secs(v);
+    }
+    if let Some(v) = a.login_fail_delay_ms {
+        cfg.policies.login_fail_delay = Duration::from_millis(v);
+    }
+    cfg.max_line = cfg.max_line.clamp(512, 1 << 20);
+    cfg.password = match &a.password {
+        Some(p) => p.clone(),
         None => generate_password()?,
     };
-    let mut cfg = ServerConfig::default_with(args.user, password);
-    cfg.listen = args.listen;
-    cfg.root = args.root;
-    cfg.threads = args.threads;
-    cfg.passive_ports = parse_range(&args.passive_ports)?;
-    cfg.passive_address = args.passive_address;
-    cfg.data_path = args.data_path;
-    cfg.runtime.buffers = args.buffers;
-    cfg.runtime.buffer_size = args.buffer_size;
-    cfg.idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
-    cfg.data_timeout = Duration::from_secs(args.data_timeout.max(1));
-    cfg.max_line = args.max_line.clamp(512, 1 << 20);
-    let (user, pass) = (cfg.user.clone(), cfg.password.clone());
+    Ok(cfg)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RINGEST_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+/// Lets many sessions (each a descriptor, plus data connections) run without the admin raising the
+/// limit by hand: the soft limit goes up to the hard one.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn serve(args: &ServeArgs) -> Result<()> {
+    let mut cfg = build_config(args)?;
+    init_logging(cfg.policies.log_format);
+    raise_fd_limit();
     std::fs::create_dir_all(&cfg.root)
         .with_context(|| format!("creating root {}", cfg.root.display()))?;
-    let root = std::fs::canonicalize(&cfg.root)
+    cfg.root = std::fs::canonicalize(&cfg.root)
         .with_context(|| format!("resolving root {}", cfg.root.display()))?;
-    cfg.root = root.clone();
+    let (user, pass, root) = (cfg.user.clone(), cfg.password.clone(), cfg.root.clone());
+    let users_file = cfg.policies.users_file.clone();
     server::run(cfg, |started| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "ringest: listening on {}", started.local_addr);
-        let _ = writeln!(
-            out,
-            "ringest: user {user:?} password {pass:?} root {:?}",
-            root.display().to_string()
-        );
+        match &users_file {
+            Some(f) => {
+                let _ = writeln!(out, "ringest: users from {:?}", f.display().to_string());
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "ringest: user {user:?} password {pass:?} root {:?}",
+                    root.display().to_string()
+                );
+            }
+        }
         let _ = writeln!(out, "ringest: {} core threads", started.threads);
+        if let Some(m) = started.metrics_addr {
+            let _ = writeln!(out, "ringest: metrics on http://{m}/metrics");
+        }
         let _ = out.flush();
     })
     .context("server failed")
 }
 
+fn check_config(file: &PathBuf) -> Result<()> {
+    let cfg = FileConfig::load(file)?;
+    if let Some(users) = &cfg.users_file {
+        let db = UserDb::load(users)?;
+        println!(
+            "{}: ok ({} users{})",
+            file.display(),
+            db.len(),
+            if db.anonymous_enabled() {
+                ", anonymous"
+            } else {
+                ""
+            }
+        );
+    } else {
+        println!("{}: ok", file.display());
+    }
+    Ok(())
+}
+
+fn passwd(password: Option<String>) -> Result<()> {
+    let plain = match password {
+        Some(p) => p,
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    anyhow::ensure!(!plain.is_empty(), "empty password");
+    println!("{}", hash_password(&plain)?);
+    Ok(())
+}
+
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RINGEST_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Serve(args) => serve(args),
+        Cmd::Serve(args) => serve(&args),
+        Cmd::CheckConfig { file } => check_config(&file),
+        Cmd::Passwd { password } => passwd(password),
     }
 }

@@ -72,7 +72,7 @@ fn many_sessions(dp: DataPath) {
     drop(tx);
 
     let deadline = start + Duration::from_secs(300);
-    let mut done = vec![false; SESSIONS];
+    let mut done = [false; SESSIONS];
     let mut errors = Vec::new();
     let mut finished = 0;
     while finished < SESSIONS {

@@ -13,8 +13,9 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::{pin, Pin};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::engine::fd::SharedFd;
 use crate::engine::op::recv::Recv;
@@ -22,17 +23,22 @@ use crate::engine::op::Op;
 use crate::engine::sync::Listener;
 use crate::engine::{blocking, net, op, time};
 use crate::proto::command::{self, Command, LineBuffer, LineError};
+use crate::proto::command::{TransferMode, TransferType};
 use crate::proto::listing::FactPerms;
 use crate::proto::path::VPath;
 use crate::proto::reply::Reply;
-use crate::proto::session::{Access, Action, Session, SessionConfig, TransferOutcome};
+use crate::proto::session::{
+    Access, Action, Session, SessionConfig, Transfer, TransferKind, TransferOutcome,
+};
 
 use super::config::Overwrite;
 use super::core::CoreCtx;
 use super::data::{DataConn, PassiveListener};
 use super::fsops::{self, FsContext};
 use super::limits::Refusal;
+use super::metrics::{CoreMetrics, Direction, Mode};
 use super::transfer::{self, XferEnv};
+use super::xferlog::{Direction as XDirection, XferRecord};
 
 /// Bytes of one control-connection read; commands are short, so this bounds idle memory per session.
 const READ_CHUNK: usize = 1024;
@@ -76,10 +82,12 @@ struct Control {
     peer: SocketAddr,
     local: SocketAddr,
     out: Vec<u8>,
+    metrics: Arc<CoreMetrics>,
 }
 
 impl Control {
     fn queue(&mut self, reply: &Reply) {
+        self.metrics.reply(reply.wire_code());
         reply.encode(&mut self.out);
     }
 
@@ -134,7 +142,9 @@ pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd) {
         peer,
         local,
         out: Vec::with_capacity(256),
+        metrics: ctx.metrics.clone(),
     };
+    ctx.metrics.session_opened();
     let reader = Reader {
         fd,
         pending: None,
@@ -161,6 +171,7 @@ pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd) {
         Ok(()) => tracing::debug!("closed"),
         Err(e) => tracing::debug!(error = %e, "session ended"),
     }
+    ctx.metrics.session_closed();
 }
 
 struct SessionIo {
@@ -272,6 +283,7 @@ impl SessionIo {
             }
             Action::Authenticate { user, password } => {
                 let access = self.authenticate(&user, &password).await;
+                self.ctx.metrics.login(access.is_some());
                 let r = self.session.login_done(access);
                 self.ctl.queue(&r);
             }
@@ -305,6 +317,7 @@ impl SessionIo {
                     perms: fact_perms(self.session.access()),
                     refuse_overwrite: self.ctx.cfg.policies.overwrite == Overwrite::Refuse,
                 };
+                let started = Instant::now();
                 let fut = transfer::run(&env, opening, &t, listener, &mut self.kept);
                 let watched = watch(
                     &mut self.reader,
@@ -318,6 +331,7 @@ impl SessionIo {
                 match watched {
                     Watched::Done(fin) => {
                         let fin = fin?;
+                        self.account(&t, &fin.outcome, started);
                         for m in &fin.marks {
                             self.ctl.queue(m);
                         }
@@ -328,13 +342,17 @@ impl SessionIo {
                         self.ctl.queue(&r);
                     }
                     Watched::Aborted => {
+                        self.account(&t, &TransferOutcome::Aborted, started);
                         self.kept = None;
                         let r = self.session.transfer_done(TransferOutcome::Aborted);
                         self.ctl.queue(&r);
                         let r = self.session.abort_reply();
                         self.ctl.queue(&r);
                     }
-                    Watched::Closed => return Ok(false),
+                    Watched::Closed => {
+                        self.account(&t, &TransferOutcome::ConnectionLost, started);
+                        return Ok(false);
+                    }
                 }
             }
             Action::Fs(fsop) => {
@@ -355,6 +373,51 @@ impl SessionIo {
         Ok(true)
     }
 
+    /// Counts a finished transfer and writes its xferlog line (file transfers only, as xferlog does).
+    fn account(&self, t: &Transfer, outcome: &TransferOutcome, started: Instant) {
+        let took = started.elapsed();
+        let mode = match t.mode {
+            TransferMode::Stream => Mode::Stream,
+            TransferMode::Block => Mode::Block,
+        };
+        let (dir, xdir) = match t.kind {
+            TransferKind::Store | TransferKind::Append | TransferKind::StoreUnique => {
+                (Direction::In, XDirection::Incoming)
+            }
+            TransferKind::Retrieve => (Direction::Out, XDirection::Outgoing),
+            _ => return,
+        };
+        let (bytes, complete) = match outcome {
+            TransferOutcome::Complete { bytes, .. } => (*bytes, true),
+            _ => (0, false),
+        };
+        let m = &self.ctx.metrics;
+        if complete {
+            m.bytes(dir, mode, bytes);
+            m.file_done(dir, mode, took);
+        } else {
+            m.transfer_failed();
+        }
+        if let Some(x) = &self.ctx.shared.xferlog {
+            let anonymous = self
+                .session
+                .access()
+                .is_some_and(|a| a.upload_only.is_some());
+            x.log(&XferRecord {
+                time: SystemTime::now(),
+                duration: took,
+                remote: self.ctl.peer.ip(),
+                bytes,
+                path: t.path.as_str(),
+                binary: t.ttype == TransferType::Image,
+                direction: xdir,
+                anonymous,
+                user: self.session.user().unwrap_or("-"),
+                complete,
+            });
+        }
+    }
+
     /// Checks the password on a blocking worker (hashes are slow by design), opens the user's root
     /// there too, and applies the failed-login delay and per-IP limit.
     async fn authenticate(&mut self, user: &str, password: &str) -> Option<Access> {
@@ -373,7 +436,7 @@ impl SessionIo {
             let root = if info.root == default_root {
                 None
             } else {
-                Some(open_dir(&info.root))
+                Some(fsops::open_root_dir(&info.root))
             };
             Some((info, root))
         })
@@ -472,14 +535,4 @@ fn transfer_status(session: &Session) -> Reply {
         None => "Transfer in progress".into(),
     };
     Reply::multi(213, vec!["Status:".into(), what, "End of status".into()])
-}
-
-/// Opens a user's root directory (O_PATH); runs on a blocking worker.
-fn open_dir(path: &std::path::Path) -> io::Result<OwnedFd> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-        .open(path)?;
-    Ok(OwnedFd::from(f))
 }

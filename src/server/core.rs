@@ -9,7 +9,6 @@ use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -20,14 +19,19 @@ use crate::engine::{net, op, spawn, thread, time};
 
 use super::config::ServerConfig;
 use super::control;
+use super::durability::SyncBatcher;
 use super::limits::Limits;
+use super::metrics::{serve_http, CoreMetrics, Registry};
 use super::users::UserDb;
+use super::xferlog::XferLog;
 
 /// What a running server tells its starter.
 #[derive(Clone, Debug)]
 pub struct Started {
     pub local_addr: SocketAddr,
     pub threads: usize,
+    /// Where `/metrics` is served, if enabled.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// State shared by all cores; touched once per connection or login, never per transfer.
@@ -35,6 +39,8 @@ pub struct Shared {
     pub cfg: Arc<ServerConfig>,
     pub limits: Arc<Limits>,
     users: RwLock<UserDb>,
+    pub metrics: Arc<Registry>,
+    pub xferlog: Option<XferLog>,
 }
 
 impl Shared {
@@ -49,7 +55,7 @@ pub struct CoreCtx {
     pub shared: Arc<Shared>,
     pub cfg: Arc<ServerConfig>,
     pub core: usize,
-    /// The default root (the single CLI user's), opened O_PATH; paths resolve beneath a root with
+    /// The default root (the single CLI user's), opened for reading; paths resolve beneath a root with
     /// RESOLVE_IN_ROOT.
     pub root: SharedFd,
     /// This core's slice of the passive port range and the next port to try.
@@ -57,6 +63,10 @@ pub struct CoreCtx {
     pub passive_next: Cell<u16>,
     /// Set when the server is shutting down.
     pub shutdown: LocalEvent,
+    /// Groups fsyncs under the `batch` policy.
+    pub syncs: Rc<SyncBatcher>,
+    /// This core's counters (written only here, summed by the scraper).
+    pub metrics: Arc<CoreMetrics>,
 }
 
 fn block_signals() -> libc::sigset_t {
@@ -106,7 +116,7 @@ pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> 
             format!("creating root {}: {e}", cfg.root.display()),
         )
     })?;
-    let root = open_root(&cfg.root)?;
+    let root = super::fsops::open_root_dir(&cfg.root)?;
     let users = load_users(&cfg)?;
     sweep_temp_files(&users);
     // Thread 0's listener resolves port 0; the others bind the same address into its reuseport group.
@@ -135,14 +145,35 @@ pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> 
         p.max_sessions_per_ip,
         p.max_login_failures_per_ip,
     ));
+    let xferlog = match &p.xferlog {
+        Some(path) => Some(XferLog::open(path).map_err(|e| {
+            io::Error::new(e.kind(), format!("opening xferlog {}: {e}", path.display()))
+        })?),
+        None => None,
+    };
+    let metrics_listener = match p.metrics_listen {
+        Some(a) => Some(
+            net::listen_exclusive(a, 64)
+                .map_err(|e| io::Error::new(e.kind(), format!("metrics listener {a}: {e}")))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(fd) => Some(net::local_addr(fd.as_raw_fd())?),
+        None => None,
+    };
+    let metrics_listener = Mutex::new(metrics_listener);
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         limits: limits.clone(),
         users: RwLock::new(users),
+        metrics: Arc::new(Registry::new()),
+        xferlog,
     });
     started(&Started {
         local_addr: addr,
         threads,
+        metrics_addr,
     });
     let core_parts = Arc::new(core_parts);
     let shared_for_cores = shared.clone();
@@ -154,6 +185,11 @@ pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> 
             let parts = core_parts[core].lock().ok().and_then(|mut l| l.take());
             let root = root.try_clone();
             let shared = shared_for_cores.clone();
+            let metrics_fd = if core == 0 {
+                metrics_listener.lock().ok().and_then(|mut m| m.take())
+            } else {
+                None
+            };
             async move {
                 let (Some((listener, wakeup)), Ok(root)) = (parts, root) else {
                     tracing::error!(core, "core could not get its listener or root");
@@ -162,14 +198,19 @@ pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> 
                 let cfg = shared.cfg.clone();
                 let passive = cfg.passive_slice(core, threads);
                 let ctx = Rc::new(CoreCtx {
-                    shared,
                     cfg,
                     core,
                     root: Rc::new(root),
                     passive,
                     passive_next: Cell::new(passive.0),
                     shutdown: LocalEvent::new(),
+                    syncs: SyncBatcher::new(),
+                    metrics: shared.metrics.register(core),
+                    shared,
                 });
+                if let Some(fd) = metrics_fd {
+                    spawn(serve_http(Rc::new(fd), ctx.shared.metrics.clone())).detach();
+                }
                 spawn(watch_shutdown(ctx.clone(), Rc::new(wakeup))).detach();
                 accept_loop(ctx, Rc::new(listener)).await;
                 // Not accepting any more; sessions finish on their own, and the starting thread decides
@@ -192,6 +233,9 @@ pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> 
             "grace period over; closing the remaining sessions"
         );
     }
+    if let Some(x) = &shared.xferlog {
+        x.flush();
+    }
     Ok(())
 }
 
@@ -204,6 +248,9 @@ fn signal_loop(set: &libc::sigset_t, shared: &Shared, wakeups: &[OwnedFd]) {
             continue;
         }
         if sig == libc::SIGHUP {
+            if let Some(x) = &shared.xferlog {
+                x.reopen();
+            }
             match load_users(&shared.cfg) {
                 Ok(db) => {
                     *shared.users.write().unwrap_or_else(|e| e.into_inner()) = db;
@@ -234,16 +281,6 @@ async fn watch_shutdown(ctx: Rc<CoreCtx>, wakeup: SharedFd) {
     if res.is_ok() {
         ctx.shutdown.set();
     }
-}
-
-fn open_root(root: &Path) -> io::Result<OwnedFd> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-        .open(root)
-        .map_err(|e| io::Error::new(e.kind(), format!("opening root {}: {e}", root.display())))?;
-    Ok(OwnedFd::from(f))
 }
 
 /// Removes temporary upload files a crash left behind (never the resumable MODE B partials), in the

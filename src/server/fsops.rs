@@ -34,13 +34,26 @@ pub async fn open(root: &SharedFd, path: &VPath, flags: i32, mode: u32) -> io::R
     op::open::openat2(root, cstr(path.relative())?, flags, mode, RESOLVE_JAIL).await
 }
 
-/// Opens the directory containing `path` (O_PATH) and returns it with the final name.
+/// Opens a user's root directory. O_RDONLY rather than O_PATH so the same descriptor can be
+/// `syncfs`'d by the batch fsync policy. Blocking (a path lookup): call at start-up or off-core.
+pub fn open_root_dir(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("opening root {}: {e}", path.display())))?;
+    Ok(OwnedFd::from(f))
+}
+
+/// Opens the directory containing `path` and returns it with the final name. Opened for reading (not
+/// O_PATH) so it can be fsync'd after a file lands in it.
 pub async fn open_parent<'a>(root: &SharedFd, path: &'a VPath) -> io::Result<(SharedFd, &'a str)> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EEXIST))?;
     let parent = path.parent().unwrap_or_else(VPath::root);
-    let dir = open(root, &parent, libc::O_PATH | libc::O_DIRECTORY, 0).await?;
+    let dir = open(root, &parent, libc::O_RDONLY | libc::O_DIRECTORY, 0).await?;
     Ok((Rc::new(dir), name))
 }
 

@@ -157,6 +157,11 @@ impl Upload {
         Ok((up, at))
     }
 
+    /// The directory the file lands in.
+    pub fn dir(&self) -> &SharedFd {
+        &self.dir
+    }
+
     /// Makes the complete file visible under its final name, atomically replacing an existing file,
     /// or failing with EEXIST when `noreplace` is set.
     pub async fn land(mut self, noreplace: bool) -> io::Result<()> {

@@ -5,6 +5,7 @@ pub mod config;
 pub mod control;
 pub mod core;
 pub mod data;
+pub mod durability;
 pub mod fsops;
 pub mod landing;
 pub mod limits;
@@ -13,6 +14,7 @@ pub mod settings;
 pub mod store;
 pub mod transfer;
 pub mod users;
+pub mod xferlog;
 
 pub use config::{DataPathKind, ServerConfig};
 pub use core::{run, Started};

@@ -21,7 +21,7 @@
 //! login_timeout = 30
 //! max_line = 4096
 //! max_sessions = 10000
-//! max_sessions_per_ip = 200
+//! max_sessions_per_ip = 0      # 0 = unlimited (the default; loopback benchmarks come from one address)
 //! overwrite = "replace"             # or "refuse"
 //! fsync = "none"                    # or "file", "batch"
 //! log_format = "human"              # or "json"
@@ -170,7 +170,8 @@ pub struct Policies {
     pub users_file: Option<PathBuf>,
     /// Control connections open at once, server-wide; more are refused with 421.
     pub max_sessions: usize,
-    /// Control connections open at once from one client IP.
+    /// Control connections open at once from one client IP; 0 means no limit (the default, as in
+    /// vsftpd: one NAT or a benchmark client may hold hundreds of sessions legitimately).
     pub max_sessions_per_ip: usize,
     /// Time allowed from connect to a successful login.
     pub login_timeout: Duration,
@@ -193,8 +194,8 @@ impl Default for Policies {
     fn default() -> Self {
         Policies {
             users_file: None,
-            max_sessions: 10_000,
-            max_sessions_per_ip: 200,
+            max_sessions: 20_000,
+            max_sessions_per_ip: 0,
             login_timeout: Duration::from_secs(30),
             overwrite: Overwrite::Replace,
             fsync: FsyncPolicy::None,
@@ -353,7 +354,7 @@ impl FileConfig {
             key("max_sessions", check_range(v, 1, 10_000_000))?;
         }
         if let Some(v) = self.max_sessions_per_ip {
-            key("max_sessions_per_ip", check_range(v, 1, 10_000_000))?;
+            key("max_sessions_per_ip", check_range(v, 0, 10_000_000))?;
         }
         if let Some(v) = &self.overwrite {
             key("overwrite", v.parse::<Overwrite>())?;

@@ -19,6 +19,7 @@ use crate::proto::path::VPath;
 use crate::proto::reply::Reply;
 use crate::proto::session::{DataEndpoint, FsError, Transfer, TransferKind, TransferOutcome};
 
+use super::config::FsyncPolicy;
 use super::core::CoreCtx;
 use super::data::{self, DataConn, PassiveListener};
 use super::fsops::{self, fs_error};
@@ -101,7 +102,10 @@ impl Xfer<'_> {
             *self.kept = None;
             let passive = self.passive.take();
             match data::connect(env.ctx, self.t.endpoint, passive, env.peer, env.local).await {
-                Ok(fd) => Some(DataConn { fd, block: None }),
+                Ok(fd) => {
+                    env.ctx.metrics.data_connection();
+                    Some(DataConn { fd, block: None })
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "data connection failed");
                     None
@@ -202,7 +206,7 @@ impl Xfer<'_> {
         let outcome = match res {
             Ok(bytes) => {
                 let noreplace = env.refuse_overwrite || self.t.no_overwrite || unique.is_some();
-                match upload.land(noreplace).await {
+                match land(env, upload, noreplace).await {
                     Ok(()) => {
                         let us = started.elapsed().as_micros() as u64;
                         tracing::debug!(path = %self.t.path, bytes, elapsed_us = us, "stored");
@@ -344,6 +348,23 @@ impl Xfer<'_> {
             Ok(()) => self.finish(conn, bytes),
             Err(_) => TransferOutcome::ConnectionLost,
         })
+    }
+}
+
+/// Lands a complete upload under the session's fsync policy (see `durability`).
+async fn land(env: &XferEnv<'_>, upload: Upload, noreplace: bool) -> io::Result<()> {
+    match env.ctx.cfg.policies.fsync {
+        FsyncPolicy::None => upload.land(noreplace).await,
+        FsyncPolicy::File => {
+            op::fsync::fsync(&upload.file, false).await?;
+            let dir = upload.dir().clone();
+            upload.land(noreplace).await?;
+            op::fsync::fsync(&dir, false).await
+        }
+        FsyncPolicy::Batch => {
+            upload.land(noreplace).await?;
+            env.ctx.syncs.sync(env.root).await
+        }
     }
 }
 
