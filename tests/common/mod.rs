@@ -1313,3 +1313,359 @@ pub fn parse_257(line: &str) -> Option<String> {
     }
     None
 }
+
+// ---------------------------------------------------------------------------
+// Helpers for the production-feature tests (tests/production_*.rs)
+// ---------------------------------------------------------------------------
+
+impl Server {
+    /// Sends signal `sig` (e.g. `libc::SIGTERM`) to the server process.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the PID of a child we spawned (and have not reaped yet).
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Waits up to `timeout` for the server to exit; returns its status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_child(&mut self.child, timeout)
+    }
+
+    /// `kill -9` the server and reap it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn stderr_path(&self) -> PathBuf {
+        self.stderr_path.clone()
+    }
+}
+
+fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return Some(s),
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `ringest serve` started with arbitrary arguments and environment (no implied
+/// `--root`/`--user`), for config, restart and users-file tests. Killed (by PID) on drop;
+/// on a panic the tail of its stderr is printed.
+pub struct ServerProc {
+    pub addr: SocketAddr,
+    pub port: u16,
+    pub desc: String,
+    pub stdout_lines: Arc<Mutex<Vec<String>>>,
+    pub stderr_path: PathBuf,
+    child: Child,
+}
+
+impl ServerProc {
+    /// Starts `ringest serve ARGS` with `env` added (every other `RINGEST_*` variable of the
+    /// test process is removed), stderr to `stderr_path` (appended), and waits for the
+    /// `ringest: listening on` line. `Err` describes why it did not start.
+    pub fn try_start(
+        args: &[String],
+        env: &[(&str, &str)],
+        stderr_path: &Path,
+    ) -> Result<ServerProc, String> {
+        let stderr_file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(stderr_path)
+            .unwrap();
+        let mut cmd = Command::new(server_bin());
+        cmd.arg("serve").args(args);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("RINGEST_") {
+                cmd.env_remove(k);
+            }
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr_file))
+            .env("RUST_BACKTRACE", "1");
+        let desc = format!("{env:?} {cmd:?}");
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot spawn {desc}: {e}"))?;
+        let stdout = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        {
+            let lines = lines.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    match line {
+                        Ok(l) => {
+                            lines.lock().unwrap().push(l.clone());
+                            let _ = tx.send(l);
+                        }
+                        Err(_) => break,
+                    }
+                }
+            });
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(remaining) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("ringest: listening on ") {
+                        let addr: SocketAddr = match rest.trim().parse() {
+                            Ok(a) => a,
+                            Err(e) => {
+                                let _ = child.kill();
+                                let _ = child.wait();
+                                return Err(format!("unparsable listening line {line:?}: {e}"));
+                            }
+                        };
+                        eprintln!("server started: {desc} -> {addr}");
+                        // Give the rest of the banner a moment to arrive.
+                        let until = Instant::now() + Duration::from_millis(300);
+                        while let Ok(_l) =
+                            rx.recv_timeout(until.saturating_duration_since(Instant::now()))
+                        {
+                        }
+                        return Ok(ServerProc {
+                            addr,
+                            port: addr.port(),
+                            desc,
+                            stdout_lines: lines,
+                            stderr_path: stderr_path.to_path_buf(),
+                            child,
+                        });
+                    }
+                }
+                Err(e) => {
+                    let timed_out = matches!(e, mpsc::RecvTimeoutError::Timeout);
+                    if timed_out {
+                        let _ = child.kill();
+                    }
+                    let status = wait_child(&mut child, Duration::from_secs(5));
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "server did not print its listening line ({}; exit status {status:?})\n\
+                         command: {desc}\nstdout: {:?}\nstderr:\n{}",
+                        if timed_out {
+                            "timeout"
+                        } else {
+                            "stdout closed"
+                        },
+                        lines.lock().unwrap(),
+                        tail_of_file(stderr_path, 8192)
+                    ));
+                }
+            }
+        }
+    }
+
+    pub fn start(args: &[String], env: &[(&str, &str)], stderr_path: &Path) -> ServerProc {
+        match ServerProc::try_start(args, env, stderr_path) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the PID of a child we spawned (and have not reaped yet).
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_child(&mut self.child, timeout)
+    }
+
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout_lines.lock().unwrap().clone()
+    }
+
+    pub fn stderr_tail(&self, n: usize) -> String {
+        tail_of_file(&self.stderr_path, n)
+    }
+
+    pub fn login(&self, user: &str, pass: &str) -> Ftp {
+        let mut c = Ftp::connect(self.addr);
+        c.login(user, pass);
+        c
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!(
+                "---- ringest server {} ({}) stdout: {:?}\n---- stderr (tail) ----\n{}\n---- end ----",
+                self.addr,
+                self.desc,
+                self.stdout(),
+                self.stderr_tail(8192)
+            );
+        }
+    }
+}
+
+/// Runs `ringest ARGS` (a subcommand such as `check-config` or `passwd`) with a timeout.
+pub fn ringest_cmd(args: &[&str], timeout: Duration) -> CmdOutput {
+    let mut cmd = Command::new(server_bin());
+    cmd.args(args);
+    run_cmd(&mut cmd, timeout)
+}
+
+/// TCP connect from the local address `local` (e.g. 127.0.0.2) to `remote`, with a
+/// 10 s connect timeout.
+pub fn connect_from(local: std::net::Ipv4Addr, remote: SocketAddr) -> io::Result<TcpStream> {
+    use std::os::unix::io::FromRawFd;
+    let remote = match remote {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(_) => return Err(io::Error::other("IPv6 not supported here")),
+    };
+    // SAFETY: plain socket syscalls on a descriptor we own; on success ownership moves
+    // to the TcpStream, on failure we close it.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fail = |fd: i32| {
+            let e = io::Error::last_os_error();
+            libc::close(fd);
+            Err(e)
+        };
+        let tv = libc::timeval {
+            tv_sec: 10,
+            tv_usec: 0,
+        };
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            &tv as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+        let mk = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(ip).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let la = mk(local, 0);
+        if libc::bind(
+            fd,
+            &la as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        ) != 0
+        {
+            return fail(fd);
+        }
+        let ra = mk(*remote.ip(), remote.port());
+        if libc::connect(
+            fd,
+            &ra as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        ) != 0
+        {
+            return fail(fd);
+        }
+        let tv0 = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        };
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            &tv0 as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+        Ok(TcpStream::from_raw_fd(fd))
+    }
+}
+
+impl Ftp {
+    /// Wraps an already connected control stream (greeting not read).
+    pub fn from_stream(stream: TcpStream, addr: SocketAddr) -> Ftp {
+        stream.set_read_timeout(Some(CTRL_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(CTRL_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).ok();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Ftp {
+            addr,
+            stream,
+            reader,
+            log: Vec::new(),
+            timeout: CTRL_TIMEOUT,
+        }
+    }
+
+    /// Connects from local address `local` and expects the 220 greeting.
+    pub fn connect_from(local: std::net::Ipv4Addr, addr: SocketAddr) -> Ftp {
+        let s =
+            connect_from(local, addr).unwrap_or_else(|e| panic!("connect {local} -> {addr}: {e}"));
+        let mut c = Ftp::from_stream(s, addr);
+        let r = c.read_reply();
+        if r.code != 220 {
+            panic!("greeting: expected 220, got {r}\n{}", c.transcript());
+        }
+        c
+    }
+}
+
+/// Raises this process's soft RLIMIT_NOFILE to at least `n` (bounded by the hard limit);
+/// returns the resulting soft limit.
+pub fn raise_nofile(n: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if (lim.rlim_cur as u64) < n {
+            let want = n.min(lim.rlim_max as u64);
+            lim.rlim_cur = want as libc::rlim_t;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        }
+    }
+    lim.rlim_cur as u64
+}
+
+/// Names in `dir` that are the server's hidden upload files (`.ringest-*`).
+pub fn ringest_temp_names(dir: &Path) -> Vec<String> {
+    dir_names(dir)
+        .into_iter()
+        .filter(|n| n.starts_with(".ringest-"))
+        .collect()
+}

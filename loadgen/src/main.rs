@@ -1,0 +1,423 @@
+//! `loadgen`: FTP ingest load generator for ringest (and any FTP server).
+//!
+//! Scenarios: `stream` (one login per session, a new data connection per file), `stream-reconnect` (a
+//! new control connection per file too), `block` (MODE B: one data connection per session while the
+//! server keeps it open) and `compare` (stream, then block). Sessions are spread over one io_uring
+//! runtime thread per CPU and over `--source-addrs`. File content is a pure function of (seed, file
+//! id, offset), so `--verify` can check every file without keeping what was sent.
+//!
+//! Exit code: 0 when every file was stored (and verified, with `--verify`); 1 when some failed or
+//! mismatched; 2 on a fatal problem (cannot connect, login refused, MODE B unsupported, bad usage).
+
+mod content;
+mod ftp;
+mod run;
+mod stats;
+mod verify;
+
+use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+use content::SizeSpec;
+use run::{Job, RunCfg};
+use stats::{PhaseResult, FILE_OK};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "FTP ingest load generator: MODE S vs MODE B"
+)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// Server host name or address.
+    #[arg(long, global = true, default_value = "127.0.0.1")]
+    host: String,
+    /// Server control port.
+    #[arg(long, global = true, default_value_t = 2121)]
+    port: u16,
+    /// User name.
+    #[arg(long, global = true, default_value = "ringest")]
+    user: String,
+    /// Password (or env LOADGEN_PASSWORD).
+    #[arg(long, global = true, env = "LOADGEN_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Concurrent sessions.
+    #[arg(long, global = true, default_value_t = 64)]
+    sessions: usize,
+    /// Files in total, across all sessions.
+    #[arg(long, global = true, default_value_t = 10000)]
+    files: u64,
+    /// File size: 4096, 4K, 1M, or a range 4K..1M (uniform per file, deterministic per file id).
+    #[arg(long, global = true, default_value = "4K")]
+    size: String,
+    /// Hard bound on each phase, in seconds.
+    #[arg(long, global = true, default_value_t = 300)]
+    duration: u64,
+    /// Client threads (default: one per CPU).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// Source addresses, round-robin per session: `127.0.0.1-127.0.0.8`, a comma list, or one address.
+    #[arg(long, global = true)]
+    source_addrs: Option<String>,
+    /// Use PASV for data connections (the default).
+    #[arg(long, global = true, overrides_with = "epsv")]
+    passive: bool,
+    /// Use EPSV instead of PASV.
+    #[arg(long, global = true, overrides_with = "passive")]
+    epsv: bool,
+    /// After the run, check every stored file (by downloading it, or on disk with --verify-dir).
+    #[arg(long, global = true)]
+    verify: bool,
+    /// Verify on disk: the server's root directory as seen from here (implies --verify).
+    #[arg(long, global = true)]
+    verify_dir: Option<PathBuf>,
+    /// Print one JSON object on stdout at the end instead of the table.
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress line on stderr.
+    #[arg(long, global = true)]
+    quiet: bool,
+    /// Remote directory for the files (default lg-<pid>-<scenario>); created with MKD, never deleted.
+    #[arg(long, global = true)]
+    prefix: Option<String>,
+    /// Content seed (default: random); printed so a run's files can be re-verified.
+    #[arg(long, global = true)]
+    seed: Option<u64>,
+    /// Timeout for each network operation (connect, reply, send), seconds.
+    #[arg(long, global = true, default_value_t = 30)]
+    op_timeout: u64,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    /// One login per session; PASV, new data connection, STOR, close, 226 for each file.
+    Stream,
+    /// A new control connection (login ... QUIT) per file, otherwise as stream.
+    StreamReconnect,
+    /// MODE B: PASV once, then STOR after STOR over the same data connection (250 keeps it open).
+    Block,
+    /// stream then block with the same settings; prints both and the block/stream ratios.
+    Compare,
+}
+
+fn parse_sources(s: &str) -> Result<Vec<IpAddr>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some((a, b)) = part.split_once('-') {
+            let a: Ipv4Addr = a
+                .trim()
+                .parse()
+                .with_context(|| format!("bad address {a:?} in --source-addrs"))?;
+            let b: Ipv4Addr = b
+                .trim()
+                .parse()
+                .with_context(|| format!("bad address {b:?} in --source-addrs"))?;
+            let (a, b) = (u32::from(a), u32::from(b));
+            if a > b || b - a >= 4096 {
+                bail!("--source-addrs range {part}: need LOW <= HIGH and at most 4096 addresses");
+            }
+            out.extend((a..=b).map(|v| IpAddr::V4(Ipv4Addr::from(v))));
+        } else {
+            out.push(
+                part.parse()
+                    .with_context(|| format!("bad address {part:?} in --source-addrs"))?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn random_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Logs in once before the load: checks credentials, creates the prefix directory and, for block
+/// mode, that the server accepts MODE B. Errors here are fatal and explained.
+fn setup(cfg: &RunCfg, prefix: &str, job: Job) -> Result<()> {
+    let cfg = cfg.clone();
+    let prefix = prefix.to_string();
+    let rt = run::runtime_config();
+    let res = ringest::engine::block_on(0, &rt, async move {
+        let src = cfg.sources.first().copied();
+        let mut c = ftp::Control::open(cfg.server, src, cfg.op_timeout)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot reach the server at {}: {}",
+                    cfg.server,
+                    e.describe()
+                )
+            })?;
+        c.login(&cfg.user, &cfg.password)
+            .await
+            .map_err(|e| format!("login failed: {}", e.describe()))?;
+        let r = c
+            .cmd(&format!("MKD {prefix}"), "MKD")
+            .await
+            .map_err(|e| e.describe())?;
+        let mut warn = None;
+        if r.code != 257 {
+            warn = Some(format!(
+                "MKD {prefix} answered {} {} (continuing)",
+                r.code,
+                r.lines.join(" ")
+            ));
+        }
+        if job == Job::Block {
+            let r = c.cmd("MODE B", "MODE B").await.map_err(|e| e.describe())?;
+            if r.code != 200 {
+                return Err(format!(
+                    "server does not support MODE B (block mode): MODE B answered {} {}",
+                    r.code,
+                    r.lines.join(" ")
+                ));
+            }
+        }
+        c.quit().await;
+        Ok::<_, String>(warn)
+    })
+    .context("starting the setup runtime")?;
+    match res {
+        Ok(Some(w)) => {
+            eprintln!("loadgen: warning: {w}");
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => bail!(e),
+    }
+}
+
+struct ScenarioResult {
+    load: PhaseResult,
+    verify: Option<verify::VerifyResult>,
+}
+
+impl ScenarioResult {
+    fn success(&self) -> bool {
+        self.load.fatal.is_none()
+            && self.load.ok == self.load.files
+            && self
+                .verify
+                .as_ref()
+                .is_none_or(|v| v.verified == self.load.ok)
+    }
+
+    fn to_json(&self) -> Value {
+        let mut v = self.load.to_json();
+        if let (Some(obj), Some(ver)) = (v.as_object_mut(), &self.verify) {
+            obj.insert("verify".into(), ver.to_json());
+        }
+        v
+    }
+
+    fn print_human(&self) {
+        self.load.print_human();
+        if let Some(v) = &self.verify {
+            v.print_human();
+        }
+    }
+}
+
+fn run_scenario(cfg: &Arc<RunCfg>, cli: &Cli, job: Job, prefix: &str) -> Result<ScenarioResult> {
+    if let Err(e) = setup(cfg, prefix, job) {
+        let msg = format!("{e:#}");
+        eprintln!("loadgen: {}: {msg}", job.name());
+        let load = PhaseResult::fatal_only(job.name(), prefix, cli.files, msg);
+        return Ok(ScenarioResult { load, verify: None });
+    }
+    let load = run::run_phase(cfg, job, prefix, (0..cli.files).collect())?;
+    if let Some(f) = &load.fatal {
+        eprintln!("loadgen: {}: {f}", job.name());
+        return Ok(ScenarioResult { load, verify: None });
+    }
+    let verify = if cli.verify || cli.verify_dir.is_some() {
+        let ok_ids: Vec<u64> = load
+            .status
+            .iter()
+            .enumerate()
+            .filter(|(_, &s)| s == FILE_OK)
+            .map(|(i, _)| i as u64)
+            .collect();
+        Some(match &cli.verify_dir {
+            Some(dir) => verify::verify_dir(cfg, &dir.join(prefix), &ok_ids),
+            None => verify::verify_download(cfg, prefix, ok_ids)?,
+        })
+    } else {
+        None
+    };
+    Ok(ScenarioResult { load, verify })
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match real_main(&cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("loadgen: error: {e:#}");
+            if cli.json {
+                println!("{}", json!({ "error": format!("{e:#}"), "exit_code": 2 }));
+            }
+            std::process::exit(2);
+        }
+    }
+}
+
+fn real_main(cli: &Cli) -> Result<i32> {
+    let nofile = stats::raise_nofile();
+    let size = SizeSpec::parse(&cli.size).map_err(anyhow::Error::msg)?;
+    let server = (cli.host.as_str(), cli.port)
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {}", cli.host))?
+        .next()
+        .with_context(|| format!("{} has no address", cli.host))?;
+    let Some(password) = cli.password.clone() else {
+        bail!("--password (or LOADGEN_PASSWORD) is required");
+    };
+    if cli.sessions == 0 {
+        bail!("--sessions must be at least 1");
+    }
+    let sources = match &cli.source_addrs {
+        Some(s) => parse_sources(s)?,
+        None => Vec::new(),
+    };
+    let threads = cli
+        .threads
+        .unwrap_or_else(|| ringest::engine::thread::allowed_cpus().len())
+        .clamp(1, cli.sessions.max(1));
+    let cfg = Arc::new(RunCfg {
+        server,
+        user: cli.user.clone(),
+        password,
+        sessions: cli.sessions,
+        threads,
+        size,
+        seed: cli.seed.unwrap_or_else(random_seed),
+        duration: Duration::from_secs(cli.duration.max(1)),
+        op_timeout: Duration::from_secs(cli.op_timeout.max(1)),
+        sources,
+        epsv: cli.epsv,
+        progress: !cli.json && !cli.quiet,
+        nofile,
+    });
+    let base = cli.prefix.clone();
+    let prefix_for = |name: &str, compare: bool| match (&base, compare) {
+        (Some(p), false) => p.clone(),
+        (Some(p), true) => format!("{p}-{name}"),
+        (None, _) => format!("lg-{}-{name}", std::process::id()),
+    };
+
+    let jobs: Vec<Job> = match cli.scenario {
+        Scenario::Stream => vec![Job::Stream],
+        Scenario::StreamReconnect => vec![Job::Reconnect],
+        Scenario::Block => vec![Job::Block],
+        Scenario::Compare => vec![Job::Stream, Job::Block],
+    };
+    let compare = cli.scenario == Scenario::Compare;
+    let mut results = Vec::new();
+    for job in jobs {
+        let r = run_scenario(&cfg, cli, job, &prefix_for(job.name(), compare))?;
+        let fatal = r.load.fatal.is_some();
+        results.push(r);
+        if fatal {
+            break;
+        }
+    }
+
+    let fatal = results.iter().any(|r| r.load.fatal.is_some());
+    let all_ok = !results.is_empty() && results.iter().all(ScenarioResult::success);
+    let code = if fatal {
+        2
+    } else if all_ok && (!compare || results.len() == 2) {
+        0
+    } else {
+        1
+    };
+
+    let ratio = |f: &dyn Fn(&PhaseResult) -> f64| match results.as_slice() {
+        [s, b] if s.load.fatal.is_none() && b.load.fatal.is_none() => {
+            let (s, b) = (f(&s.load), f(&b.load));
+            (s > 0.0).then(|| b / s)
+        }
+        _ => None,
+    };
+    let files_ratio = ratio(&|p| p.files_per_s());
+    if cli.json {
+        let mut out = if compare {
+            let mut m = serde_json::Map::new();
+            m.insert("scenario".into(), json!("compare"));
+            for r in &results {
+                m.insert(r.load.name.clone(), r.to_json());
+            }
+            m.insert("ratio_files_per_s".into(), json!(files_ratio));
+            m.insert("ratio_mb_per_s".into(), json!(ratio(&|p| p.mb_per_s())));
+            Value::Object(m)
+        } else {
+            results
+                .first()
+                .map(ScenarioResult::to_json)
+                .unwrap_or(Value::Null)
+        };
+        if let Some(obj) = out.as_object_mut() {
+            obj.insert("seed".into(), json!(cfg.seed));
+            obj.insert("sessions".into(), json!(cfg.sessions));
+            obj.insert("threads".into(), json!(cfg.threads));
+            obj.insert("size".into(), json!(cli.size));
+            obj.insert(
+                "passive_command".into(),
+                json!(if cfg.epsv { "EPSV" } else { "PASV" }),
+            );
+            obj.insert("exit_code".into(), json!(code));
+        }
+        println!("{out}");
+    } else {
+        println!(
+            "loadgen {} -> {}: {} sessions on {} threads, {} files of {}, seed {}",
+            match cli.scenario {
+                Scenario::Stream => "stream",
+                Scenario::StreamReconnect => "stream-reconnect",
+                Scenario::Block => "block",
+                Scenario::Compare => "compare",
+            },
+            cfg.server,
+            cfg.sessions,
+            cfg.threads,
+            cli.files,
+            cli.size,
+            cfg.seed
+        );
+        for r in &results {
+            r.print_human();
+        }
+        if let [s, b] = results.as_slice() {
+            println!("== compare (block vs stream)");
+            println!(
+                "files/s     stream {:.1}, block {:.1}, ratio block/stream {}",
+                s.load.files_per_s(),
+                b.load.files_per_s(),
+                files_ratio.map_or("n/a".into(), |r| format!("{r:.2}x"))
+            );
+            println!(
+                "p99 us      stream {}, block {}",
+                s.load.quantile_us(0.99),
+                b.load.quantile_us(0.99)
+            );
+            println!(
+                "data conns  stream {}, block {}",
+                s.load.data_conns, b.load.data_conns
+            );
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,594 @@
+//! Running a phase: sessions spread over core threads, each a sequential task taking files from a
+//! shared counter, with retries, a hard deadline and a progress line.
+
+use std::cell::{Cell, RefCell};
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use ringest::engine::op::{self, Op};
+use ringest::engine::{self, time, RuntimeConfig};
+use ringest::proto::modeb;
+
+use crate::content::{self, SizeSpec};
+use crate::ftp::{self, reply_fail, Control, DataConn, Fail};
+use crate::stats::{limit_notes, PhaseResult, Shared, ThreadStats, FILE_FAILED, FILE_OK};
+
+/// What each session does with its files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Job {
+    /// One login per session, a new data connection per file (MODE S).
+    Stream,
+    /// A new control connection (login, QUIT) and a new data connection per file.
+    Reconnect,
+    /// MODE B: one login and, while the server keeps it open, one data connection per session.
+    Block,
+    /// Verification: RETR each file in MODE S and compare with the generated content.
+    Retr,
+}
+
+impl Job {
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::Stream => "stream",
+            Job::Reconnect => "stream-reconnect",
+            Job::Block => "block",
+            Job::Retr => "verify-download",
+        }
+    }
+}
+
+/// Settings shared by every phase of a run.
+#[derive(Clone, Debug)]
+pub struct RunCfg {
+    pub server: SocketAddr,
+    pub user: String,
+    pub password: String,
+    pub sessions: usize,
+    pub threads: usize,
+    pub size: SizeSpec,
+    pub seed: u64,
+    pub duration: Duration,
+    pub op_timeout: Duration,
+    pub sources: Vec<IpAddr>,
+    pub epsv: bool,
+    pub progress: bool,
+    pub nofile: u64,
+}
+
+/// Attempts per file: the first try and three retries.
+const MAX_ATTEMPTS: u32 = 4;
+/// Bytes generated and sent per send call.
+const CHUNK: usize = 1 << 20;
+
+/// The runtime for client threads: no registered buffers, no pipes.
+pub fn runtime_config() -> RuntimeConfig {
+    RuntimeConfig {
+        entries: 1024,
+        buffers: 0,
+        buffer_size: 0,
+        pipes: 0,
+        pipe_size: 0,
+    }
+}
+
+/// Remote name of file `id`.
+pub fn file_name(prefix: &str, id: u64) -> String {
+    format!("{prefix}/f{id}")
+}
+
+struct ThreadCtx {
+    cfg: Arc<RunCfg>,
+    shared: Arc<Shared>,
+    ids: Arc<Vec<u64>>,
+    job: Job,
+    prefix: Arc<str>,
+    deadline: Instant,
+    stats: RefCell<ThreadStats>,
+}
+
+/// One session's connections and buffers.
+struct SessState {
+    src: Option<IpAddr>,
+    ctrl: Option<Control>,
+    data: Option<Rc<DataConn>>,
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl SessState {
+    /// Forgets every connection after an error: the next attempt starts from a fresh login. A data
+    /// connection is reset, so a half-sent file is not mistaken for a complete one.
+    fn reset(&mut self) {
+        self.ctrl = None;
+        self.data = None;
+    }
+
+    /// Closes the data connection cleanly (at a file boundary).
+    fn close_data(&mut self) {
+        if let Some(d) = self.data.take() {
+            if let Ok(d) = Rc::try_unwrap(d) {
+                d.finish();
+            }
+        }
+    }
+}
+
+struct Outcome {
+    bytes: u64,
+    latency: Duration,
+    mismatch: Option<String>,
+}
+
+/// Runs `job` over the files `ids`, bounded by the run's duration.
+pub fn run_phase(cfg: &Arc<RunCfg>, job: Job, prefix: &str, ids: Vec<u64>) -> Result<PhaseResult> {
+    let files = ids.len();
+    let ids = Arc::new(ids);
+    let shared = Arc::new(Shared::new(files));
+    let threads = cfg.threads.clamp(1, cfg.sessions.max(1));
+    let start = Instant::now();
+    let deadline = start + cfg.duration;
+    let prefix: Arc<str> = Arc::from(prefix);
+
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let progress = cfg.progress.then(|| {
+        let shared = shared.clone();
+        let name = job.name();
+        std::thread::spawn(move || progress_loop(&shared, files as u64, name, start, &stop_rx))
+    });
+
+    let handles = {
+        let (cfg, shared, ids, prefix) = (cfg.clone(), shared.clone(), ids.clone(), prefix.clone());
+        engine::thread::start_cores(threads, runtime_config(), "loadgen", move |core, _cpu| {
+            let tctx = Rc::new(ThreadCtx {
+                cfg: cfg.clone(),
+                shared: shared.clone(),
+                ids: ids.clone(),
+                job,
+                prefix: prefix.clone(),
+                deadline,
+                stats: RefCell::new(ThreadStats::default()),
+            });
+            async move {
+                let sessions = tctx.cfg.sessions;
+                let mut tasks = Vec::new();
+                for sid in (core..sessions).step_by(threads) {
+                    tasks.push(engine::spawn(session(tctx.clone(), sid)));
+                }
+                for t in tasks {
+                    t.await;
+                }
+                let stats = tctx.stats.take();
+                if let Ok(mut all) = tctx.shared.threads.lock() {
+                    all.push(stats);
+                }
+            }
+        })
+        .context("starting client threads")?
+    };
+    let mut thread_err = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => thread_err = Some(anyhow!("client thread failed: {e}")),
+            Err(_) => thread_err = Some(anyhow!("client thread panicked")),
+        }
+    }
+    let elapsed = start.elapsed();
+    drop(stop_tx);
+    if let Some(p) = progress {
+        let _ = p.join();
+    }
+    if let Some(e) = thread_err {
+        return Err(e);
+    }
+
+    let mut stats = ThreadStats::default();
+    if let Ok(mut all) = shared.threads.lock() {
+        for s in all.drain(..) {
+            stats.merge(s);
+        }
+    }
+    let notes = limit_notes(&stats, cfg.nofile);
+    let fatal = shared.fatal.lock().ok().and_then(|f| f.clone());
+    Ok(PhaseResult {
+        name: job.name().to_string(),
+        prefix: prefix.to_string(),
+        files: files as u64,
+        ok: shared.ok.load(Relaxed),
+        failed: shared.failed.load(Relaxed),
+        bytes: shared.bytes.load(Relaxed),
+        elapsed,
+        data_conns: shared.data_conns.load(Relaxed),
+        ctrl_conns: shared.ctrl_conns.load(Relaxed),
+        stats,
+        fatal,
+        notes,
+        status: shared.status.iter().map(|s| s.load(Relaxed)).collect(),
+    })
+}
+
+fn progress_loop(
+    shared: &Shared,
+    total: u64,
+    name: &str,
+    start: Instant,
+    stop: &mpsc::Receiver<()>,
+) {
+    let mut last = 0u64;
+    let mut last_t = Instant::now();
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_secs(1)) {
+        let ok = shared.ok.load(Relaxed);
+        let failed = shared.failed.load(Relaxed);
+        let now = Instant::now();
+        let rate = (ok - last) as f64 / now.duration_since(last_t).as_secs_f64().max(1e-9);
+        last = ok;
+        last_t = now;
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "[{name} {:>5.1}s] {ok}/{total} ok, {failed} failed, {rate:.0} files/s, {:.1} MB sent",
+            start.elapsed().as_secs_f64(),
+            shared.bytes.load(Relaxed) as f64 / 1e6
+        );
+    }
+}
+
+async fn session(t: Rc<ThreadCtx>, sid: usize) {
+    let src = (!t.cfg.sources.is_empty()).then(|| t.cfg.sources[sid % t.cfg.sources.len()]);
+    let current = Rc::new(Cell::new(None::<usize>));
+    let remaining = t.deadline.saturating_duration_since(Instant::now());
+    if time::timeout(remaining, session_loop(t.clone(), src, current.clone()))
+        .await
+        .is_err()
+    {
+        // The deadline cut a file short.
+        if let Some(idx) = current.get() {
+            mark(&t, idx, FILE_FAILED);
+            t.stats.borrow_mut().record_kind(
+                "deadline (file cut short)",
+                "run duration reached mid-file".into(),
+            );
+        }
+    }
+}
+
+fn mark(t: &ThreadCtx, idx: usize, state: u8) {
+    if let Some(s) = t.shared.status.get(idx) {
+        s.store(state, Relaxed);
+    }
+    if state == FILE_OK {
+        t.shared.ok.fetch_add(1, Relaxed);
+    } else {
+        t.shared.failed.fetch_add(1, Relaxed);
+    }
+}
+
+async fn session_loop(t: Rc<ThreadCtx>, src: Option<IpAddr>, current: Rc<Cell<Option<usize>>>) {
+    let mut st = SessState {
+        src,
+        ctrl: None,
+        data: None,
+        buf: Vec::new(),
+        scratch: Vec::new(),
+    };
+    loop {
+        if t.shared.stop.load(Relaxed) || Instant::now() >= t.deadline {
+            break;
+        }
+        let idx = t.shared.next.fetch_add(1, Relaxed) as usize;
+        let Some(&id) = t.ids.get(idx) else { break };
+        current.set(Some(idx));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let res = match t.job {
+                Job::Stream => stream_file(&t, &mut st, id, false).await,
+                Job::Reconnect => stream_file(&t, &mut st, id, true).await,
+                Job::Block => block_file(&t, &mut st, id).await,
+                Job::Retr => retr_file(&t, &mut st, id).await,
+            };
+            match res {
+                Ok(o) => {
+                    let mut stats = t.stats.borrow_mut();
+                    stats
+                        .hist
+                        .saturating_record(o.latency.as_micros().max(1) as u64);
+                    if let Some(m) = o.mismatch {
+                        stats.mismatched += 1;
+                        stats.record_kind("content mismatch", m);
+                        drop(stats);
+                        mark(&t, idx, FILE_FAILED);
+                    } else {
+                        drop(stats);
+                        t.shared.bytes.fetch_add(o.bytes, Relaxed);
+                        mark(&t, idx, FILE_OK);
+                    }
+                    break;
+                }
+                Err(Fail::Fatal(m)) => {
+                    t.stats.borrow_mut().record_kind("fatal", m.clone());
+                    t.shared.set_fatal(m);
+                    st.reset();
+                    mark(&t, idx, FILE_FAILED);
+                    break;
+                }
+                Err(f) => {
+                    t.stats.borrow_mut().record_error(&f);
+                    st.reset();
+                    if attempt >= MAX_ATTEMPTS || t.shared.stop.load(Relaxed) {
+                        mark(&t, idx, FILE_FAILED);
+                        break;
+                    }
+                    if Instant::now() + backoff(attempt) >= t.deadline {
+                        // No time left to retry: this file failed, and the session takes no more.
+                        mark(&t, idx, FILE_FAILED);
+                        current.set(None);
+                        return;
+                    }
+                    t.stats.borrow_mut().retries += 1;
+                    time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+        current.set(None);
+    }
+    if let Some(c) = st.ctrl.take() {
+        c.quit().await;
+    }
+    st.close_data();
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(50 * u64::from(attempt))
+}
+
+/// Connects a control connection and logs in.
+async fn open_login(t: &ThreadCtx, src: Option<IpAddr>) -> Result<Control, Fail> {
+    let mut c = Control::open(t.cfg.server, src, t.cfg.op_timeout).await?;
+    t.shared.ctrl_conns.fetch_add(1, Relaxed);
+    c.login(&t.cfg.user, &t.cfg.password).await?;
+    Ok(c)
+}
+
+async fn data_connect(
+    t: &ThreadCtx,
+    addr: SocketAddr,
+    src: Option<IpAddr>,
+) -> Result<DataConn, Fail> {
+    let fd = ftp::connect(addr, src, t.cfg.op_timeout, "data connect").await?;
+    t.shared.data_conns.fetch_add(1, Relaxed);
+    Ok(DataConn::new(fd))
+}
+
+/// After a failed data send, the server's reply (if it sent one quickly) says more than EPIPE.
+async fn explain_send_failure(ctrl: &mut Control, err: Fail) -> Fail {
+    match time::timeout(Duration::from_secs(1), ctrl.reply("STOR final")).await {
+        Ok(Ok(r)) if !matches!(r.code, 226 | 250) => reply_fail("STOR final", &r),
+        _ => err,
+    }
+}
+
+async fn stream_file(
+    t: &ThreadCtx,
+    st: &mut SessState,
+    id: u64,
+    reconnect: bool,
+) -> Result<Outcome, Fail> {
+    if st.ctrl.is_none() {
+        st.ctrl = Some(open_login(t, st.src).await?);
+    }
+    let Some(ctrl) = st.ctrl.as_mut() else {
+        return Err(Fail::Protocol {
+            step: "session",
+            msg: "no control".into(),
+        });
+    };
+    let addr = ctrl.passive(t.cfg.epsv).await?;
+    let data = data_connect(t, addr, st.src).await?;
+    ctrl.send(&format!("STOR {}", file_name(&t.prefix, id)), "STOR")
+        .await?;
+    let t0 = Instant::now();
+    let r = ctrl.reply("STOR").await?;
+    if !matches!(r.code, 150 | 125) {
+        return Err(reply_fail("STOR", &r));
+    }
+    let size = t.cfg.size.size_of(t.cfg.seed, id);
+    let mut off = 0u64;
+    while off < size {
+        let n = (size - off).min(CHUNK as u64) as usize;
+        let mut buf = std::mem::take(&mut st.buf);
+        buf.clear();
+        content::append(t.cfg.seed, id, off, n, &mut buf);
+        let (res, back) = ftp::send_all(data.fd(), buf, t.cfg.op_timeout, "data send").await;
+        if let Some(b) = back {
+            st.buf = b;
+        }
+        if let Err(e) = res {
+            drop(data);
+            return Err(explain_send_failure(ctrl, e).await);
+        }
+        off += n as u64;
+    }
+    data.finish();
+    let r = ctrl.reply("STOR final").await?;
+    if !matches!(r.code, 226 | 250) {
+        return Err(reply_fail("STOR final", &r));
+    }
+    let latency = t0.elapsed();
+    if reconnect {
+        if let Some(c) = st.ctrl.take() {
+            c.quit().await;
+        }
+    }
+    Ok(Outcome {
+        bytes: size,
+        latency,
+        mismatch: None,
+    })
+}
+
+async fn block_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcome, Fail> {
+    if st.ctrl.is_none() {
+        let mut c = open_login(t, st.src).await?;
+        let r = c.cmd("MODE B", "MODE B").await?;
+        if r.code != 200 {
+            return Err(Fail::Fatal(format!(
+                "server does not support MODE B (block mode): MODE B answered {} {}",
+                r.code,
+                r.lines.join(" ")
+            )));
+        }
+        st.ctrl = Some(c);
+        st.data = None;
+    }
+    let Some(ctrl) = st.ctrl.as_mut() else {
+        return Err(Fail::Protocol {
+            step: "session",
+            msg: "no control".into(),
+        });
+    };
+    if st.data.is_none() {
+        let addr = ctrl.passive(t.cfg.epsv).await?;
+        st.data = Some(Rc::new(data_connect(t, addr, st.src).await?));
+    }
+    let Some(data) = st.data.clone() else {
+        return Err(Fail::Protocol {
+            step: "session",
+            msg: "no data".into(),
+        });
+    };
+    ctrl.send(&format!("STOR {}", file_name(&t.prefix, id)), "STOR")
+        .await?;
+    let t0 = Instant::now();
+    let r = ctrl.reply("STOR").await?;
+    if !matches!(r.code, 150 | 125) {
+        return Err(reply_fail("STOR", &r));
+    }
+    let size = t.cfg.size.size_of(t.cfg.seed, id);
+    let mut off = 0u64;
+    loop {
+        let mut buf = std::mem::take(&mut st.buf);
+        buf.clear();
+        if size == 0 {
+            modeb::Encoder::eof(&mut buf);
+        }
+        while off < size && buf.len() < CHUNK {
+            let n = modeb::next_block_len(size - off);
+            let last = off + u64::from(n) == size;
+            buf.extend_from_slice(&modeb::header(if last { modeb::DESC_EOF } else { 0 }, n));
+            content::append(t.cfg.seed, id, off, usize::from(n), &mut buf);
+            off += u64::from(n);
+        }
+        let (res, back) = ftp::send_all(data.fd(), buf, t.cfg.op_timeout, "data send").await;
+        if let Some(b) = back {
+            st.buf = b;
+        }
+        if let Err(e) = res {
+            drop(data);
+            return Err(explain_send_failure(ctrl, e).await);
+        }
+        if off >= size {
+            break;
+        }
+    }
+    let r = ctrl.reply("STOR final").await?;
+    let latency = t0.elapsed();
+    match r.code {
+        250 => {}
+        // The server closed the data connection: the next file needs a new PASV.
+        226 => {
+            drop(data);
+            st.close_data();
+        }
+        _ => return Err(reply_fail("STOR final", &r)),
+    }
+    Ok(Outcome {
+        bytes: size,
+        latency,
+        mismatch: None,
+    })
+}
+
+async fn retr_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcome, Fail> {
+    if st.ctrl.is_none() {
+        st.ctrl = Some(open_login(t, st.src).await?);
+    }
+    let Some(ctrl) = st.ctrl.as_mut() else {
+        return Err(Fail::Protocol {
+            step: "session",
+            msg: "no control".into(),
+        });
+    };
+    let addr = ctrl.passive(t.cfg.epsv).await?;
+    let data = data_connect(t, addr, st.src).await?;
+    ctrl.send(&format!("RETR {}", file_name(&t.prefix, id)), "RETR")
+        .await?;
+    let t0 = Instant::now();
+    let r = ctrl.reply("RETR").await?;
+    if !matches!(r.code, 150 | 125) {
+        return Err(reply_fail("RETR", &r));
+    }
+    let size = t.cfg.size.size_of(t.cfg.seed, id);
+    let mut got = 0u64;
+    let mut mismatch = None;
+    let mut buf = std::mem::take(&mut st.buf);
+    loop {
+        buf.clear();
+        buf.reserve(256 * 1024);
+        let (res, b) =
+            Op::with_timeout(op::recv::Recv::new(data.fd(), buf), t.cfg.op_timeout).await;
+        buf = b;
+        let n = match res {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {
+                return Err(Fail::Timeout { step: "data recv" })
+            }
+            Err(e) => {
+                return Err(Fail::Io {
+                    step: "data recv",
+                    err: e,
+                })
+            }
+        };
+        if mismatch.is_none() {
+            let want = (size.saturating_sub(got)).min(n as u64) as usize;
+            if let Some(i) =
+                content::first_mismatch(t.cfg.seed, id, got, &buf[..want], &mut st.scratch)
+            {
+                mismatch = Some(format!(
+                    "{}: first differing byte at offset {}",
+                    file_name(&t.prefix, id),
+                    got + i as u64
+                ));
+            } else if want < n {
+                mismatch = Some(format!(
+                    "{}: longer than the {size} bytes sent",
+                    file_name(&t.prefix, id)
+                ));
+            }
+        }
+        got += n as u64;
+    }
+    st.buf = buf;
+    data.finish();
+    let r = ctrl.reply("RETR final").await?;
+    if !matches!(r.code, 226 | 250) {
+        return Err(reply_fail("RETR final", &r));
+    }
+    if mismatch.is_none() && got != size {
+        mismatch = Some(format!(
+            "{}: {got} bytes, expected {size}",
+            file_name(&t.prefix, id)
+        ));
+    }
+    Ok(Outcome {
+        bytes: got,
+        latency: t0.elapsed(),
+        mismatch,
+    })
+}

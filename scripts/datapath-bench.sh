@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Compares the two upload data paths (fixed = recv into registered buffers + WRITE_FIXED, splice =
+# socket -> pipe -> file) side by side: one large file, and many 4 KiB files. Reports client-side
+# MB/s and files/s from loadgen, and the server's CPU seconds (user+sys, all threads including
+# io-wq workers, from /proc/PID/stat) per GB received. Each run writes into a fresh directory.
+#
+# Usage: scripts/datapath-bench.sh [ROUNDS] [BIG_SIZE] [SMALL_FILES]   (defaults: 3 1G 10000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+BIG=${2:-1G}
+SMALL=${3:-10000}
+cargo build --release -q -p ringest -p loadgen
+BIN=target/release/ringest
+LG=target/release/loadgen
+WORK=$(mktemp -d /tmp/ringest-dpbench.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+TCK=$(getconf CLK_TCK)
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+run_one() { # path scenario-args... -> prints "MBps filesps cpu_s_per_GB"
+    local path=$1; shift
+    local root="$WORK/root-$path-$RANDOM"
+    mkdir -p "$root"
+    "$BIN" serve --listen 127.0.0.1:0 --root "$root" --user bench --password bench \
+        --data-path "$path" >"$WORK/out" 2>"$WORK/err" &
+    local pid=$!
+    for _ in $(seq 100); do grep -q 'listening on' "$WORK/out" 2>/dev/null && break; sleep 0.05; done
+    local port
+    port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\)/\1/p' "$WORK/out")
+    local before after
+    before=$(cpu_ticks "$pid")
+    "$LG" --port "$port" --user bench --password bench --quiet --json --duration 600 "$@" stream >"$WORK/json"
+    after=$(cpu_ticks "$pid")
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    rm -rf "$root"
+    python3 - "$WORK/json" "$((after - before))" "$TCK" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+r = j
+cpu = int(sys.argv[2]) / int(sys.argv[3])
+gb = j["bytes"] / 1e9
+print(f"{j['mb_per_s']:.1f} {j['files_per_s']:.1f} {cpu / gb if gb else 0:.3f} {j['files_ok']}")
+PY
+}
+
+printf '%-8s %-10s %10s %10s %12s\n' path workload MB/s files/s cpu-s/GB
+for round in $(seq "$ROUNDS"); do
+    for path in fixed splice; do
+        read -r mbps fps cpu ok < <(run_one "$path" --sessions 1 --files 1 --size "$BIG")
+        printf '%-8s %-10s %10s %10s %12s\n' "$path" "1x$BIG" "$mbps" "$fps" "$cpu"
+        read -r mbps fps cpu ok < <(run_one "$path" --sessions 64 --files "$SMALL" --size 4K)
+        printf '%-8s %-10s %10s %10s %12s\n' "$path" "${SMALL}x4K" "$mbps" "$fps" "$cpu"
+    done
+done
