@@ -458,7 +458,7 @@ impl SessionIo {
             }
         }
         limits.login_succeeded(ip);
-        tracing::info!(user = %info.name, %ip, "logged in");
+        tracing::debug!(user = %info.name, %ip, "logged in");
         Some(match &info.anonymous {
             Some(anon) => match VPath::root().resolve(&anon.incoming) {
                 Ok(dir) => Access::drop_box(dir),

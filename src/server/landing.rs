@@ -1,10 +1,13 @@
 //! Landing uploads: a file is invisible under its final name until it is complete.
 //!
-//! The upload is written to a hidden temporary name in the target directory and renamed over the final
-//! name only after the last byte is in, before the success reply; an aborted transfer unlinks it. A
-//! rename within one directory is atomic, so a reader sees either the old file or the whole new one.
-//! (O_TMPFILE + linkat would also hide the data, but linking it over an existing name still needs a
-//! rename, and an unprivileged linkat of an O_TMPFILE needs /proc; one mechanism serves both cases.)
+//! An upload is written into an anonymous `O_TMPFILE` in the target directory: it has no name at all
+//! while the bytes arrive, and a crash or an abort leaves nothing behind. When the last byte is in,
+//! `linkat` gives it its final name in one directory operation, before the success reply. That is half
+//! the directory work of the classic "hidden temporary name, then rename" (create + rename both lock
+//! and search the directory; a profile of 4 KiB uploads on ext4 spent most server time there). An
+//! existing file is replaced atomically by linking under a temporary name and renaming over it.
+//! Filesystems without O_TMPFILE, or a linkat the kernel refuses (an unprivileged server without
+//! /proc), fall back to the hidden-name scheme.
 //!
 //! Two kinds of resume exist. A MODE B upload that fails after restart markers keeps the data up to the
 //! last marker under a hidden per-name "partial" file; `REST <offset>` + STOR continues it and lands it
@@ -14,8 +17,9 @@
 use std::ffi::CString;
 use std::io;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
-use crate::engine::fd::SharedFd;
+use crate::engine::fd::{self, SharedFd};
 use crate::engine::op;
 use crate::proto::path::VPath;
 
@@ -46,6 +50,8 @@ pub fn partial_name(name: &str) -> String {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
+    /// Writing an unnamed O_TMPFILE that is linked under the final name at the end.
+    Anonymous,
     /// Writing a hidden file that is renamed over the final name at the end.
     Hidden,
     /// Writing the visible file itself (stream-mode resume / append).
@@ -71,11 +77,41 @@ fn random_temp() -> io::Result<CString> {
     ))
 }
 
+/// How a finished O_TMPFILE gets its name; learned once per process (the first refusal switches).
+static LINK_MODE: AtomicU8 = AtomicU8::new(LINK_EMPTY_PATH);
+const LINK_EMPTY_PATH: u8 = 0;
+const LINK_PROC: u8 = 1;
+const LINK_NONE: u8 = 2;
+
 impl Upload {
-    /// Creates a new hidden file in the directory of `path`.
+    /// Creates the file an upload to `path` is written into: an anonymous O_TMPFILE where possible,
+    /// else a new hidden file.
     pub async fn create(root: &SharedFd, path: &VPath) -> io::Result<Upload> {
         let (dir, name) = fsops::open_parent(root, path).await?;
         let name = fsops::cstr(name)?;
+        if LINK_MODE.load(Ordering::Relaxed) != LINK_NONE {
+            let flags = libc::O_WRONLY | libc::O_TMPFILE;
+            match op::open::openat2(&dir, fsops::cstr(".")?, flags, 0o644, RESOLVE_HERE).await {
+                Ok(fd) => {
+                    let file = Rc::new(fd);
+                    return Ok(Upload {
+                        dir,
+                        temp: CString::default(),
+                        name,
+                        file,
+                        kind: Kind::Anonymous,
+                        finished: false,
+                    });
+                }
+                // No O_TMPFILE on this filesystem: use names.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let mut last = io::Error::from_raw_os_error(libc::EEXIST);
         for _ in 0..8 {
             let temp = random_temp()?;
@@ -96,6 +132,62 @@ impl Upload {
             }
         }
         Err(last)
+    }
+
+    /// Gives the anonymous file the name `to` in its directory; EEXIST if the name is taken.
+    async fn link_anonymous(&self, to: CString) -> io::Result<()> {
+        loop {
+            let mode = LINK_MODE.load(Ordering::Relaxed);
+            let res = match mode {
+                LINK_EMPTY_PATH => {
+                    op::link::linkat(
+                        &self.file,
+                        CString::default(),
+                        &self.dir,
+                        to.clone(),
+                        libc::AT_EMPTY_PATH,
+                    )
+                    .await
+                }
+                LINK_PROC => {
+                    let proc = fsops::cstr(&format!("/proc/self/fd/{}", fd::raw(&self.file)))?;
+                    op::link::linkat(
+                        &self.dir,
+                        proc,
+                        &self.dir,
+                        to.clone(),
+                        libc::AT_SYMLINK_FOLLOW,
+                    )
+                    .await
+                }
+                _ => return Err(io::Error::from_raw_os_error(libc::EPERM)),
+            };
+            match res {
+                // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc may be missing. Try the next way.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOENT | libc::EPERM | libc::EACCES)
+                    ) =>
+                {
+                    let next = if mode == LINK_EMPTY_PATH {
+                        LINK_PROC
+                    } else {
+                        LINK_NONE
+                    };
+                    if LINK_MODE
+                        .compare_exchange(mode, next, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        tracing::info!(error = %e, "linkat of O_TMPFILE refused; trying the next landing method");
+                    }
+                    if next == LINK_NONE {
+                        return Err(e);
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Continues the hidden partial file of an interrupted MODE B upload of `path` at `offset`.
@@ -165,6 +257,31 @@ impl Upload {
     /// Makes the complete file visible under its final name, atomically replacing an existing file,
     /// or failing with EEXIST when `noreplace` is set.
     pub async fn land(mut self, noreplace: bool) -> io::Result<()> {
+        if self.kind == Kind::Anonymous {
+            match self.link_anonymous(self.name.clone()).await {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !noreplace => {
+                    // Replace atomically: link under a hidden name, rename that over the old file.
+                    let temp = random_temp()?;
+                    self.link_anonymous(temp.clone()).await?;
+                    if let Err(e) = op::rename::renameat(
+                        &self.dir,
+                        temp.clone(),
+                        &self.dir,
+                        self.name.clone(),
+                        0,
+                    )
+                    .await
+                    {
+                        let _ = op::unlink::unlinkat(&self.dir, temp, 0).await;
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            self.finished = true;
+            return Ok(());
+        }
         if self.kind == Kind::Hidden {
             let flags = if noreplace { libc::RENAME_NOREPLACE } else { 0 };
             op::rename::renameat(
@@ -183,7 +300,7 @@ impl Upload {
     /// Keeps the first `upto` bytes as the resumable partial of this name (MODE B after a restart
     /// marker); anything beyond the marker is not known to be good and is cut off.
     pub async fn keep_partial(mut self, upto: u64) -> io::Result<()> {
-        if self.kind != Kind::Hidden {
+        if self.kind == Kind::InPlace {
             self.finished = true;
             return Ok(());
         }
@@ -193,6 +310,13 @@ impl Upload {
             .to_str()
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
         let partial = fsops::cstr(&partial_name(name))?;
+        if self.kind == Kind::Anonymous {
+            // An older partial of the same name is replaced: link under a temporary name, rename over.
+            let temp = random_temp()?;
+            self.link_anonymous(temp.clone()).await?;
+            self.finished = true;
+            return op::rename::renameat(&self.dir, temp, &self.dir, partial, 0).await;
+        }
         if partial != self.temp {
             op::rename::renameat(&self.dir, self.temp.clone(), &self.dir, partial, 0).await?;
         }
@@ -200,7 +324,8 @@ impl Upload {
         Ok(())
     }
 
-    /// Removes the hidden file (abort, error). A file written in place stays as far as it got.
+    /// Drops the upload (abort, error): an anonymous file vanishes when closed, a hidden one is
+    /// unlinked. A file written in place stays as far as it got.
     pub async fn discard(mut self) {
         self.finished = true;
         if self.kind == Kind::Hidden {
