@@ -267,7 +267,8 @@ fn serve(args: &ServeArgs) -> Result<()> {
 fn check_config(file: &PathBuf) -> Result<()> {
     let cfg = FileConfig::load(file)?;
     if let Some(users) = &cfg.users_file {
-        let db = UserDb::load(users)?;
+        let db = UserDb::load(users)
+            .with_context(|| format!("{}: key \"users_file\"", file.display()))?;
         println!(
             "{}: ok ({} users{})",
             file.display(),
@@ -301,11 +302,28 @@ fn passwd(password: Option<String>) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let res = match cli.command {
         Cmd::Serve(args) => serve(&args),
         Cmd::CheckConfig { file } => check_config(&file),
         Cmd::Passwd { password } => passwd(password),
+    };
+    match res {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the whole chain of causes, without repeating a cause that is already
+            // part of the message above it.
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg.push_str(": ");
+                    msg.push_str(&c);
+                }
+            }
+            eprintln!("ringest: error: {msg}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -113,9 +113,61 @@ pub struct FactPerms {
     pub mkdir: bool,
 }
 
-/// The MLSx facts line of an entry: `type=file;size=N;modify=YYYYMMDDHHMMSS;perm=..;unique=..; name`.
-/// `cdir` marks the listed directory itself (MLSD's first line); `None` when the name cannot be sent.
-pub fn facts(e: &Entry, perms: FactPerms, cdir: bool) -> Option<String> {
+/// Which MLSx facts to send (RFC 3659 7.9: the client selects them with `OPTS MLST`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FactSet(u8);
+
+const FACT_NAMES: [&str; 5] = ["type", "size", "modify", "perm", "unique"];
+
+impl FactSet {
+    pub const ALL: FactSet = FactSet(0b1_1111);
+
+    fn has(self, i: usize) -> bool {
+        self.0 & (1 << i) != 0
+    }
+
+    /// Parses `type;size;` (case-insensitive; unknown facts are ignored, as the RFC asks).
+    pub fn parse(list: &str) -> FactSet {
+        let mut bits = 0u8;
+        for f in list.split(';').map(str::trim).filter(|f| !f.is_empty()) {
+            if let Some(i) = FACT_NAMES.iter().position(|n| n.eq_ignore_ascii_case(f)) {
+                bits |= 1 << i;
+            }
+        }
+        FactSet(bits)
+    }
+
+    /// `type;size;` as the OPTS MLST reply lists them.
+    pub fn names(self) -> String {
+        FACT_NAMES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.has(*i))
+            .map(|(_, n)| format!("{n};"))
+            .collect()
+    }
+
+    /// The FEAT line: every supported fact, selected ones marked with `*`.
+    pub fn feat(self) -> String {
+        let list: String = FACT_NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("{n}{};", if self.has(i) { "*" } else { "" }))
+            .collect();
+        format!("MLST {list}")
+    }
+}
+
+impl Default for FactSet {
+    fn default() -> Self {
+        FactSet::ALL
+    }
+}
+
+/// The MLSx facts line of an entry: `type=file;size=N;modify=YYYYMMDDHHMMSS;perm=..;unique=..; name`
+/// with the facts in `set`. `cdir` marks the listed directory itself (MLSD's first line); `None` when
+/// the name cannot be sent.
+pub fn facts(e: &Entry, perms: FactPerms, cdir: bool, set: FactSet) -> Option<String> {
     if !listable(&e.name) {
         return None;
     }
@@ -143,17 +195,25 @@ pub fn facts(e: &Entry, perms: FactPerms, cdir: bool) -> Option<String> {
             perm.push(c);
         }
     }
-    let size = if dir {
-        String::new()
-    } else {
-        format!("size={};", e.size)
-    };
-    Some(format!(
-        "type={ty};{size}modify={};perm={perm};unique={:x}; {}",
-        timeval(e.mtime),
-        e.ino,
-        e.name
-    ))
+    let mut out = String::with_capacity(96 + e.name.len());
+    if set.has(0) {
+        out.push_str(&format!("type={ty};"));
+    }
+    if set.has(1) && !dir {
+        out.push_str(&format!("size={};", e.size));
+    }
+    if set.has(2) {
+        out.push_str(&format!("modify={};", timeval(e.mtime)));
+    }
+    if set.has(3) {
+        out.push_str(&format!("perm={perm};"));
+    }
+    if set.has(4) {
+        out.push_str(&format!("unique={:x};", e.ino));
+    }
+    out.push(' ');
+    out.push_str(&e.name);
+    Some(out)
 }
 
 /// Appends one NLST line (the bare name).
@@ -215,7 +275,13 @@ mod tests {
             delete: true,
             mkdir: true,
         };
-        let f = facts(&entry("a b", EntryKind::File, 1_700_000_000), all, false).unwrap();
+        let f = facts(
+            &entry("a b", EntryKind::File, 1_700_000_000),
+            all,
+            false,
+            FactSet::ALL,
+        )
+        .unwrap();
         assert_eq!(
             f,
             "type=file;size=1234;modify=20231114221320;perm=rwadf;unique=2a; a b"
@@ -227,10 +293,33 @@ mod tests {
                 ..Default::default()
             },
             false,
+            FactSet::ALL,
         )
         .unwrap();
         assert_eq!(d, "type=dir;modify=19700101000000;perm=el;unique=2a; d");
-        assert!(facts(&entry("x\r\ny", EntryKind::File, 0), all, false).is_none());
+        assert!(facts(
+            &entry("x\r\ny", EntryKind::File, 0),
+            all,
+            false,
+            FactSet::ALL
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn opts_mlst_selects_facts() {
+        let set = FactSet::parse("Type;size;bogus;");
+        assert_eq!(set.names(), "type;size;");
+        assert_eq!(set.feat(), "MLST type*;size*;modify;perm;unique;");
+        let all = FactPerms {
+            read: true,
+            write: true,
+            delete: true,
+            mkdir: true,
+        };
+        let f = facts(&entry("a", EntryKind::File, 0), all, false, set).unwrap();
+        assert_eq!(f, "type=file;size=1234; a");
+        assert_eq!(FactSet::parse("").names(), "");
     }
 
     #[test]

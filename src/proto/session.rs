@@ -8,6 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::command::{self, Command, EpsvArg, LineError, ParseError, TransferMode, TransferType};
+use super::listing::FactSet;
 use super::path::VPath;
 use super::reply::{quote_path, Reply};
 
@@ -273,6 +274,8 @@ pub struct Session {
     rename_from: Option<VPath>,
     /// ALLO size for the next upload.
     allocate: Option<u64>,
+    /// MLSx facts selected with OPTS MLST.
+    mlst: FactSet,
 }
 
 const NOT_LOGGED_IN: &str = "Please login with USER and PASS.";
@@ -295,6 +298,7 @@ impl Session {
             block_open: false,
             rename_from: None,
             allocate: None,
+            mlst: FactSet::ALL,
         }
     }
 
@@ -309,6 +313,11 @@ impl Session {
             Auth::LoggedIn { user, .. } => Some(user),
             _ => None,
         }
+    }
+
+    /// The MLSx facts the client selected.
+    pub fn mlst_facts(&self) -> FactSet {
+        self.mlst
     }
 
     /// The logged-in user's access, if any.
@@ -390,6 +399,10 @@ impl Session {
                     }
                     ("UTF8", None) => reply(200, "Always in UTF8 mode."),
                     ("UTF8", Some(_)) => reply(504, "UTF8 cannot be turned off."),
+                    ("MLST", _) => {
+                        self.mlst = FactSet::parse(value.as_deref().unwrap_or(""));
+                        reply(200, format!("MLST OPTS {}", self.mlst.names()))
+                    }
                     _ => reply(501, "Option not understood."),
                 }
             }
@@ -857,7 +870,6 @@ impl Session {
                 "EPRT",
                 "EPSV",
                 "MDTM",
-                "MLST type*;size*;modify*;perm*;unique*;",
                 "PASV",
                 "REST STREAM",
                 "SIZE",
@@ -870,6 +882,8 @@ impl Session {
         if self.cfg.block_mode {
             lines.push("MODE B".into());
         }
+        lines.push(self.mlst.feat());
+        lines.sort_by(|a, b| (a != "Features:").cmp(&(b != "Features:")).then(a.cmp(b)));
         lines.push("End".into());
         Reply::multi(211, lines)
     }

@@ -315,6 +315,7 @@ impl SessionIo {
                     peer: self.ctl.peer,
                     local: self.ctl.local,
                     perms: fact_perms(self.session.access()),
+                    facts: self.session.mlst_facts(),
                     refuse_overwrite: self.ctx.cfg.policies.overwrite == Overwrite::Refuse,
                 };
                 let started = Instant::now();
@@ -359,6 +360,7 @@ impl SessionIo {
                 let fx = FsContext {
                     root: &self.root,
                     perms: fact_perms(self.session.access()),
+                    facts: self.session.mlst_facts(),
                     refuse_overwrite: self.ctx.cfg.policies.overwrite == Overwrite::Refuse,
                     list_limit: self.ctx.cfg.max_list_entries,
                 };

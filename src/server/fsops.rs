@@ -13,7 +13,7 @@ use std::rc::Rc;
 use crate::engine::fd::SharedFd;
 use crate::engine::op::statx::FileStat;
 use crate::engine::{blocking, dir, op};
-use crate::proto::listing::{self, Entry, EntryKind, FactPerms};
+use crate::proto::listing::{self, Entry, EntryKind, FactPerms, FactSet};
 use crate::proto::path::VPath;
 use crate::proto::session::{FsError, FsOp, FsOutcome};
 
@@ -137,6 +137,7 @@ pub async fn read_entries(
 pub struct FsContext<'a> {
     pub root: &'a SharedFd,
     pub perms: FactPerms,
+    pub facts: FactSet,
     pub refuse_overwrite: bool,
     pub list_limit: usize,
 }
@@ -215,7 +216,7 @@ pub async fn run(fx: &FsContext<'_>, fsop: &FsOp) -> Result<FsOutcome, FsError> 
                 } else {
                     p.as_str().to_string()
                 };
-                let line = listing::facts(&entry_of(name, &st), fx.perms, false)
+                let line = listing::facts(&entry_of(name, &st), fx.perms, false, fx.facts)
                     .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
                 Ok(FsOutcome::Lines(vec![line]))
             }

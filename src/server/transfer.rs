@@ -13,7 +13,7 @@ use crate::engine::fd::SharedFd;
 use crate::engine::{net, op};
 use crate::proto::ascii::LfToCrlf;
 use crate::proto::command::{TransferMode, TransferType};
-use crate::proto::listing::{self, FactPerms};
+use crate::proto::listing::{self, FactPerms, FactSet};
 use crate::proto::modeb;
 use crate::proto::path::VPath;
 use crate::proto::reply::Reply;
@@ -36,6 +36,8 @@ pub struct XferEnv<'a> {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub perms: FactPerms,
+    /// MLSD facts selected with OPTS MLST.
+    pub facts: FactSet,
     /// Refuse to replace existing files (server policy or a drop box).
     pub refuse_overwrite: bool,
 }
@@ -326,7 +328,7 @@ impl Xfer<'_> {
             match self.t.kind {
                 TransferKind::NameList => listing::name_line(e, &mut out),
                 TransferKind::MachineList => {
-                    if let Some(f) = listing::facts(e, self.env.perms, false) {
+                    if let Some(f) = listing::facts(e, self.env.perms, false, self.env.facts) {
                         out.extend_from_slice(f.as_bytes());
                         out.extend_from_slice(b"\r\n");
                     }

@@ -1379,6 +1379,16 @@ impl ServerProc {
         env: &[(&str, &str)],
         stderr_path: &Path,
     ) -> Result<ServerProc, String> {
+        ServerProc::try_start_in(args, env, stderr_path, None)
+    }
+
+    /// Like [`ServerProc::try_start`], in working directory `cwd`.
+    pub fn try_start_in(
+        args: &[String],
+        env: &[(&str, &str)],
+        stderr_path: &Path,
+        cwd: Option<&Path>,
+    ) -> Result<ServerProc, String> {
         let stderr_file = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -1386,6 +1396,9 @@ impl ServerProc {
             .unwrap();
         let mut cmd = Command::new(server_bin());
         cmd.arg("serve").args(args);
+        if let Some(d) = cwd {
+            cmd.current_dir(d);
+        }
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("RINGEST_") {
                 cmd.env_remove(k);
@@ -1652,14 +1665,14 @@ pub fn raise_nofile(n: u64) -> u64 {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             return 0;
         }
-        if (lim.rlim_cur as u64) < n {
-            let want = n.min(lim.rlim_max as u64);
+        if lim.rlim_cur < n {
+            let want = n.min(lim.rlim_max);
             lim.rlim_cur = want as libc::rlim_t;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
             libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 /// Names in `dir` that are the server's hidden upload files (`.ringest-*`).
@@ -1668,4 +1681,46 @@ pub fn ringest_temp_names(dir: &Path) -> Vec<String> {
         .into_iter()
         .filter(|n| n.starts_with(".ringest-"))
         .collect()
+}
+
+impl Ftp {
+    /// PASV + connect + `VERB name`; asserts the 150/125 reply and returns the data
+    /// connection (with the session's timeouts).
+    pub fn begin_transfer(&mut self, line: &str) -> TcpStream {
+        let a = self.pasv();
+        let s = TcpStream::connect_timeout(&a, Duration::from_secs(10))
+            .unwrap_or_else(|e| self.fail(&format!("connecting data connection to {a}: {e}")));
+        self.send(line);
+        let r = self.read_reply();
+        if !r.is_prelim() {
+            self.fail(&format!("{line}: expected 150/125, got {r}"));
+        }
+        s.set_read_timeout(Some(self.timeout)).unwrap();
+        s.set_write_timeout(Some(self.timeout)).unwrap();
+        s
+    }
+
+    /// The lines of the session transcript (all of them).
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.clone()
+    }
+}
+
+/// SO_LINGER {on, 0}: closing the socket sends RST instead of FIN (an abrupt close).
+pub fn set_linger0(s: &TcpStream) {
+    use std::os::unix::io::AsRawFd;
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a descriptor owned by `s` with a correctly sized struct.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
 }

@@ -32,9 +32,12 @@ impl OpData for OpenAt2 {
 /// Opens `path` beneath `dir` with `flags` (O_CLOEXEC is always added), `mode` for creation, and
 /// `resolve` (RESOLVE_* flags).
 pub fn openat2(dir: &SharedFd, path: CString, flags: i32, mode: u32, resolve: u64) -> Op<OpenAt2> {
+    // openat2 is strict: a mode without O_CREAT/O_TMPFILE is EINVAL.
+    let creates = flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE;
+    let mode = if creates { u64::from(mode) } else { 0 };
     let how = types::OpenHow::new()
         .flags((flags | libc::O_CLOEXEC) as u64)
-        .mode(mode as u64)
+        .mode(mode)
         .resolve(resolve);
     Op::new(OpenAt2 {
         dir: dir.clone(),
