@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use ringest::server::config::FsOps;
 use ringest::server::settings::{parse_port_range, FileConfig, FsyncPolicy, LogFormat, Overwrite};
 use ringest::server::users::{hash_password, UserDb};
 use ringest::server::{self, DataPathKind, ServerConfig};
@@ -75,6 +76,10 @@ struct ServeArgs {
     /// Upload data path: "fixed" (recv into registered buffers + WRITE_FIXED) or "splice".
     #[arg(long, env = "RINGEST_DATA_PATH")]
     data_path: Option<DataPathKind>,
+    /// Where uploads' small file-system operations run: "ring" (io-wq workers) or "inline" (direct
+    /// system calls on the core thread).
+    #[arg(long, env = "RINGEST_FS_OPS")]
+    fs_ops: Option<FsOps>,
     /// Registered buffers per core [default: 512].
     #[arg(long, env = "RINGEST_BUFFERS")]
     buffers: Option<u32>,
@@ -157,6 +162,7 @@ fn build_config(a: &ServeArgs) -> Result<ServerConfig> {
         threads => cfg.threads,
         passive_ports => cfg.passive_ports,
         data_path => cfg.data_path,
+        fs_ops => cfg.fs_ops,
         buffers => cfg.runtime.buffers,
         buffer_size => cfg.runtime.buffer_size,
         max_line => cfg.max_line,

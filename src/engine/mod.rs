@@ -13,6 +13,7 @@
 pub mod blocking;
 pub mod bufpool;
 pub mod dir;
+pub mod direct;
 pub mod executor;
 pub mod fd;
 pub mod net;

@@ -30,6 +30,42 @@ impl std::str::FromStr for DataPathKind {
     }
 }
 
+/// Where the small file-system operations of an upload run (see `engine::direct`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsOps {
+    /// Through the ring (io_uring punts creates, links, renames and buffered writes to io-wq
+    /// workers): the core thread never blocks on the file system.
+    Ring,
+    /// As direct system calls on the core thread: no worker hand-off per operation; a slow file
+    /// system stalls the core's sessions meanwhile.
+    Inline,
+}
+
+impl std::str::FromStr for FsOps {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ring" => Ok(FsOps::Ring),
+            "inline" => Ok(FsOps::Inline),
+            other => Err(format!(
+                "unknown fs_ops {other:?} (expected \"ring\" or \"inline\")"
+            )),
+        }
+    }
+}
+
+static INLINE_FS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether uploads do their file-system operations inline (set once at start-up from the config).
+pub fn inline_fs() -> bool {
+    INLINE_FS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Applies `ops` process-wide; called by `server::run`.
+pub fn set_fs_ops(ops: FsOps) {
+    INLINE_FS.store(ops == FsOps::Inline, std::sync::atomic::Ordering::Relaxed);
+}
+
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -44,6 +80,7 @@ pub struct ServerConfig {
     /// Address advertised in PASV replies; by default the control connection's local address.
     pub passive_address: Option<IpAddr>,
     pub data_path: DataPathKind,
+    pub fs_ops: FsOps,
     pub runtime: RuntimeConfig,
     pub max_line: usize,
     /// Idle control connection timeout (not counted while a transfer runs).
@@ -71,6 +108,7 @@ impl ServerConfig {
             passive_ports: (40000, 47999),
             passive_address: None,
             data_path: DataPathKind::Fixed,
+            fs_ops: FsOps::Ring,
             runtime: RuntimeConfig::default(),
             max_line: 4096,
             idle_timeout: Duration::from_secs(300),

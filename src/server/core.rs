@@ -104,6 +104,7 @@ fn load_users(cfg: &ServerConfig) -> io::Result<UserDb> {
 /// `started` is called once the listeners are bound.
 pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> {
     let sigset = block_signals();
+    super::config::set_fs_ops(cfg.fs_ops);
     let cpus = thread::allowed_cpus();
     let threads = if cfg.threads == 0 {
         cpus.len()

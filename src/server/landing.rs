@@ -19,10 +19,12 @@ use std::io;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use crate::engine::direct;
 use crate::engine::fd::{self, SharedFd};
 use crate::engine::op;
 use crate::proto::path::VPath;
 
+use super::config::inline_fs;
 use super::fsops::{self, RESOLVE_HERE};
 
 /// Prefix and suffix of our hidden upload names; listings hide them.
@@ -91,7 +93,13 @@ impl Upload {
         let name = fsops::cstr(name)?;
         if LINK_MODE.load(Ordering::Relaxed) != LINK_NONE {
             let flags = libc::O_WRONLY | libc::O_TMPFILE;
-            match op::open::openat2(&dir, fsops::cstr(".")?, flags, 0o644, RESOLVE_HERE).await {
+            let dot = fsops::cstr(".")?;
+            let opened = if inline_fs() {
+                direct::openat2(&dir, &dot, flags, 0o644, RESOLVE_HERE)
+            } else {
+                op::open::openat2(&dir, dot, flags, 0o644, RESOLVE_HERE).await
+            };
+            match opened {
                 Ok(fd) => {
                     let file = Rc::new(fd);
                     return Ok(Upload {
@@ -139,6 +147,9 @@ impl Upload {
         loop {
             let mode = LINK_MODE.load(Ordering::Relaxed);
             let res = match mode {
+                LINK_EMPTY_PATH if inline_fs() => {
+                    direct::linkat(&self.file, c"", &self.dir, &to, libc::AT_EMPTY_PATH)
+                }
                 LINK_EMPTY_PATH => {
                     op::link::linkat(
                         &self.file,

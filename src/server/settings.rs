@@ -14,6 +14,7 @@
 //! passive_ports = "40000-47999"
 //! passive_address = "203.0.113.7"
 //! data_path = "fixed"               # or "splice"
+//! fs_ops = "ring"                    # or "inline"
 //! buffers = 512
 //! buffer_size = 65536
 //! idle_timeout = 300                # seconds
@@ -44,7 +45,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::config::{DataPathKind, ServerConfig};
+use super::config::{DataPathKind, FsOps, ServerConfig};
 
 /// Why a configuration file was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,7 @@ pub struct FileConfig {
     pub passive_ports: Option<String>,
     pub passive_address: Option<String>,
     pub data_path: Option<String>,
+    pub fs_ops: Option<String>,
     pub buffers: Option<u32>,
     pub buffer_size: Option<usize>,
     /// Seconds.
@@ -325,6 +327,9 @@ impl FileConfig {
         if let Some(v) = &self.passive_address {
             key("passive_address", parse_ip(v))?;
         }
+        if let Some(v) = &self.fs_ops {
+            key("fs_ops", v.parse::<FsOps>())?;
+        }
         if let Some(v) = &self.data_path {
             key("data_path", v.parse::<DataPathKind>())?;
         }
@@ -406,6 +411,9 @@ impl FileConfig {
         }
         if let Some(d) = self.data_path.as_deref().and_then(|s| s.parse().ok()) {
             cfg.data_path = d;
+        }
+        if let Some(d) = self.fs_ops.as_deref().and_then(|s| s.parse().ok()) {
+            cfg.fs_ops = d;
         }
         if let Some(b) = self.buffers {
             cfg.runtime.buffers = b;
@@ -603,6 +611,7 @@ max_login_failures_per_ip = 3
             ("passive_address = \"example.org\"", "passive_address"),
             ("passive_address = \"0.0.0.0\"", "passive_address"),
             ("data_path = \"mmap\"", "data_path"),
+            ("fs_ops = \"sometimes\"", "fs_ops"),
             ("buffers = 0", "buffers"),
             ("buffers = 100000", "buffers"),
             ("buffer_size = 0", "buffer_size"),

@@ -16,6 +16,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::engine::bufpool::PoolBuf;
+use crate::engine::direct;
 use crate::engine::fd::SharedFd;
 use crate::engine::op::recv_multi::{Received, RecvMulti};
 use crate::engine::op::timeout::Timeout;
@@ -24,7 +25,7 @@ use crate::engine::{runtime, time};
 use crate::proto::ascii::CrlfToLf;
 use crate::proto::modeb::{Decoder, Event};
 
-use super::config::DataPathKind;
+use super::config::{inline_fs, DataPathKind};
 
 /// Why receiving stopped early.
 #[derive(Debug)]
@@ -70,12 +71,23 @@ impl WriteSet {
         }
     }
 
-    fn push(&mut self, buf: Rc<PoolBuf>, range: Range<usize>, offset: u64) {
+    fn push(
+        &mut self,
+        buf: Rc<PoolBuf>,
+        range: Range<usize>,
+        offset: u64,
+    ) -> Result<(), StoreError> {
         if range.is_empty() {
-            return;
+            return Ok(());
+        }
+        if inline_fs() {
+            // Written at once from the received buffer, which then goes straight back to the ring.
+            let part = buf.as_slice().get(range).unwrap_or(&[]);
+            return direct::pwrite_all(&self.file, part, offset).map_err(StoreError::File);
         }
         let op = op::write::write_fixed(&self.file, buf, range.clone(), offset);
         self.ops.push((op, range, offset));
+        Ok(())
     }
 
     fn is_empty(&self) -> bool {
@@ -102,7 +114,9 @@ impl WriteSet {
                 return Poll::Ready(Err(StoreError::File(io::ErrorKind::WriteZero.into())));
             }
             if range.start + n < range.end {
-                self.push(buf, range.start + n..range.end, offset + n as u64);
+                if let Err(e) = self.push(buf, range.start + n..range.end, offset + n as u64) {
+                    return Poll::Ready(Err(e));
+                }
             }
         }
         if any {
@@ -237,7 +251,7 @@ async fn receive_fixed(
             Wake::Recv(item) => {
                 if let Some(buf) = rx.on_recv(item)? {
                     let n = buf.len();
-                    writes.push(Rc::new(buf), 0..n, offset);
+                    writes.push(Rc::new(buf), 0..n, offset)?;
                     offset += n as u64;
                 }
             }
@@ -297,7 +311,7 @@ impl BlockReceiver {
                     match ev {
                         Event::Data(run) => {
                             let at = run.as_ptr() as usize - base;
-                            writes.push(buf.clone(), at..at + run.len(), offset);
+                            writes.push(buf.clone(), at..at + run.len(), offset)?;
                             offset += run.len() as u64;
                         }
                         Event::Restart(m) => self.markers.push((m, offset)),

@@ -1,0 +1,120 @@
+//! Direct (blocking) file-system calls on the core thread, for the small metadata operations that
+//! io_uring always hands to an io-wq worker (create, link, rename) and for small page-cache writes.
+//!
+//! Each such punt costs a worker wake-up and two context switches; for a 4 KiB upload that is most of
+//! the server's work. The calls here usually finish in microseconds from the page and dentry caches,
+//! but they can block (a cold directory block, writeback throttling), which stalls every session of
+//! the core meanwhile. The server uses them only when configured to (`fs_ops = "inline"`), chosen by
+//! measurement; the ring ops stay the default where blocking must never happen.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use super::fd::SharedFd;
+
+fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// openat2(2) with the same arguments as the ring op.
+pub fn openat2(
+    dir: &SharedFd,
+    path: &CStr,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
+    let creates = flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE;
+    // struct open_how as the kernel defines it (libc's is non-exhaustive).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: if creates { u64::from(mode) } else { 0 },
+        resolve,
+    };
+    // SAFETY: `path` is NUL-terminated and `how` is a live open_how of the size passed.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    })?;
+    // SAFETY: a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// linkat(2).
+pub fn linkat(
+    olddir: &SharedFd,
+    old: &CStr,
+    newdir: &SharedFd,
+    new: &CStr,
+    flags: i32,
+) -> io::Result<()> {
+    // SAFETY: both paths are NUL-terminated; the descriptors are alive.
+    check(unsafe {
+        libc::linkat(
+            olddir.as_raw_fd(),
+            old.as_ptr(),
+            newdir.as_raw_fd(),
+            new.as_ptr(),
+            flags,
+        )
+    } as libc::c_long)
+    .map(drop)
+}
+
+/// renameat2(2).
+pub fn renameat(
+    olddir: &SharedFd,
+    old: &CStr,
+    newdir: &SharedFd,
+    new: &CStr,
+    flags: u32,
+) -> io::Result<()> {
+    // SAFETY: both paths are NUL-terminated; the descriptors are alive.
+    check(unsafe {
+        libc::renameat2(
+            olddir.as_raw_fd(),
+            old.as_ptr(),
+            newdir.as_raw_fd(),
+            new.as_ptr(),
+            flags,
+        )
+    } as libc::c_long)
+    .map(drop)
+}
+
+/// pwrite(2) of all of `buf` at `offset` (loops over short writes).
+pub fn pwrite_all(fd: &SharedFd, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is a live slice of the given length.
+        let n = check(unsafe {
+            libc::pwrite(
+                fd.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                offset as i64,
+            )
+        } as libc::c_long)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = buf.get(n as usize..).unwrap_or(&[]);
+        offset += n as u64;
+    }
+    Ok(())
+}
