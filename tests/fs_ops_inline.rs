@@ -5,9 +5,7 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 use std::thread;
-use std::time::Duration;
 
 fn inline_server(dp: DataPath) -> Server {
     Server::start_with(ServerOpts {
@@ -77,19 +75,5 @@ fn concurrent_sessions_land_byte_exact() {
 
 #[test]
 fn block_mode_edge_cases_inline() {
-    require_tool("python3");
-    let srv = inline_server(DataPath::Fixed);
-    let script = format!("{}/tests/py/modeb_edge.py", env!("CARGO_MANIFEST_DIR"));
-    let r = run_cmd(
-        Command::new("python3")
-            .arg(script)
-            .arg("127.0.0.1")
-            .arg(srv.port.to_string())
-            .arg(&srv.user)
-            .arg(&srv.pass)
-            .arg(srv.root.path())
-            .env("PYTHONDONTWRITEBYTECODE", "1"),
-        Duration::from_secs(120),
-    );
-    assert!(r.success(), "modeb_edge.py failed:\n{}", r.describe());
+    run_modeb_edge(&inline_server(DataPath::Fixed));
 }

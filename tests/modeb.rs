@@ -6,29 +6,8 @@
 mod common;
 
 use common::*;
-use std::process::Command;
-use std::time::Duration;
 
 #[test]
 fn block_mode_edge_cases() {
-    require_tool("python3");
-    let srv = Server::start();
-    let script = format!("{}/tests/py/modeb_edge.py", env!("CARGO_MANIFEST_DIR"));
-    let r = run_cmd(
-        Command::new("python3")
-            .arg(script)
-            .arg("127.0.0.1")
-            .arg(srv.port.to_string())
-            .arg(&srv.user)
-            .arg(&srv.pass)
-            .arg(srv.root.path())
-            .env("PYTHONDONTWRITEBYTECODE", "1"),
-        Duration::from_secs(120),
-    );
-    assert!(r.success(), "modeb_edge.py failed:\n{}", r.describe());
-    assert!(
-        r.stdout_str().contains("modeb edge cases ok"),
-        "{}",
-        r.describe()
-    );
+    run_modeb_edge(&Server::start());
 }

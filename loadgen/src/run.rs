@@ -347,6 +347,39 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// Connects a control connection and logs in.
+fn no_control() -> Fail {
+    Fail::Protocol {
+        step: "session",
+        msg: "no control".into(),
+    }
+}
+
+/// Logs in if the session has no control connection yet, opens a data connection (PASV/EPSV), sends
+/// `VERB name` and waits for 150/125. Returns the data connection and when the command went out.
+async fn begin_transfer(
+    t: &ThreadCtx,
+    st: &mut SessState,
+    verb: &'static str,
+    id: u64,
+) -> Result<(DataConn, Instant), Fail> {
+    if st.ctrl.is_none() {
+        st.ctrl = Some(open_login(t, st.src).await?);
+    }
+    let Some(ctrl) = st.ctrl.as_mut() else {
+        return Err(no_control());
+    };
+    let addr = ctrl.passive(t.cfg.epsv).await?;
+    let data = data_connect(t, addr, st.src).await?;
+    ctrl.send(&format!("{verb} {}", file_name(&t.prefix, id)), verb)
+        .await?;
+    let t0 = Instant::now();
+    let r = ctrl.reply(verb).await?;
+    if !matches!(r.code, 150 | 125) {
+        return Err(reply_fail(verb, &r));
+    }
+    Ok((data, t0))
+}
+
 async fn open_login(t: &ThreadCtx, src: Option<IpAddr>) -> Result<Control, Fail> {
     let mut c = Control::open(t.cfg.server, src, t.cfg.op_timeout).await?;
     t.shared.ctrl_conns.fetch_add(1, Relaxed);
@@ -378,24 +411,10 @@ async fn stream_file(
     id: u64,
     reconnect: bool,
 ) -> Result<Outcome, Fail> {
-    if st.ctrl.is_none() {
-        st.ctrl = Some(open_login(t, st.src).await?);
-    }
+    let (data, t0) = begin_transfer(t, st, "STOR", id).await?;
     let Some(ctrl) = st.ctrl.as_mut() else {
-        return Err(Fail::Protocol {
-            step: "session",
-            msg: "no control".into(),
-        });
+        return Err(no_control());
     };
-    let addr = ctrl.passive(t.cfg.epsv).await?;
-    let data = data_connect(t, addr, st.src).await?;
-    ctrl.send(&format!("STOR {}", file_name(&t.prefix, id)), "STOR")
-        .await?;
-    let t0 = Instant::now();
-    let r = ctrl.reply("STOR").await?;
-    if !matches!(r.code, 150 | 125) {
-        return Err(reply_fail("STOR", &r));
-    }
     let size = t.cfg.size.size_of(t.cfg.seed, id);
     let mut off = 0u64;
     while off < size {
@@ -446,10 +465,7 @@ async fn block_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcom
         st.data = None;
     }
     let Some(ctrl) = st.ctrl.as_mut() else {
-        return Err(Fail::Protocol {
-            step: "session",
-            msg: "no control".into(),
-        });
+        return Err(no_control());
     };
     if st.data.is_none() {
         let addr = ctrl.passive(t.cfg.epsv).await?;
@@ -514,24 +530,10 @@ async fn block_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcom
 }
 
 async fn retr_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcome, Fail> {
-    if st.ctrl.is_none() {
-        st.ctrl = Some(open_login(t, st.src).await?);
-    }
+    let (data, t0) = begin_transfer(t, st, "RETR", id).await?;
     let Some(ctrl) = st.ctrl.as_mut() else {
-        return Err(Fail::Protocol {
-            step: "session",
-            msg: "no control".into(),
-        });
+        return Err(no_control());
     };
-    let addr = ctrl.passive(t.cfg.epsv).await?;
-    let data = data_connect(t, addr, st.src).await?;
-    ctrl.send(&format!("RETR {}", file_name(&t.prefix, id)), "RETR")
-        .await?;
-    let t0 = Instant::now();
-    let r = ctrl.reply("RETR").await?;
-    if !matches!(r.code, 150 | 125) {
-        return Err(reply_fail("RETR", &r));
-    }
     let size = t.cfg.size.size_of(t.cfg.seed, id);
     let mut got = 0u64;
     let mut mismatch = None;

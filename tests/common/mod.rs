@@ -193,24 +193,7 @@ impl Server {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn server {}: {e}", bin.display()));
 
-        let stdout = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        {
-            let lines = lines.clone();
-            thread::spawn(move || {
-                // Keep draining stdout for the server's whole life.
-                for line in BufReader::new(stdout).lines() {
-                    match line {
-                        Ok(l) => {
-                            lines.lock().unwrap().push(l.clone());
-                            let _ = tx.send(l);
-                        }
-                        Err(_) => break,
-                    }
-                }
-            });
-        }
+        let (lines, rx) = collect_stdout(child.stdout.take().unwrap());
 
         let deadline = Instant::now() + START_TIMEOUT;
         let addr: SocketAddr = loop {
@@ -1415,23 +1398,7 @@ impl ServerProc {
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot spawn {desc}: {e}"))?;
-        let stdout = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        {
-            let lines = lines.clone();
-            thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    match line {
-                        Ok(l) => {
-                            lines.lock().unwrap().push(l.clone());
-                            let _ = tx.send(l);
-                        }
-                        Err(_) => break,
-                    }
-                }
-            });
-        }
+        let (lines, rx) = collect_stdout(child.stdout.take().unwrap());
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -1723,4 +1690,50 @@ pub fn set_linger0(s: &TcpStream) {
             std::mem::size_of::<libc::linger>() as libc::socklen_t,
         );
     }
+}
+
+/// Drains a server's stdout for its whole life: every line is kept (for failure reports) and also
+/// sent on the returned channel (for start-up parsing).
+pub fn collect_stdout(
+    stdout: std::process::ChildStdout,
+) -> (Arc<Mutex<Vec<String>>>, mpsc::Receiver<String>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel::<String>();
+    let kept = lines.clone();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            match line {
+                Ok(l) => {
+                    kept.lock().unwrap().push(l.clone());
+                    let _ = tx.send(l);
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    (lines, rx)
+}
+
+/// Runs tests/py/modeb_edge.py (MODE B edge cases with raw sockets) against `srv` and asserts it
+/// passed.
+pub fn run_modeb_edge(srv: &Server) {
+    require_tool("python3");
+    let script = format!("{}/tests/py/modeb_edge.py", env!("CARGO_MANIFEST_DIR"));
+    let r = run_cmd(
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg("127.0.0.1")
+            .arg(srv.port.to_string())
+            .arg(&srv.user)
+            .arg(&srv.pass)
+            .arg(srv.root.path())
+            .env("PYTHONDONTWRITEBYTECODE", "1"),
+        Duration::from_secs(120),
+    );
+    assert!(r.success(), "modeb_edge.py failed:\n{}", r.describe());
+    assert!(
+        r.stdout_str().contains("modeb edge cases ok"),
+        "{}",
+        r.describe()
+    );
 }

@@ -55,6 +55,26 @@ impl Cqe {
     }
 }
 
+/// The spare capacity of `buf` as a pointer and length for an SQE that appends to it.
+pub(crate) fn spare(buf: &mut Vec<u8>) -> (*mut u8, u32) {
+    let len = buf.len();
+    let room = (buf.capacity() - len).min(u32::MAX as usize) as u32;
+    // SAFETY: pointer arithmetic within the Vec's allocation (len <= capacity).
+    (unsafe { buf.as_mut_ptr().add(len) }, room)
+}
+
+/// Completes an append into `buf`'s spare capacity: on success, the `n` bytes the kernel wrote become
+/// part of the Vec.
+pub(crate) fn appended(buf: &mut Vec<u8>, cqe: Cqe) -> std::io::Result<usize> {
+    let n = cqe.result()? as usize;
+    let len = buf.len();
+    // The kernel never reports more than the room it was given; clamp anyway rather than trust it.
+    let n = n.min(buf.capacity() - len);
+    // SAFETY: the kernel initialised `n` bytes of the spare capacity, which `spare` described.
+    unsafe { buf.set_len(len + n) };
+    Ok(n)
+}
+
 /// Releases what a completion produced when nobody is left to take it (an accepted or opened fd to
 /// close, a provided buffer to recycle).
 pub type Cleanup = fn(i32, u32);

@@ -14,19 +14,11 @@ pub struct Recv {
 impl OpData for Recv {
     type Output = (std::io::Result<usize>, Vec<u8>);
     fn sqe(&mut self) -> squeue::Entry {
-        let len = self.buf.len();
-        let spare = (self.buf.capacity() - len).min(u32::MAX as usize) as u32;
-        // SAFETY: pointer arithmetic within the Vec's allocation (len <= capacity).
-        let ptr = unsafe { self.buf.as_mut_ptr().add(len) };
+        let (ptr, spare) = super::spare(&mut self.buf);
         opcode::Recv::new(fd::target(&self.fd), ptr, spare).build()
     }
     fn complete(mut self, cqe: Cqe) -> Self::Output {
-        let res = cqe.result().map(|n| n as usize);
-        if let Ok(n) = res {
-            let len = self.buf.len();
-            // SAFETY: the kernel initialised `n` bytes of the spare capacity it was given.
-            unsafe { self.buf.set_len(len + n) };
-        }
+        let res = super::appended(&mut self.buf, cqe);
         (res, self.buf)
     }
 }
