@@ -23,6 +23,7 @@ pub mod runtime;
 pub mod sync;
 pub mod thread;
 pub mod time;
+pub mod timer;
 
 pub use runtime::{block_on, spawn, Runtime, RuntimeConfig};
 

@@ -4,6 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::rc::Rc;
+use std::time::Instant;
 
 use io_uring::{cqueue, squeue, IoUring};
 use slab::Slab;
@@ -187,8 +188,23 @@ impl Runtime {
         {
             let mut ring = self.ring.borrow_mut();
             let want = usize::from(wait);
+            // Sleep no longer than the earliest user-space timer.
+            let timeout = if wait {
+                super::timer::next_deadline().map(|d| d.saturating_duration_since(Instant::now()))
+            } else {
+                None
+            };
             if wait || self.pending.get() > 0 || ring.submission().taskrun() {
-                match ring.submitter().submit_and_wait(want) {
+                let res = match timeout {
+                    Some(t) if t.is_zero() => ring.submitter().submit(),
+                    Some(t) => {
+                        let ts = io_uring::types::Timespec::from(t);
+                        let args = io_uring::types::SubmitArgs::new().timespec(&ts);
+                        ring.submitter().submit_with_args(want, &args)
+                    }
+                    None => ring.submitter().submit_and_wait(want),
+                };
+                match res {
                     Ok(_) => {}
                     Err(e)
                         if matches!(
@@ -201,6 +217,7 @@ impl Runtime {
             }
         }
         self.reap();
+        super::timer::fire_expired(Instant::now());
         Ok(())
     }
 

@@ -1,26 +1,26 @@
-//! Timers on the ring: `sleep` and a `timeout` combinator. Dropping the losing side cancels it.
+//! `sleep` and a `timeout` combinator on the core's timers. Dropping the losing side cancels it.
 
 use std::future::Future;
 use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use super::op;
+use super::timer::Sleep;
 
 /// The future did not finish in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("timed out")]
 pub struct Elapsed;
 
-/// Completes after `dur`.
+/// Completes after `dur` (a user-space timer; see [`super::timer`]).
 pub async fn sleep(dur: Duration) {
-    op::timeout::timeout(dur).await
+    Sleep::new(dur).await
 }
 
 /// Runs `fut`, giving up after `dur`. When the timer wins, `fut` is dropped, which cancels its ops.
 pub async fn timeout<F: Future>(dur: Duration, fut: F) -> Result<F::Output, Elapsed> {
     let mut fut = pin!(fut);
-    let mut timer = op::timeout::timeout(dur);
+    let mut timer = Sleep::new(dur);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(v) = fut.as_mut().poll(cx) {
             return Poll::Ready(Ok(v));

@@ -19,8 +19,8 @@ use crate::engine::bufpool::PoolBuf;
 use crate::engine::direct;
 use crate::engine::fd::SharedFd;
 use crate::engine::op::recv_multi::{Received, RecvMulti};
-use crate::engine::op::timeout::Timeout;
 use crate::engine::op::{self, write::WriteFixed, MultiOp, Op};
+use crate::engine::timer::Sleep;
 use crate::engine::{runtime, time};
 use crate::proto::ascii::CrlfToLf;
 use crate::proto::modeb::{Decoder, Event};
@@ -138,7 +138,7 @@ enum Wake {
 pub struct Receiver {
     data: SharedFd,
     recv: Option<MultiOp<RecvMulti>>,
-    tick: Op<Timeout>,
+    tick: Sleep,
     stall: Duration,
     progress: bool,
     /// The peer closed its side.
@@ -150,7 +150,7 @@ impl Receiver {
         Receiver {
             data: data.clone(),
             recv: None,
-            tick: op::timeout::timeout(stall),
+            tick: Sleep::new(stall),
             stall,
             progress: false,
             closed: false,
@@ -200,7 +200,7 @@ impl Receiver {
             )));
         }
         self.progress = false;
-        self.tick = op::timeout::timeout(self.stall);
+        self.tick = Sleep::new(self.stall);
         Ok(())
     }
 
