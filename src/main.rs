@@ -76,8 +76,9 @@ struct ServeArgs {
     /// Upload data path: "fixed" (recv into registered buffers + WRITE_FIXED) or "splice".
     #[arg(long, env = "RINGEST_DATA_PATH")]
     data_path: Option<DataPathKind>,
-    /// Where uploads' small file-system operations run: "ring" (io-wq workers) or "inline" (direct
-    /// system calls on the core thread).
+    /// Where uploads' file-system operations run: "inline" (direct system calls on the core thread;
+    /// the default, measured fastest) or "ring" (io_uring, punted to io-wq workers: the core never
+    /// waits on the file system).
     #[arg(long, env = "RINGEST_FS_OPS")]
     fs_ops: Option<FsOps>,
     /// Registered buffers per core [default: 512].

@@ -4,8 +4,8 @@
 //! Each such punt costs a worker wake-up and two context switches; for a 4 KiB upload that is most of
 //! the server's work. The calls here usually finish in microseconds from the page and dentry caches,
 //! but they can block (a cold directory block, writeback throttling), which stalls every session of
-//! the core meanwhile. The server uses them only when configured to (`fs_ops = "inline"`), chosen by
-//! measurement; the ring ops stay the default where blocking must never happen.
+//! the core meanwhile. The server uses them with `fs_ops = "inline"` (the default, chosen by
+//! measurement); `fs_ops = "ring"` keeps every file-system call on the ring.
 
 use std::ffi::CStr;
 use std::io;

@@ -30,7 +30,10 @@ impl std::str::FromStr for DataPathKind {
     }
 }
 
-/// Where the small file-system operations of an upload run (see `engine::direct`).
+/// Where the file-system operations of an upload run (see `engine::direct`). `Inline` is the default
+/// because it measured faster and cheaper here: 4 KiB MODE B uploads ~25 instead of ~33 us of server
+/// CPU per file, a 1 GiB upload ~0.44 instead of ~0.52 CPU-s/GB. `Ring` is the choice when the core
+/// must never wait on the file system (slow or network storage, heavy writeback throttling).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FsOps {
     /// Through the ring (io_uring punts creates, links, renames and buffered writes to io-wq
@@ -54,7 +57,7 @@ impl std::str::FromStr for FsOps {
     }
 }
 
-static INLINE_FS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static INLINE_FS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 /// Whether uploads do their file-system operations inline (set once at start-up from the config).
 pub fn inline_fs() -> bool {
@@ -108,7 +111,7 @@ impl ServerConfig {
             passive_ports: (40000, 47999),
             passive_address: None,
             data_path: DataPathKind::Fixed,
-            fs_ops: FsOps::Ring,
+            fs_ops: FsOps::Inline,
             runtime: RuntimeConfig::default(),
             max_line: 4096,
             idle_timeout: Duration::from_secs(300),

@@ -1,5 +1,5 @@
-//! `--fs-ops inline` (file-system calls on the core thread instead of io-wq) must land the same
-//! bytes as the ring path: stream uploads of every size class over both data paths, concurrent
+//! `--fs-ops ring` (file-system calls through io_uring and its io-wq workers, instead of the default
+//! direct calls on the core thread) must land the same bytes as the default: stream uploads of every size class over both data paths, concurrent
 //! sessions, and MODE B (tests/py/modeb_edge.py).
 
 mod common;
@@ -7,10 +7,10 @@ mod common;
 use common::*;
 use std::thread;
 
-fn inline_server(dp: DataPath) -> Server {
+fn ring_server(dp: DataPath) -> Server {
     Server::start_with(ServerOpts {
         data_path: Some(dp),
-        extra_args: vec!["--fs-ops".into(), "inline".into()],
+        extra_args: vec!["--fs-ops".into(), "ring".into()],
         ..Default::default()
     })
 }
@@ -18,7 +18,7 @@ fn inline_server(dp: DataPath) -> Server {
 #[test]
 fn stream_uploads_land_byte_exact() {
     for_each_data_path(|dp| {
-        let srv = inline_server(dp);
+        let srv = ring_server(dp);
         let mut c = srv.login();
         c.cmd_expect("TYPE I", 200);
         for (i, size) in [0usize, 1, 4096, MIB as usize + 1, 8 * MIB as usize + 3]
@@ -26,21 +26,21 @@ fn stream_uploads_land_byte_exact() {
             .enumerate()
         {
             let data = test_bytes(size, 70 + i as u64);
-            let name = format!("inline-{size}.bin");
+            let name = format!("ring-{size}.bin");
             c.stor(&name, &data, DataMode::Pasv);
             assert_file_content(&srv.root.path().join(&name), &data, &name);
             assert_eq!(c.retr(&name, DataMode::Epsv), data, "{name} read back");
         }
         // Replacing an existing file goes through link + rename.
         let data = test_bytes(5000, 99);
-        c.stor("inline-0.bin", &data, DataMode::Pasv);
-        assert_file_content(&srv.root.path().join("inline-0.bin"), &data, "replaced");
+        c.stor("ring-0.bin", &data, DataMode::Pasv);
+        assert_file_content(&srv.root.path().join("ring-0.bin"), &data, "replaced");
     });
 }
 
 #[test]
 fn concurrent_sessions_land_byte_exact() {
-    let srv = inline_server(DataPath::Fixed);
+    let srv = ring_server(DataPath::Fixed);
     let workers: Vec<_> = (0..16usize)
         .map(|w| {
             let (addr, user, pass) = (srv.addr, srv.user.clone(), srv.pass.clone());
@@ -74,6 +74,6 @@ fn concurrent_sessions_land_byte_exact() {
 }
 
 #[test]
-fn block_mode_edge_cases_inline() {
-    run_modeb_edge(&inline_server(DataPath::Fixed));
+fn block_mode_edge_cases_ring() {
+    run_modeb_edge(&ring_server(DataPath::Fixed));
 }
