@@ -24,7 +24,11 @@ where
     F::Output: 'static,
 {
     let schedule = |runnable: Runnable| READY.with(|q| q.borrow_mut().push_back(runnable));
-    let (runnable, task) = async_task::spawn_local(future, schedule);
+    // A panicking task must not unwind through the executor and take the core's other sessions
+    // with it: the panic is caught, the task ends, and whoever awaits its handle gets the panic.
+    let (runnable, task) = async_task::Builder::new()
+        .propagate_panic(true)
+        .spawn_local(move |()| future, schedule);
     runnable.schedule();
     task
 }

@@ -337,3 +337,18 @@ fn reuseport_listeners_share_a_port() {
     let b = net::listen_reuseport(addr, Some(1), 64).unwrap();
     assert_eq!(net::local_addr(b.as_raw_fd()).unwrap(), addr);
 }
+
+#[test]
+fn a_panicking_task_does_not_stop_the_core() {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {})); // keep the expected panic out of the test output
+    let out = block_on(0, &cfg(), async {
+        spawn(async { panic!("one session fails") }).detach();
+        executor::yield_now().await;
+        time::sleep(Duration::from_millis(5)).await;
+        let other = spawn(async { 41 + 1 });
+        other.await
+    });
+    std::panic::set_hook(prev);
+    assert_eq!(out.expect("runtime"), 42);
+}
