@@ -164,7 +164,17 @@ impl Receiver {
             if let Some(rt) = runtime::current() {
                 if let Some(pool) = rt.bufpool() {
                     if pool.available() == 0 && writes.is_empty() {
-                        pool.wait_available(1).await;
+                        // Every buffer of this core is held elsewhere; give up after the stall
+                        // timeout rather than wait forever for the pool to refill.
+                        if time::timeout(self.stall, pool.wait_available(1))
+                            .await
+                            .is_err()
+                        {
+                            return Err(StoreError::Net(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "no receive buffer became free",
+                            )));
+                        }
                     }
                     if pool.available() > 0 {
                         self.recv = Some(op::recv_multi::recv_multi(&self.data));
