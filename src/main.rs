@@ -16,6 +16,10 @@ use ringest::server::settings::{parse_port_range, FileConfig, FsyncPolicy, LogFo
 use ringest::server::users::{hash_password, UserDb};
 use ringest::server::{self, DataPathKind, ServerConfig};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "ringest",
