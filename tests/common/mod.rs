@@ -834,17 +834,7 @@ impl Ftp {
     pub fn connect_raw(addr: SocketAddr) -> Ftp {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
             .unwrap_or_else(|e| panic!("connect to server {addr}: {e}"));
-        stream.set_read_timeout(Some(CTRL_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(CTRL_TIMEOUT)).unwrap();
-        stream.set_nodelay(true).ok();
-        let reader = BufReader::new(stream.try_clone().unwrap());
-        Ftp {
-            addr,
-            stream,
-            reader,
-            log: Vec::new(),
-            timeout: CTRL_TIMEOUT,
-        }
+        Ftp::from_stream(stream, addr)
     }
 
     pub fn set_timeout(&mut self, t: Duration) {
