@@ -232,12 +232,29 @@ pub enum EpsvArg {
     Proto(u16),
 }
 
+/// A password as the client sent it. Its `Debug` form is redacted, so logging a command or an action
+/// with `{:?}` can never write a password into a log.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+impl From<&str> for Password {
+    fn from(s: &str) -> Password {
+        Password(s.to_owned())
+    }
+}
+
 /// A parsed command. Path arguments are raw strings: resolving them is the session's job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     User(String),
     /// Password; may be empty (anonymous clients sometimes send a bare `PASS`).
-    Pass(String),
+    Pass(Password),
     Acct(String),
     Cwd(String),
     Cdup,
@@ -449,7 +466,7 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     use Command::*;
     let cmd = match verb_up {
         b"USER" => User(req("USER")?),
-        b"PASS" => Pass(arg.to_owned()),
+        b"PASS" => Pass(Password(arg.to_owned())),
         b"ACCT" => Acct(req("ACCT")?),
         b"CWD" | b"XCWD" => Cwd(req("CWD")?),
         b"CDUP" | b"XCUP" => Cdup,
@@ -785,7 +802,12 @@ mod tests {
     #[test]
     fn parse_basic_verbs() {
         assert_eq!(parse(b"user alice"), Ok(Command::User("alice".into())));
-        assert_eq!(parse(b"PASS"), Ok(Command::Pass(String::new())));
+        assert_eq!(parse(b"PASS"), Ok(Command::Pass(Password::default())));
+        let pass = parse(b"PASS hunter2").unwrap();
+        assert!(
+            !format!("{pass:?}").contains("hunter2"),
+            "Debug must not show a password"
+        );
         assert_eq!(parse(b"PASV"), Ok(Command::Pasv));
         assert_eq!(parse(b"pasv "), Ok(Command::Pasv));
         assert_eq!(parse(b"Quit"), Ok(Command::Quit));

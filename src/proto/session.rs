@@ -7,7 +7,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::command::{self, Command, EpsvArg, LineError, ParseError, TransferMode, TransferType};
+use super::command::{
+    self, Command, EpsvArg, LineError, ParseError, Password, TransferMode, TransferType,
+};
 use super::listing::FactSet;
 use super::path::VPath;
 use super::reply::{quote_path, Reply};
@@ -156,7 +158,7 @@ pub enum Action {
     /// Send this reply, then close the control connection.
     Close(Reply),
     /// Check the credentials off the I/O path, then call [`Session::login_done`].
-    Authenticate { user: String, password: String },
+    Authenticate { user: String, password: Password },
     /// Open a passive listener (replacing any previous one), then call [`Session::passive_done`].
     OpenPassive { extended: bool },
     /// Run a transfer.

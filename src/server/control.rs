@@ -282,7 +282,7 @@ impl SessionIo {
                 return Ok(false);
             }
             Action::Authenticate { user, password } => {
-                let access = self.authenticate(&user, &password).await;
+                let access = self.authenticate(&user, &password.0).await;
                 self.ctx.metrics.login(access.is_some());
                 let r = self.session.login_done(access);
                 self.ctl.queue(&r);
