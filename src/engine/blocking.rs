@@ -4,7 +4,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
@@ -53,13 +52,7 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    // SAFETY: plain eventfd(2) call.
-    let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new descriptor owned by nobody else.
-    let efd = Rc::new(unsafe { OwnedFd::from_raw_fd(raw) });
+    let efd = Rc::new(super::fd::eventfd()?);
     // The worker signals through its own duplicate, so the core may drop its end at any time.
     let signal = efd.try_clone()?;
     let slot: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
@@ -69,9 +62,7 @@ where
         if let Ok(v) = result {
             *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
         }
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to our own eventfd duplicate.
-        unsafe { libc::write(signal.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        super::fd::signal_eventfd(&signal);
     });
     let p = pool();
     p.queue

@@ -39,3 +39,23 @@ pub(crate) fn from_result(res: i32) -> std::io::Result<OwnedFd> {
     // SAFETY: a non-negative result of accept/openat is a new descriptor owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(res) })
 }
+
+/// A new eventfd (counter 0, close-on-exec): how another thread wakes a core without touching its
+/// ring; the core reads it with a ring op.
+pub fn eventfd() -> std::io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain eventfd(2).
+    let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Signals an eventfd (adds 1); callable from any thread.
+pub fn signal_eventfd(fd: &OwnedFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64 to a descriptor the caller owns.
+    unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+}

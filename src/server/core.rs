@@ -8,7 +8,7 @@
 use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -82,16 +82,6 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
-fn new_eventfd() -> io::Result<OwnedFd> {
-    // SAFETY: plain eventfd(2).
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 fn load_users(cfg: &ServerConfig) -> io::Result<UserDb> {
     match &cfg.policies.users_file {
         Some(path) => UserDb::load(path)
@@ -135,7 +125,7 @@ pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> 
     let mut wakeups = Vec::with_capacity(threads);
     let mut core_parts = Vec::with_capacity(threads);
     for l in listeners {
-        let efd = new_eventfd()?;
+        let efd = crate::engine::fd::eventfd()?;
         wakeups.push(efd.try_clone()?);
         core_parts.push(Mutex::new(Some((l, efd))));
     }
@@ -268,10 +258,8 @@ fn signal_loop(set: &libc::sigset_t, shared: &Shared, wakeups: &[OwnedFd]) {
             sessions = shared.limits.active(),
             "shutting down"
         );
-        let one: u64 = 1;
         for w in wakeups {
-            // SAFETY: writes 8 bytes from a live u64 to an eventfd we own.
-            unsafe { libc::write(w.as_raw_fd(), (&one as *const u64).cast(), 8) };
+            crate::engine::fd::signal_eventfd(w);
         }
         return;
     }

@@ -265,6 +265,18 @@ impl Upload {
         &self.dir
     }
 
+    /// Gives the anonymous file the name `to`, atomically replacing whatever has it: link under a
+    /// hidden name, then rename that over `to` (the hidden link is removed if the rename fails).
+    async fn link_replacing(&self, to: CString) -> io::Result<()> {
+        let temp = random_temp()?;
+        self.link_anonymous(temp.clone()).await?;
+        if let Err(e) = op::rename::renameat(&self.dir, temp.clone(), &self.dir, to, 0).await {
+            let _ = op::unlink::unlinkat(&self.dir, temp, 0).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Makes the complete file visible under its final name, atomically replacing an existing file,
     /// or failing with EEXIST when `noreplace` is set.
     pub async fn land(mut self, noreplace: bool) -> io::Result<()> {
@@ -272,21 +284,7 @@ impl Upload {
             match self.link_anonymous(self.name.clone()).await {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !noreplace => {
-                    // Replace atomically: link under a hidden name, rename that over the old file.
-                    let temp = random_temp()?;
-                    self.link_anonymous(temp.clone()).await?;
-                    if let Err(e) = op::rename::renameat(
-                        &self.dir,
-                        temp.clone(),
-                        &self.dir,
-                        self.name.clone(),
-                        0,
-                    )
-                    .await
-                    {
-                        let _ = op::unlink::unlinkat(&self.dir, temp, 0).await;
-                        return Err(e);
-                    }
+                    self.link_replacing(self.name.clone()).await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -322,11 +320,10 @@ impl Upload {
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
         let partial = fsops::cstr(&partial_name(name))?;
         if self.kind == Kind::Anonymous {
-            // An older partial of the same name is replaced: link under a temporary name, rename over.
-            let temp = random_temp()?;
-            self.link_anonymous(temp.clone()).await?;
+            // An older partial of the same name is replaced.
+            self.link_replacing(partial).await?;
             self.finished = true;
-            return op::rename::renameat(&self.dir, temp, &self.dir, partial, 0).await;
+            return Ok(());
         }
         if partial != self.temp {
             op::rename::renameat(&self.dir, self.temp.clone(), &self.dir, partial, 0).await?;
