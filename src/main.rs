@@ -77,7 +77,8 @@ struct ServeArgs {
     /// Address advertised in PASV replies [default: the control connection's local address].
     #[arg(long, env = "RINGEST_PASSIVE_ADDRESS")]
     passive_address: Option<IpAddr>,
-    /// Upload data path: "fixed" (recv into registered buffers + WRITE_FIXED) or "splice".
+    /// Upload data path: "auto" (splice with inline file-system calls, fixed with --fs-ops ring),
+    /// "fixed" (recv into registered buffers + WRITE_FIXED) or "splice" (socket -> pipe -> file).
     #[arg(long, env = "RINGEST_DATA_PATH")]
     data_path: Option<DataPathKind>,
     /// Where uploads' file-system operations run: "inline" (direct system calls on the core thread;
@@ -115,6 +116,10 @@ struct ServeArgs {
     /// Delay before answering a failed login, milliseconds [default: 1000].
     #[arg(long, env = "RINGEST_LOGIN_FAIL_DELAY_MS")]
     login_fail_delay_ms: Option<u64>,
+    /// Seconds a successful login lets the same user and password skip the password hash;
+    /// 0 = hash every login [default: 300].
+    #[arg(long, env = "RINGEST_LOGIN_CACHE_SECS")]
+    login_cache_secs: Option<u64>,
     /// What STOR does to an existing file: "replace" (atomically) or "refuse" [default: replace].
     #[arg(long, env = "RINGEST_OVERWRITE")]
     overwrite: Option<Overwrite>,
@@ -204,6 +209,9 @@ fn build_config(a: &ServeArgs) -> Result<ServerConfig> {
     }
     if let Some(v) = a.login_fail_delay_ms {
         cfg.policies.login_fail_delay = Duration::from_millis(v);
+    }
+    if let Some(v) = a.login_cache_secs {
+        cfg.policies.login_cache = Duration::from_secs(v.min(86_400));
     }
     cfg.max_line = cfg.max_line.clamp(512, 1 << 20);
     cfg.password = match &a.password {

@@ -237,3 +237,80 @@ fn sighup_reloads_users_file() {
     let mut b2 = srv.login("bob", "bob-pw");
     b2.cmd_expect("QUIT", 221);
 }
+
+/// A login remembered by the login cache must not outlive a password change: SIGHUP loads a new
+/// users file with a fresh cache, so the old password fails and the new one works. A wrong password
+/// never hits the cache.
+#[test]
+fn login_cache_forgets_a_changed_password_on_reload() {
+    let base = tempfile::Builder::new()
+        .prefix("ringest-cache-")
+        .tempdir()
+        .unwrap();
+    let root = base.path().join("alice");
+    fs::create_dir(&root).unwrap();
+    let hash = |pw: &str| {
+        let r = ringest_cmd(&["passwd", "--password", pw], Duration::from_secs(30));
+        r.assert_success("ringest passwd");
+        r.stdout_str().trim().to_string()
+    };
+    let users = base.path().join("users.toml");
+    let file_with = |h: &str| {
+        format!(
+            "[[user]]\nname = \"alice\"\npassword = \"{h}\"\nroot = \"{}\"\n",
+            root.display()
+        )
+    };
+    fs::write(&users, file_with(&hash("old-pw"))).unwrap();
+    let args: Vec<String> = [
+        "--listen",
+        "127.0.0.1:0",
+        "--users-file",
+        users.to_str().unwrap(),
+        "--threads",
+        "2",
+        "--login-cache-secs",
+        "600",
+        "--login-fail-delay-ms",
+        "10",
+        "--max-login-failures-per-ip",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let srv = ServerProc::start(&args, &[], &base.path().join("stderr.log"));
+    let pass = |pw: &str| {
+        let mut c = Ftp::connect(srv.addr);
+        c.cmd_expect("USER alice", 331);
+        c.cmd(&format!("PASS {pw}")).code
+    };
+    // The first login verifies the hash and fills the cache; the next ones may use it.
+    for _ in 0..3 {
+        assert_eq!(pass("old-pw"), 230, "alice with her password");
+        assert_eq!(
+            pass("old-pw-"),
+            530,
+            "a wrong password after a cached login"
+        );
+        assert_eq!(pass("old-p"), 530, "a prefix of the cached password");
+    }
+    let tmp = base.path().join("users.toml.new");
+    fs::write(&tmp, file_with(&hash("new-pw"))).unwrap();
+    fs::rename(&tmp, &users).unwrap();
+    srv.signal(libc::SIGHUP);
+    let t0 = Instant::now();
+    while pass("new-pw") != 230 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the new password does not work 5 s after SIGHUP"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        pass("old-pw"),
+        530,
+        "the old password still logs in after the reload (stale login cache)"
+    );
+    assert_eq!(pass("new-pw"), 230, "the new password, cached");
+}

@@ -85,6 +85,7 @@ fn block_signals() -> libc::sigset_t {
 fn load_users(cfg: &ServerConfig) -> io::Result<UserDb> {
     match &cfg.policies.users_file {
         Some(path) => UserDb::load(path)
+            .map(|db| db.with_login_cache(cfg.policies.login_cache))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string())),
         None => Ok(UserDb::single(&cfg.user, &cfg.password, cfg.root.clone())),
     }

@@ -9,6 +9,7 @@ pub mod durability;
 pub mod fsops;
 pub mod landing;
 pub mod limits;
+pub mod login_cache;
 pub mod metrics;
 pub mod settings;
 pub mod store;

@@ -13,7 +13,7 @@
 //! threads = 0                       # 0: one per CPU
 //! passive_ports = "40000-47999"
 //! passive_address = "203.0.113.7"
-//! data_path = "fixed"               # or "splice"
+//! data_path = "auto"                # or "fixed", "splice"
 //! fs_ops = "ring"                    # or "inline"
 //! buffers = 512
 //! buffer_size = 65536
@@ -30,6 +30,7 @@
 //! metrics_listen = "127.0.0.1:9121"
 //! shutdown_grace = 30
 //! login_fail_delay_ms = 1000
+//! login_cache_secs = 300            # repeat logins skip the hash for this long; 0: hash every time
 //! max_login_failures_per_ip = 10    # per minute; 0: unlimited
 //! ```
 //!
@@ -100,6 +101,8 @@ pub struct FileConfig {
     /// Seconds.
     pub shutdown_grace: Option<u64>,
     pub login_fail_delay_ms: Option<u64>,
+    /// Seconds a successful login is remembered (see `login_cache`); 0 disables.
+    pub login_cache_secs: Option<u64>,
     /// Failed logins per minute per client IP before further attempts are refused; 0 disables.
     pub max_login_failures_per_ip: Option<u32>,
 }
@@ -188,6 +191,8 @@ pub struct Policies {
     pub shutdown_grace: Duration,
     /// Delay before answering a failed login (slows guessing, costs the server nothing).
     pub login_fail_delay: Duration,
+    /// How long a successful login lets the same name and password skip the hash; zero disables.
+    pub login_cache: Duration,
     /// Failed logins per minute per client IP before further attempts are refused; 0 disables.
     pub max_login_failures_per_ip: u32,
 }
@@ -206,6 +211,7 @@ impl Default for Policies {
             metrics_listen: None,
             shutdown_grace: Duration::from_secs(30),
             login_fail_delay: Duration::from_millis(1000),
+            login_cache: Duration::from_secs(300),
             max_login_failures_per_ip: 10,
         }
     }
@@ -379,6 +385,9 @@ impl FileConfig {
         if let Some(v) = self.login_fail_delay_ms {
             key("login_fail_delay_ms", check_range(v, 0, 60_000))?;
         }
+        if let Some(v) = self.login_cache_secs {
+            key("login_cache_secs", check_range(v, 0, 86_400))?;
+        }
         Ok(())
     }
 
@@ -471,6 +480,9 @@ impl FileConfig {
         if let Some(v) = self.login_fail_delay_ms {
             p.login_fail_delay = Duration::from_millis(v);
         }
+        if let Some(v) = self.login_cache_secs {
+            p.login_cache = Duration::from_secs(v);
+        }
         if let Some(v) = self.max_login_failures_per_ip {
             p.max_login_failures_per_ip = v;
         }
@@ -543,6 +555,7 @@ xferlog = "/var/log/xferlog"
 metrics_listen = "127.0.0.1:9121"
 shutdown_grace = 5
 login_fail_delay_ms = 250
+login_cache_secs = 0
 max_login_failures_per_ip = 3
 "#;
 
@@ -577,6 +590,7 @@ max_login_failures_per_ip = 3
                 metrics_listen: Some("127.0.0.1:9121".parse().unwrap()),
                 shutdown_grace: Duration::from_secs(5),
                 login_fail_delay: Duration::from_millis(250),
+                login_cache: Duration::ZERO,
                 max_login_failures_per_ip: 3,
             }
         );
@@ -630,6 +644,7 @@ max_login_failures_per_ip = 3
             ("metrics_listen = \"9121\"", "metrics_listen"),
             ("shutdown_grace = 99999999999", "shutdown_grace"),
             ("login_fail_delay_ms = 3600000", "login_fail_delay_ms"),
+            ("login_cache_secs = 90000", "login_cache_secs"),
             (
                 "max_login_failures_per_ip = -3",
                 "max_login_failures_per_ip",

@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -36,6 +37,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::login_cache::LoginCache;
 use crate::proto::path::VPath;
 
 /// Why a users file (or a password to hash) was rejected.
@@ -238,6 +240,11 @@ impl Credential {
         )
     }
 
+    /// Whether verifying costs a deliberate hash (everything but the CLI's plain password).
+    fn is_slow(&self) -> bool {
+        !matches!(self, Credential::Plain(_))
+    }
+
     /// Checks `password`; every branch compares in constant time.
     fn verify(&self, password: &str) -> bool {
         match self {
@@ -329,6 +336,7 @@ struct Inner {
     /// The credential verified for unknown user names, so a miss costs what a hit costs.
     decoy: Option<Credential>,
     anonymous: Option<UserInfo>,
+    cache: Option<LoginCache>,
 }
 
 /// The users, loaded once and shared read-only; cloning is cheap (an `Arc`). A reload (SIGHUP)
@@ -493,6 +501,7 @@ impl UserDb {
                 users,
                 decoy,
                 anonymous,
+                cache: None,
             }),
         })
     }
@@ -523,6 +532,7 @@ impl UserDb {
                 users,
                 decoy: Some(cred),
                 anonymous: None,
+                cache: None,
             }),
         }
     }
@@ -541,7 +551,19 @@ impl UserDb {
             }
         }
         match self.inner.users.get(name) {
-            Some(entry) => entry.cred.verify(password).then(|| entry.info.clone()),
+            Some(entry) => {
+                let cache = self.inner.cache.as_ref().filter(|_| entry.cred.is_slow());
+                if cache.is_some_and(|c| c.hit(name, password)) {
+                    return Some(entry.info.clone());
+                }
+                let ok = entry.cred.verify(password);
+                if ok {
+                    if let Some(c) = cache {
+                        c.remember(name, password);
+                    }
+                }
+                ok.then(|| entry.info.clone())
+            }
             None => {
                 let spent = match &self.inner.decoy {
                     Some(c) => c.verify(password),
@@ -551,6 +573,16 @@ impl UserDb {
                 None
             }
         }
+    }
+
+    /// Lets a successful login skip the hash for `ttl` when the same name and password come again
+    /// (see [`LoginCache`]); zero disables. Call on a freshly loaded database, before it is shared.
+    pub fn with_login_cache(mut self, ttl: Duration) -> UserDb {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.cache = LoginCache::new(ttl),
+            None => tracing::warn!("users database already shared; login cache not enabled"),
+        }
+        self
     }
 
     /// Number of named users (not counting anonymous).
@@ -642,6 +674,29 @@ mod tests {
 
     fn err(text: &str) -> String {
         UserDb::parse(text, "/base").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn login_cache_keeps_wrong_passwords_and_unknown_users_out() {
+        for hash in [SHA512, ARGON2ID] {
+            let db = db_with(hash).with_login_cache(Duration::from_secs(60));
+            for round in 0..3 {
+                assert!(
+                    db.verify("alice", "secret").is_some(),
+                    "{hash} round {round}"
+                );
+                assert!(
+                    db.verify("alice", "secret ").is_none(),
+                    "{hash} round {round}"
+                );
+                assert!(db.verify("alice", "").is_none(), "{hash} round {round}");
+                assert!(db.verify("bob", "secret").is_none(), "{hash} round {round}");
+            }
+        }
+        let off = db_with(SHA512).with_login_cache(Duration::ZERO);
+        assert!(off.verify("alice", "secret").is_some());
+        assert!(off.verify("alice", "secret").is_some());
+        assert!(off.verify("alice", "nope").is_none());
     }
 
     #[test]
