@@ -222,3 +222,63 @@ fn connection_churn() {
     drop(idle);
     srv.assert_serves_new_session("churn-2");
 }
+
+/// An upload whose client pauses mid-file must not hold the core: with one core thread, a second
+/// session logs in, uploads and lists while the first upload waits for its next byte, and the first
+/// upload then completes intact. (Found when a splice on a blocking data socket waited for a full
+/// pipe's worth of data on the core thread.)
+fn paused_upload_does_not_block_the_core(dp: DataPath) {
+    let srv = Server::start_with(ServerOpts {
+        threads: 1,
+        ..ServerOpts::default().data_path(dp)
+    });
+    let body = test_bytes(400_000, 77);
+    let mut a = srv.login();
+    a.cmd_expect("TYPE I", 200);
+    let mut d = a.begin_transfer("STOR paused.bin");
+    use std::io::Write;
+    d.write_all(&body[..150_000]).unwrap();
+    d.flush().unwrap();
+    thread::sleep(Duration::from_millis(300));
+
+    let (tx, rx) = mpsc::channel();
+    let (addr, user, pass) = (srv.addr, srv.user.clone(), srv.pass.clone());
+    thread::spawn(move || {
+        let mut b = Ftp::connect(addr);
+        b.login(&user, &pass);
+        b.cmd_expect("TYPE I", 200);
+        b.stor("other.bin", b"meanwhile", DataMode::Pasv);
+        b.cmd_expect("STAT", 211);
+        b.cmd_expect("QUIT", 221);
+        let _ = tx.send(());
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+        "[{}] a second session could not work while an upload on the same core was paused",
+        dp.as_str()
+    );
+    d.write_all(&body[150_000..]).unwrap();
+    drop(d);
+    let r = a.read_reply();
+    assert_eq!(r.code, 226, "the paused upload's reply: {r}");
+    assert_file_content(
+        &srv.root.path().join("paused.bin"),
+        &body,
+        "the paused upload",
+    );
+    assert_file_content(
+        &srv.root.path().join("other.bin"),
+        b"meanwhile",
+        "the other upload",
+    );
+}
+
+#[test]
+fn paused_upload_does_not_block_the_core_fixed() {
+    paused_upload_does_not_block_the_core(DataPath::Fixed);
+}
+
+#[test]
+fn paused_upload_does_not_block_the_core_splice() {
+    paused_upload_does_not_block_the_core(DataPath::Splice);
+}

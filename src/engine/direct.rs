@@ -118,3 +118,32 @@ pub fn pwrite_all(fd: &SharedFd, mut buf: &[u8], mut offset: u64) -> io::Result<
     }
     Ok(())
 }
+
+/// splice(2) of up to `len` bytes; `off_out` is the file offset to write at (`None` for a pipe or
+/// socket). Returns the bytes moved, 0 at the input's end of file.
+pub fn splice(
+    fd_in: &SharedFd,
+    fd_out: &SharedFd,
+    off_out: Option<u64>,
+    len: usize,
+    flags: u32,
+) -> io::Result<usize> {
+    let mut off = off_out.map(|o| o as libc::loff_t);
+    let off_ptr = match off.as_mut() {
+        Some(o) => o as *mut libc::loff_t,
+        None => std::ptr::null_mut(),
+    };
+    // SAFETY: the descriptors are alive; `off_ptr` is null or points at `off`, which outlives the
+    // call.
+    check(unsafe {
+        libc::splice(
+            fd_in.as_raw_fd(),
+            std::ptr::null_mut(),
+            fd_out.as_raw_fd(),
+            off_ptr,
+            len,
+            flags,
+        )
+    } as libc::c_long)
+    .map(|n| n as usize)
+}

@@ -134,6 +134,17 @@ pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
     setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
 }
 
+/// Makes `fd` non-blocking for direct system calls (io_uring ops on it are unaffected: they wait
+/// for readiness themselves).
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: FIONBIO reads one int from the pointer, which is live for the call.
+    if unsafe { libc::ioctl(fd, libc::FIONBIO, &on) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Enables keepalive so dead peers of idle sessions are eventually noticed.
 pub fn set_keepalive(fd: RawFd) -> io::Result<()> {
     setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)

@@ -8,9 +8,15 @@ use crate::engine::RuntimeConfig;
 
 pub use super::settings::{FsyncPolicy, LogFormat, Overwrite, Policies};
 
-/// How uploads move from the data socket into the file.
+/// How MODE S binary uploads move from the data socket into the file (MODE B always decodes from
+/// registered buffers; TYPE A always converts in user space).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataPathKind {
+    /// `Splice` with inline file-system calls, `Fixed` with `fs_ops = ring`. Measured here (see
+    /// README): with direct system calls splice moves a 2 GiB upload ~25% faster at ~40% less server
+    /// CPU per GB (one copy instead of two) and costs the same for 4 KiB files; through the ring each
+    /// splice is an io-wq hand-off, and `Fixed` is faster.
+    Auto,
     /// Multishot recv into registered buffers, then WRITE_FIXED at explicit offsets.
     Fixed,
     /// splice socket -> pipe -> file.
@@ -21,10 +27,11 @@ impl std::str::FromStr for DataPathKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "auto" => Ok(DataPathKind::Auto),
             "fixed" => Ok(DataPathKind::Fixed),
             "splice" => Ok(DataPathKind::Splice),
             other => Err(format!(
-                "unknown data path {other:?} (expected \"fixed\" or \"splice\")"
+                "unknown data path {other:?} (expected \"auto\", \"fixed\" or \"splice\")"
             )),
         }
     }
@@ -110,7 +117,7 @@ impl ServerConfig {
             threads: 0,
             passive_ports: (40000, 47999),
             passive_address: None,
-            data_path: DataPathKind::Fixed,
+            data_path: DataPathKind::Auto,
             fs_ops: FsOps::Inline,
             runtime: RuntimeConfig::default(),
             max_line: 4096,

@@ -4,12 +4,15 @@
 //! - `Fixed`: a multishot recv fills registered pool buffers; each filled buffer is written with
 //!   WRITE_FIXED at its explicit file offset while the next ones arrive, so several writes are in
 //!   flight and they may complete in any order.
-//! - `Splice`: socket -> pipe -> file with splice; no user-space copy, but each splice runs in an io-wq
-//!   worker, and the two halves alternate.
+//! - `Splice`: socket -> pipe -> file with splice; no user-space copy, and the socket's pages enter
+//!   the pipe by reference, so the page-cache write is the payload's only copy. With inline
+//!   file-system calls both halves are direct system calls (a ring poll waits for data); with
+//!   `fs_ops = ring` each splice runs in an io-wq worker.
 
 use std::future::{poll_fn, Future};
 use std::io;
 use std::ops::Range;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -20,8 +23,9 @@ use crate::engine::direct;
 use crate::engine::fd::SharedFd;
 use crate::engine::op::recv_multi::{Received, RecvMulti};
 use crate::engine::op::{self, write::WriteFixed, MultiOp, Op};
+use crate::engine::pipe::Pipe;
 use crate::engine::timer::Sleep;
-use crate::engine::{runtime, time};
+use crate::engine::{net, runtime, time};
 use crate::proto::ascii::CrlfToLf;
 use crate::proto::modeb::{Decoder, Event};
 
@@ -49,11 +53,16 @@ pub async fn receive(
     stall: Duration,
 ) -> Result<u64, StoreError> {
     let has_pool = runtime::with(|rt| rt.bufpool().is_some());
-    match kind {
+    let splice = match kind {
+        DataPathKind::Auto => inline_fs(),
+        DataPathKind::Fixed => false,
+        DataPathKind::Splice => true,
+    };
+    match () {
         _ if ascii => receive_copy(data, file, offset, stall, Some(CrlfToLf::default())).await,
-        DataPathKind::Fixed if has_pool => receive_fixed(data, file, offset, stall).await,
-        DataPathKind::Fixed => receive_copy(data, file, offset, stall, None).await,
-        DataPathKind::Splice => receive_splice(data, file, offset, stall).await,
+        _ if splice => receive_splice(data, file, offset, stall).await,
+        _ if has_pool => receive_fixed(data, file, offset, stall).await,
+        _ => receive_copy(data, file, offset, stall, None).await,
     }
 }
 
@@ -440,6 +449,98 @@ async fn receive_splice(
         return Err(StoreError::Net(io::Error::other("no runtime")));
     };
     let pipe = rt.pipes().get().map_err(StoreError::File)?;
+    let res = if inline_fs() {
+        splice_inline(data, file, start, stall, &pipe).await
+    } else {
+        splice_ring(data, file, start, stall, &pipe).await
+    };
+    // Only a pipe known to be empty is reused; after a failure it may hold bytes.
+    if res.is_ok() {
+        rt.pipes().put_empty(pipe);
+    }
+    res
+}
+
+fn stalled() -> StoreError {
+    StoreError::Net(io::Error::new(
+        io::ErrorKind::TimedOut,
+        "data connection stalled",
+    ))
+}
+
+/// Bytes an inline splice moves before it waits for the ring again, even when more data is already
+/// queued: a fast sender must not keep the core from its other sessions, nor from this session's
+/// control connection (ABOR, STAT).
+const SPLICE_TURN_BYTES: usize = 1 << 20;
+
+/// Both halves as direct system calls on the core: socket -> pipe without blocking (a ring poll
+/// waits for data when there is none, and after every `SPLICE_TURN_BYTES`), then pipe -> file at the
+/// upload's offset. The socket's pages are moved into the pipe by reference, so the page-cache write
+/// is the only copy of the payload.
+async fn splice_inline(
+    data: &SharedFd,
+    file: &SharedFd,
+    start: u64,
+    stall: Duration,
+    pipe: &Pipe,
+) -> Result<u64, StoreError> {
+    // A TCP socket's splice waits for the whole length unless the socket itself is non-blocking
+    // (SPLICE_F_NONBLOCK only covers the pipe side): without this, a client that pauses mid-upload
+    // would block the core.
+    net::set_nonblocking(data.as_raw_fd()).map_err(StoreError::Net)?;
+    let mut offset = start;
+    let mut since_turn = 0usize;
+    loop {
+        if since_turn >= SPLICE_TURN_BYTES {
+            wait_readable(data, stall).await?;
+            since_turn = 0;
+        }
+        let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
+        let n = match direct::splice(data, &pipe.write, None, pipe.capacity, flags) {
+            Ok(0) => return Ok(offset - start),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_readable(data, stall).await?;
+                since_turn = 0;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(StoreError::Net(e)),
+        };
+        since_turn += n;
+        let mut left = n;
+        while left > 0 {
+            let m = match direct::splice(&pipe.read, file, Some(offset), left, libc::SPLICE_F_MOVE)
+            {
+                Ok(0) => return Err(StoreError::File(io::ErrorKind::WriteZero.into())),
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StoreError::File(e)),
+            };
+            left -= m;
+            offset += m as u64;
+        }
+    }
+}
+
+/// Waits through the ring until `data` is readable (or closed), bounded by the stall timeout.
+async fn wait_readable(data: &SharedFd, stall: Duration) -> Result<(), StoreError> {
+    let ready = (libc::POLLIN | libc::POLLRDHUP) as u32;
+    match time::timeout(stall, op::poll::poll(data, ready)).await {
+        Ok(r) => r.map(drop).map_err(StoreError::Net),
+        Err(_) => Err(stalled()),
+    }
+}
+
+/// Both halves through the ring (each splice runs in an io-wq worker): the core never blocks on
+/// the file system.
+async fn splice_ring(
+    data: &SharedFd,
+    file: &SharedFd,
+    start: u64,
+    stall: Duration,
+    pipe: &Pipe,
+) -> Result<u64, StoreError> {
     let chunk = pipe.capacity.min(u32::MAX as usize) as u32;
     let mut offset = start;
     loop {
@@ -447,20 +548,13 @@ async fn receive_splice(
             .await
         {
             Ok(r) => r.map_err(StoreError::Net)?,
-            Err(_) => {
-                return Err(StoreError::Net(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "data connection stalled",
-                )))
-            }
+            Err(_) => return Err(stalled()),
         };
         if n == 0 {
-            rt.pipes().put_empty(pipe);
             return Ok(offset - start);
         }
         let mut left = n;
         while left > 0 {
-            // A failure here leaves bytes in the pipe: the pipe is dropped with `pipe`, never reused.
             let m = op::splice::splice(&pipe.read, -1, file, offset as i64, left as u32)
                 .await
                 .map_err(StoreError::File)?;

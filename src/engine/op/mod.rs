@@ -26,6 +26,7 @@ pub mod ftruncate;
 pub mod link;
 pub mod mkdir;
 pub mod open;
+pub mod poll;
 pub mod read;
 pub mod recv;
 pub mod recv_multi;
