@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
 use content::SizeSpec;
@@ -64,6 +64,11 @@ struct Cli {
     /// Client threads (default: one per CPU).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Pin client threads to CPUs: "auto" pins only when there is one thread per CPU (each CPU then
+    /// carries the same share of the load); with fewer threads, a pinned client on a machine shared
+    /// with the server can sit on the very core that serves it while another core idles.
+    #[arg(long, global = true, default_value = "auto")]
+    pin: Pin,
     /// Source addresses, round-robin per session: `127.0.0.1-127.0.0.8`, a comma list, or one address.
     #[arg(long, global = true)]
     source_addrs: Option<String>,
@@ -94,6 +99,14 @@ struct Cli {
     /// Timeout for each network operation (connect, reply, send), seconds.
     #[arg(long, global = true, default_value_t = 30)]
     op_timeout: u64,
+}
+
+/// Whether client threads are pinned to CPUs (see `--pin`).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Pin {
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,6 +315,11 @@ fn real_main(cli: &Cli) -> Result<i32> {
         password,
         sessions: cli.sessions,
         threads,
+        pin: match cli.pin {
+            Pin::On => true,
+            Pin::Off => false,
+            Pin::Auto => threads >= ringest::engine::thread::allowed_cpus().len(),
+        },
         size,
         seed: cli.seed.unwrap_or_else(random_seed),
         duration: Duration::from_secs(cli.duration.max(1)),

@@ -50,6 +50,7 @@ pub struct RunCfg {
     pub password: String,
     pub sessions: usize,
     pub threads: usize,
+    pub pin: bool,
     pub size: SizeSpec,
     pub seed: u64,
     pub duration: Duration,
@@ -143,31 +144,38 @@ pub fn run_phase(cfg: &Arc<RunCfg>, job: Job, prefix: &str, ids: Vec<u64>) -> Re
 
     let handles = {
         let (cfg, shared, ids, prefix) = (cfg.clone(), shared.clone(), ids.clone(), prefix.clone());
-        engine::thread::start_cores(threads, runtime_config(), "loadgen", move |core, _cpu| {
-            let tctx = Rc::new(ThreadCtx {
-                cfg: cfg.clone(),
-                shared: shared.clone(),
-                ids: ids.clone(),
-                job,
-                prefix: prefix.clone(),
-                deadline,
-                stats: RefCell::new(ThreadStats::default()),
-            });
-            async move {
-                let sessions = tctx.cfg.sessions;
-                let mut tasks = Vec::new();
-                for sid in (core..sessions).step_by(threads) {
-                    tasks.push(engine::spawn(session(tctx.clone(), sid)));
+        let pin = cfg.pin;
+        engine::thread::start_threads(
+            threads,
+            runtime_config(),
+            "loadgen",
+            pin,
+            move |core, _cpu| {
+                let tctx = Rc::new(ThreadCtx {
+                    cfg: cfg.clone(),
+                    shared: shared.clone(),
+                    ids: ids.clone(),
+                    job,
+                    prefix: prefix.clone(),
+                    deadline,
+                    stats: RefCell::new(ThreadStats::default()),
+                });
+                async move {
+                    let sessions = tctx.cfg.sessions;
+                    let mut tasks = Vec::new();
+                    for sid in (core..sessions).step_by(threads) {
+                        tasks.push(engine::spawn(session(tctx.clone(), sid)));
+                    }
+                    for t in tasks {
+                        t.await;
+                    }
+                    let stats = tctx.stats.take();
+                    if let Ok(mut all) = tctx.shared.threads.lock() {
+                        all.push(stats);
+                    }
                 }
-                for t in tasks {
-                    t.await;
-                }
-                let stats = tctx.stats.take();
-                if let Ok(mut all) = tctx.shared.threads.lock() {
-                    all.push(stats);
-                }
-            }
-        })
+            },
+        )
         .context("starting client threads")?
     };
     let mut thread_err = None;

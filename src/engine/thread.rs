@@ -58,6 +58,23 @@ where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + 'static,
 {
+    start_threads(n, cfg, name, true, main)
+}
+
+/// As [`start_cores`], but pinning is optional: a client that shares the machine with the server
+/// it measures should let the scheduler place it (pinned, it can land on the very core that serves
+/// it while another core idles).
+pub fn start_threads<F, Fut>(
+    n: usize,
+    cfg: RuntimeConfig,
+    name: &str,
+    pin: bool,
+    main: F,
+) -> io::Result<Vec<JoinHandle<io::Result<()>>>>
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
     let cpus = allowed_cpus();
     let main = Arc::new(main);
     let mut handles = Vec::with_capacity(n);
@@ -68,8 +85,10 @@ where
         let h = std::thread::Builder::new()
             .name(format!("{name}-{i}"))
             .spawn(move || {
-                if let Err(e) = pin_to_cpu(cpu) {
-                    tracing::warn!(core = i, cpu, error = %e, "could not pin core thread");
+                if pin {
+                    if let Err(e) = pin_to_cpu(cpu) {
+                        tracing::warn!(core = i, cpu, error = %e, "could not pin core thread");
+                    }
                 }
                 block_on(i, &cfg, main(i, cpu))
             })?;
