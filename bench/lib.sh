@@ -137,7 +137,8 @@ wait_listening() { # pid port timeout_s
 # ext4 without a journal pays ~0.5 ms per file created right after tens of thousands were deleted
 # nearby (recently-deleted inode scan). Every run gets a new parent directory under $WORK, which has
 # the ext4 "top directory" attribute (chattr +T) so the Orlov allocator spreads the parents over block
-# groups like top-level directories; the run's tree is deleted right after the run.
+# groups like top-level directories. Trees are kept until the whole benchmark ends: deleting a run's
+# 20,000 files right after it made the next run (another server's) pay the scan for every create.
 
 new_root() { # run_index -> prints the root path
     local parent="$WORK/roots/p$1"
@@ -149,10 +150,10 @@ new_root() { # run_index -> prints the root path
     echo "$parent/root"
 }
 
+# Called when a run is over. Deliberately keeps the files (see above); the cleanup at exit removes
+# $WORK and with it every root.
 drop_root() { # root
-    local parent
-    parent=$(dirname "$1")
-    rm -rf "$parent"
+    :
 }
 
 # --- servers ------------------------------------------------------------------------------------
