@@ -264,6 +264,17 @@ pub async fn connect(addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<
     let fd = tcp_socket(&addr)?;
     if let Some(local) = local {
         setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        if local.port() == 0 {
+            // Choose the port at connect time, from the whole 4-tuple: a port bound up front must be
+            // unique per local address, which exhausts ports and costs a search per bind. Best
+            // effort: without it the bind still works.
+            let _ = setsockopt_int(
+                fd.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                1,
+            );
+        }
         let sa = SockAddr::from(local);
         // SAFETY: `sa` is a valid sockaddr of `sa.len()` bytes.
         check(unsafe { libc::bind(fd.as_raw_fd(), sa.as_ptr(), sa.len()) })?;
