@@ -439,3 +439,57 @@ fn passive_port_range_is_respected() {
         c.cmd_expect("QUIT", 221);
     });
 }
+
+/// A session offers the port of its last completed passive transfer again; a connection that
+/// reached that port between two transfers (silent, or already closed, which would otherwise read as
+/// an empty file) must never be taken for the next transfer's data connection.
+#[test]
+fn reused_passive_port_ignores_connections_made_between_transfers() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    fn last_227(c: &Ftp) -> std::net::SocketAddr {
+        c.log_lines()
+            .iter()
+            .rev()
+            .find_map(|l| {
+                l.strip_prefix("< ")
+                    .filter(|r| r.starts_with("227"))
+                    .and_then(parse_227)
+            })
+            .expect("a 227 reply in the transcript")
+    }
+    for_each_data_path(|dp| {
+        let srv = Server::start_dp(dp);
+        let mut c = srv.login();
+        c.cmd_expect("TYPE I", 200);
+        c.stor("first.bin", b"first", DataMode::Pasv);
+        for (i, close_stale) in [(0usize, false), (1, true)] {
+            // Someone (here: the same address, which passes the peer check) connects to the port
+            // the session used last, before the client asks for a new one.
+            let last = last_227(&c);
+            let stale = TcpStream::connect_timeout(&last, Duration::from_secs(5))
+                .expect("the session keeps its last passive port listening");
+            let name = format!("next{i}.bin");
+            let body = test_bytes(70_000 + i, 90 + i as u64);
+            if close_stale {
+                drop(stale);
+                std::thread::sleep(Duration::from_millis(100));
+                c.stor(&name, &body, DataMode::Pasv);
+            } else {
+                let mut d = c.begin_transfer(&format!("STOR {name}"));
+                d.write_all(&body).unwrap();
+                drop(d);
+                let r = c.read_reply();
+                assert_eq!(r.code, 226, "STOR after a silent stale connection: {r}");
+                drop(stale);
+            }
+            assert_eq!(last_227(&c), last, "the next PASV offers the same port");
+            assert_file_content(
+                &srv.root.path().join(&name),
+                &body,
+                "the upload after a stale connection",
+            );
+        }
+        c.cmd_expect("QUIT", 221);
+    });
+}

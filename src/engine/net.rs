@@ -145,6 +145,54 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Accepts and closes every connection already queued on listening socket `fd`, without
+/// blocking (a zero-timeout poll says whether one is there); returns how many.
+pub fn drain_accept_queue(fd: RawFd) -> io::Result<usize> {
+    let mut closed = 0;
+    loop {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd; zero timeout.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Ok(closed);
+        }
+        if p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+            return Err(io::Error::other("listening socket in error"));
+        }
+        // SAFETY: null address pointers are allowed; the new descriptor is closed right away.
+        let c = unsafe {
+            libc::accept4(
+                fd,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            )
+        };
+        if c < 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                // Gone between poll and accept (reset by the peer), or a signal: look again.
+                Some(libc::EAGAIN) | Some(libc::ECONNABORTED) | Some(libc::EINTR) => continue,
+                _ => return Err(e),
+            }
+        }
+        // SAFETY: `c` is a descriptor we just got and nobody else owns.
+        unsafe { libc::close(c) };
+        closed += 1;
+    }
+}
+
 /// Enables keepalive so dead peers of idle sessions are eventually noticed.
 pub fn set_keepalive(fd: RawFd) -> io::Result<()> {
     setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)

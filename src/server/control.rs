@@ -163,6 +163,7 @@ pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd) {
         lines: LineBuffer::new(ctx.cfg.max_line),
         deferred: VecDeque::new(),
         passive: None,
+        spare: None,
         kept: None,
         root: ctx.root.clone(),
         shutdown: ctx.shutdown.listen(),
@@ -183,6 +184,10 @@ struct SessionIo {
     /// Commands that arrived during a transfer, run after it.
     deferred: VecDeque<Line>,
     passive: Option<(PassiveListener, Instant)>,
+    /// The listener of the last completed passive transfer and when it completed: the next
+    /// PASV/EPSV offers its port again instead of binding a new one (see `data::PassiveListener`).
+    /// Released like an unused PASV port, after the data timeout.
+    spare: Option<(PassiveListener, Instant)>,
     kept: Option<DataConn>,
     /// The logged-in user's root.
     root: SharedFd,
@@ -246,8 +251,8 @@ impl SessionIo {
         } else {
             (connected + cfg.policies.login_timeout).min(Instant::now() + cfg.idle_timeout)
         };
-        if let Some((_, opened)) = &self.passive {
-            at = at.min(*opened + cfg.data_timeout);
+        for (_, since) in self.passive.iter().chain(self.spare.iter()) {
+            at = at.min(*since + cfg.data_timeout);
         }
         at
     }
@@ -260,6 +265,12 @@ impl SessionIo {
             if now >= *opened + cfg.data_timeout {
                 // A PASV nobody connected to releases its port.
                 self.passive = None;
+                return Ok(true);
+            }
+        }
+        if let Some((_, done)) = &self.spare {
+            if now >= *done + cfg.data_timeout {
+                self.spare = None;
                 return Ok(true);
             }
         }
@@ -290,7 +301,15 @@ impl SessionIo {
             Action::OpenPassive { extended } => {
                 self.passive = None; // a new PASV/EPSV replaces the previous listener
                 let ip = self.ctl.local.ip();
-                let addr = match PassiveListener::open(&self.ctx, ip) {
+                let reused = self.spare.take().and_then(|(l, _)| {
+                    let ok = l.ip() == ip && l.drain_stale().is_ok();
+                    ok.then_some(l)
+                });
+                let opened = match reused {
+                    Some(l) => Ok(l),
+                    None => PassiveListener::open(&self.ctx, ip),
+                };
+                let addr = match opened {
                     Ok(l) => {
                         let a = l.advertised(&self.ctx, ip);
                         self.passive = Some((l, Instant::now()));
@@ -319,7 +338,7 @@ impl SessionIo {
                     refuse_overwrite: self.ctx.cfg.policies.overwrite == Overwrite::Refuse,
                 };
                 let started = Instant::now();
-                let fut = transfer::run(&env, opening, &t, listener, &mut self.kept);
+                let fut = transfer::run(&env, opening, &t, listener.as_ref(), &mut self.kept);
                 let watched = watch(
                     &mut self.reader,
                     &mut self.lines,
@@ -332,6 +351,9 @@ impl SessionIo {
                 match watched {
                     Watched::Done(fin) => {
                         let fin = fin?;
+                        if matches!(fin.outcome, TransferOutcome::Complete { .. }) {
+                            self.spare = listener.map(|l| (l, Instant::now()));
+                        }
                         self.account(&t, &fin.outcome, started);
                         for m in &fin.marks {
                             self.ctl.queue(m);

@@ -67,7 +67,7 @@ pub async fn run(
     env: &XferEnv<'_>,
     opening: Reply,
     t: &Transfer,
-    passive: Option<PassiveListener>,
+    passive: Option<&PassiveListener>,
     kept: &mut Option<DataConn>,
 ) -> io::Result<Finished> {
     let mut x = Xfer {
@@ -90,7 +90,7 @@ struct Xfer<'a> {
     env: &'a XferEnv<'a>,
     opening: Reply,
     t: &'a Transfer,
-    passive: Option<PassiveListener>,
+    passive: Option<&'a PassiveListener>,
     kept: &'a mut Option<DataConn>,
 }
 
