@@ -137,7 +137,7 @@ wait_listening() { # pid port timeout_s
 # ext4 without a journal pays ~0.5 ms per file created right after tens of thousands were deleted
 # nearby (recently-deleted inode scan). Every run gets a new parent directory under $WORK, which has
 # the ext4 "top directory" attribute (chattr +T) so the Orlov allocator spreads the parents over block
-# groups like top-level directories. Trees are kept until the whole benchmark ends: deleting a run's
+# groups like top-level directories. Inodes are kept until the whole benchmark ends: deleting a run's
 # 20,000 files right after it made the next run (another server's) pay the scan for every create.
 
 new_root() { # run_index -> prints the root path
@@ -150,10 +150,13 @@ new_root() { # run_index -> prints the root path
     echo "$parent/root"
 }
 
-# Called when a run is over. Deliberately keeps the files (see above); the cleanup at exit removes
-# $WORK and with it every root.
+# Called when a run is over. Keeps every file (see above) but truncates the large ones to zero, which
+# frees their data without freeing an inode: otherwise the page cache of the 1 MiB and 2 GiB runs
+# fills memory and the next runs pay for reclaim and writeback (all servers fell to ~600 files/s
+# in scenario 3). The cleanup at exit removes $WORK and with it every root.
 drop_root() { # root
-    :
+    find "$1" -type f -size +64k -exec truncate -s 0 {} + 2>/dev/null
+    sync
 }
 
 # --- servers ------------------------------------------------------------------------------------

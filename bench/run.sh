@@ -47,8 +47,8 @@ mkdir -p "$RESULTS" "$CACHE"
 WORK=$(mktemp -d /tmp/ringest-bench.XXXXXX)
 mkdir -p "$WORK/bin" "$WORK/roots"
 chattr +T "$WORK/roots" 2>/dev/null || true
-# Every run's files stay until the end (see lib.sh, new_root): make sure they fit.
-NEED_GB=$(( QUICK ? 6 : 45 ))
+# Every run's files stay until the end (large ones truncated, see lib.sh): make sure they fit.
+NEED_GB=$(( QUICK ? 4 : 12 ))
 FREE_GB=$(( $(df -Pk "$WORK/roots" | awk 'NR==2 {print $4}') / 1048576 ))
 if (( FREE_GB < NEED_GB )); then
     echo "need ~${NEED_GB} GB free under $WORK for the runs' files (they are kept until the end); ${FREE_GB} GB free" >&2
