@@ -139,32 +139,23 @@ fn sigterm_lets_a_running_upload_finish() {
     });
 }
 
-#[test]
-fn sighup_reloads_users_file() {
-    let base = tempfile::Builder::new()
-        .prefix("ringest-hup-")
-        .tempdir()
-        .unwrap();
-    let (ra, rb) = (base.path().join("alice"), base.path().join("bob"));
-    fs::create_dir(&ra).unwrap();
-    fs::create_dir(&rb).unwrap();
-    let hash = |pw: &str| {
-        let r = ringest_cmd(&["passwd", "--password", pw], Duration::from_secs(30));
-        r.assert_success("ringest passwd");
-        r.stdout_str().trim().to_string()
-    };
-    let (ha, hb) = (hash("alice-pw"), hash("bob-pw"));
-    let users = base.path().join("users.toml");
-    let alice = format!(
-        "[[user]]\nname = \"alice\"\npassword = \"{ha}\"\nroot = \"{}\"\n",
-        ra.display()
-    );
-    fs::write(&users, &alice).unwrap();
-    let args: Vec<String> = [
+/// An argon2id hash of `pw`, made by `ringest passwd`.
+fn argon2_hash(pw: &str) -> String {
+    let r = ringest_cmd(&["passwd", "--password", pw], Duration::from_secs(30));
+    r.assert_success("ringest passwd");
+    r.stdout_str().trim().to_string()
+}
+
+/// A server on the users file `users`, with fast failed logins and no per-IP lockout (the tests
+/// log in wrongly on purpose), plus `extra` flags; its stderr goes to `base/stderr.log`.
+fn users_file_server(
+    base: &std::path::Path,
+    users: &std::path::Path,
+    extra: &[&str],
+) -> ServerProc {
+    let mut args: Vec<String> = [
         "--listen",
         "127.0.0.1:0",
-        "--root",
-        base.path().to_str().unwrap(),
         "--users-file",
         users.to_str().unwrap(),
         "--threads",
@@ -177,7 +168,31 @@ fn sighup_reloads_users_file() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let srv = ServerProc::start(&args, &[], &base.path().join("stderr.log"));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    ServerProc::start(&args, &[], &base.join("stderr.log"))
+}
+
+#[test]
+fn sighup_reloads_users_file() {
+    let base = tempfile::Builder::new()
+        .prefix("ringest-hup-")
+        .tempdir()
+        .unwrap();
+    let (ra, rb) = (base.path().join("alice"), base.path().join("bob"));
+    fs::create_dir(&ra).unwrap();
+    fs::create_dir(&rb).unwrap();
+    let (ha, hb) = (argon2_hash("alice-pw"), argon2_hash("bob-pw"));
+    let users = base.path().join("users.toml");
+    let alice = format!(
+        "[[user]]\nname = \"alice\"\npassword = \"{ha}\"\nroot = \"{}\"\n",
+        ra.display()
+    );
+    fs::write(&users, &alice).unwrap();
+    let srv = users_file_server(
+        base.path(),
+        &users,
+        &["--root", base.path().to_str().unwrap()],
+    );
     let mut a = srv.login("alice", "alice-pw");
     a.cmd_expect("TYPE I", 200);
     // bob is not there yet.
@@ -249,11 +264,6 @@ fn login_cache_forgets_a_changed_password_on_reload() {
         .unwrap();
     let root = base.path().join("alice");
     fs::create_dir(&root).unwrap();
-    let hash = |pw: &str| {
-        let r = ringest_cmd(&["passwd", "--password", pw], Duration::from_secs(30));
-        r.assert_success("ringest passwd");
-        r.stdout_str().trim().to_string()
-    };
     let users = base.path().join("users.toml");
     let file_with = |h: &str| {
         format!(
@@ -261,25 +271,8 @@ fn login_cache_forgets_a_changed_password_on_reload() {
             root.display()
         )
     };
-    fs::write(&users, file_with(&hash("old-pw"))).unwrap();
-    let args: Vec<String> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--users-file",
-        users.to_str().unwrap(),
-        "--threads",
-        "2",
-        "--login-cache-secs",
-        "600",
-        "--login-fail-delay-ms",
-        "10",
-        "--max-login-failures-per-ip",
-        "0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let srv = ServerProc::start(&args, &[], &base.path().join("stderr.log"));
+    fs::write(&users, file_with(&argon2_hash("old-pw"))).unwrap();
+    let srv = users_file_server(base.path(), &users, &["--login-cache-secs", "600"]);
     let pass = |pw: &str| {
         let mut c = Ftp::connect(srv.addr);
         c.cmd_expect("USER alice", 331);
@@ -296,7 +289,7 @@ fn login_cache_forgets_a_changed_password_on_reload() {
         assert_eq!(pass("old-p"), 530, "a prefix of the cached password");
     }
     let tmp = base.path().join("users.toml.new");
-    fs::write(&tmp, file_with(&hash("new-pw"))).unwrap();
+    fs::write(&tmp, file_with(&argon2_hash("new-pw"))).unwrap();
     fs::rename(&tmp, &users).unwrap();
     srv.signal(libc::SIGHUP);
     let t0 = Instant::now();
