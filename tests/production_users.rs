@@ -70,24 +70,8 @@ impl Users {
     fn start(&self, toml: &str) -> ServerProc {
         let f = self.base.path().join("users.toml");
         fs::write(&f, toml).unwrap();
-        let args: Vec<String> = [
-            "--listen",
-            "127.0.0.1:0",
-            "--root",
-            self.dir("unused-root").to_str().unwrap(),
-            "--users-file",
-            f.to_str().unwrap(),
-            "--threads",
-            "2",
-            "--login-fail-delay-ms",
-            "10",
-            "--max-login-failures-per-ip",
-            "0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        ServerProc::start(&args, &[], &self.base.path().join("stderr.log"))
+        let root = self.dir("unused-root");
+        users_file_server(self.base.path(), &f, &["--root", root.to_str().unwrap()])
     }
 }
 

@@ -1727,3 +1727,32 @@ pub fn run_modeb_edge(srv: &Server) {
         r.describe()
     );
 }
+
+/// An argon2id hash of `pw`, made by `ringest passwd`.
+pub fn argon2_hash(pw: &str) -> String {
+    let r = ringest_cmd(&["passwd", "--password", pw], Duration::from_secs(30));
+    r.assert_success("ringest passwd");
+    r.stdout_str().trim().to_string()
+}
+
+/// A server on the users file `users`, with fast failed logins and no per-IP lockout (the tests
+/// log in wrongly on purpose), plus `extra` flags; its stderr goes to `base/stderr.log`.
+pub fn users_file_server(base: &Path, users: &Path, extra: &[&str]) -> ServerProc {
+    let mut args: Vec<String> = [
+        "--listen",
+        "127.0.0.1:0",
+        "--users-file",
+        users.to_str().unwrap(),
+        "--threads",
+        "2",
+        "--login-fail-delay-ms",
+        "10",
+        "--max-login-failures-per-ip",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    ServerProc::start(&args, &[], &base.join("stderr.log"))
+}
