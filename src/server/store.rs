@@ -213,10 +213,7 @@ impl Receiver {
     /// Handles the stall timer: fails when nothing arrived for a whole period while data was awaited.
     fn on_tick(&mut self, waiting_for_data: bool) -> Result<(), StoreError> {
         if waiting_for_data && !self.progress {
-            return Err(StoreError::Net(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "data connection stalled",
-            )));
+            return Err(stalled());
         }
         self.progress = false;
         self.tick = Sleep::new(self.stall);
@@ -393,12 +390,7 @@ async fn receive_copy(
         buf.clear();
         let (res, b) = match time::timeout(stall, op::recv::recv(data, buf)).await {
             Ok(r) => r,
-            Err(_) => {
-                return Err(StoreError::Net(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "data connection stalled",
-                )))
-            }
+            Err(_) => return Err(stalled()),
         };
         buf = b;
         let n = res.map_err(StoreError::Net)?;
@@ -461,6 +453,7 @@ async fn receive_splice(
     res
 }
 
+/// No data arrived on the data connection for a whole stall period.
 fn stalled() -> StoreError {
     StoreError::Net(io::Error::new(
         io::ErrorKind::TimedOut,
