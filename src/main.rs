@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use ringest::server::config::FsOps;
-use ringest::server::settings::{parse_port_range, FileConfig, FsyncPolicy, LogFormat, Overwrite};
-use ringest::server::users::{hash_password, UserDb};
+use ringest::server::auth::{hash_password, UserDb};
+use ringest::server::config::{
+    parse_port_range, FileConfig, FsOps, FsyncPolicy, LogFormat, Overwrite,
+};
 use ringest::server::{self, DataPathKind, ServerConfig};
 
 #[cfg(feature = "mimalloc")]

@@ -1,21 +1,23 @@
-//! The FTP server: per-core accept loops, sessions driving [`crate::proto::session::Session`] with the
-//! engine's I/O, data connections, and the landing of uploaded files.
+//! The FTP server: the I/O around the sans-IO protocol core, in one folder per concern. Dependencies
+//! point down this list, never up, and never in a circle:
+//!
+//! - `start`: start-up, signals, the per-core accept loop (builds the `context`).
+//! - `session/`: one control connection's loop, login, ABOR/STAT during transfers.
+//! - `transfer/`: data connections and passive listeners; the receive and send paths.
+//! - `context`: the state shared by all cores and each core's own, handed to everything below.
+//! - `storage/`: the storage seam and the local file system behind it (landing, durability).
+//! - `auth/`: users and passwords, the login cache, admission limits.
+//! - `observe/`: metrics and the xferlog.
+//! - `config/`: the resolved configuration, the policies, the TOML file.
 
+pub mod auth;
 pub mod config;
-pub mod control;
-pub mod core;
-pub mod data;
-pub mod durability;
-pub mod fsops;
-pub mod landing;
-pub mod limits;
-pub mod login_cache;
-pub mod metrics;
-pub mod settings;
-pub mod store;
+pub mod context;
+pub mod observe;
+pub mod session;
+pub mod start;
+pub mod storage;
 pub mod transfer;
-pub mod users;
-pub mod xferlog;
 
 pub use config::{DataPathKind, ServerConfig};
-pub use core::{run, Started};
+pub use start::{run, Started};

@@ -1,3 +1,6 @@
+//! The session state machine driven line by line, with no I/O: every rule a client can meet
+//! (login, permissions, the drop box, transfers and their replies) checked deterministically.
+
 use super::*;
 use proptest::prelude::*;
 
@@ -358,6 +361,12 @@ fn drop_box_only_uploads_into_incoming() {
         "RNFR incoming/a",
         "APPE incoming/a",
         "MLSD",
+        // Outside the incoming directory too: a drop box reads nothing anywhere.
+        "RETR pub/f",
+        "LIST pub",
+        "MLST pub/f",
+        "MDTM pub/f",
+        "STAT pub",
     ] {
         assert_eq!(code(&s.on_line(line(cmd))), 550, "{cmd}");
     }

@@ -17,37 +17,22 @@
 use std::ffi::CString;
 use std::io;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU8, Ordering};
 
-use crate::engine::direct;
-use crate::engine::fd::{self, SharedFd};
+use crate::engine::fd::SharedFd;
 use crate::engine::op;
 use crate::proto::path::VPath;
 
-use super::config::inline_fs;
-use super::fsops::{self, RESOLVE_HERE};
+use super::calls::{FsCalls, LinkMode};
+use super::jail::{cstr, open_parent, RESOLVE_HERE};
+use super::names::{partial_name, random_temp};
 
-/// Prefix and suffix of our hidden upload names; listings hide them.
-pub const TEMP_PREFIX: &str = ".ringest-";
-pub const TEMP_SUFFIX: &str = ".part";
-
-/// Prefix of the resumable MODE B partials, which survive restarts (the crash sweep keeps them).
-pub const PARTIAL_PREFIX: &str = ".ringest-partial-";
-
-/// Whether `name` is one of our hidden upload names.
-pub fn is_temp_name(name: &str) -> bool {
-    name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)
-}
-
-/// The hidden name holding the resumable part of an interrupted MODE B upload of `name`. A hash keeps
-/// it within NAME_MAX whatever the name's length (FNV-1a: stable across restarts).
-pub fn partial_name(name: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{PARTIAL_PREFIX}{h:016x}{TEMP_SUFFIX}")
+/// A local upload's file as the receive paths see it: written at explicit offsets, by direct
+/// calls or ring ops (`inline`), and for binary stream uploads by splice (`splice`).
+#[derive(Clone, Copy)]
+pub struct FileSink<'a> {
+    pub file: &'a SharedFd,
+    pub inline: bool,
+    pub splice: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +47,7 @@ enum Kind {
 
 /// An upload in progress: its directory, temporary name, final name and open file.
 pub struct Upload {
+    calls: Rc<FsCalls>,
     dir: SharedFd,
     temp: CString,
     name: CString,
@@ -70,39 +56,20 @@ pub struct Upload {
     finished: bool,
 }
 
-fn random_temp() -> io::Result<CString> {
-    let mut r = [0u8; 8];
-    getrandom::fill(&mut r).map_err(|e| io::Error::other(e.to_string()))?;
-    fsops::cstr(&format!(
-        "{TEMP_PREFIX}{:016x}{TEMP_SUFFIX}",
-        u64::from_le_bytes(r)
-    ))
-}
-
-/// How a finished O_TMPFILE gets its name; learned once per process (the first refusal switches).
-static LINK_MODE: AtomicU8 = AtomicU8::new(LINK_EMPTY_PATH);
-const LINK_EMPTY_PATH: u8 = 0;
-const LINK_PROC: u8 = 1;
-const LINK_NONE: u8 = 2;
-
 impl Upload {
     /// Creates the file an upload to `path` is written into: an anonymous O_TMPFILE where possible,
     /// else a new hidden file.
-    pub async fn create(root: &SharedFd, path: &VPath) -> io::Result<Upload> {
-        let (dir, name) = fsops::open_parent(root, path).await?;
-        let name = fsops::cstr(name)?;
-        if LINK_MODE.load(Ordering::Relaxed) != LINK_NONE {
+    pub async fn create(calls: &Rc<FsCalls>, root: &SharedFd, path: &VPath) -> io::Result<Upload> {
+        let (dir, name) = open_parent(root, path).await?;
+        let name = cstr(name)?;
+        if calls.link_mode() != LinkMode::None {
             let flags = libc::O_WRONLY | libc::O_TMPFILE;
-            let dot = fsops::cstr(".")?;
-            let opened = if inline_fs() {
-                direct::openat2(&dir, &dot, flags, 0o644, RESOLVE_HERE)
-            } else {
-                op::open::openat2(&dir, dot, flags, 0o644, RESOLVE_HERE).await
-            };
+            let opened = calls.openat2(&dir, c".", flags, 0o644, RESOLVE_HERE).await;
             match opened {
                 Ok(fd) => {
                     let file = Rc::new(fd);
                     return Ok(Upload {
+                        calls: calls.clone(),
                         dir,
                         temp: CString::default(),
                         name,
@@ -127,6 +94,7 @@ impl Upload {
             match op::open::openat2(&dir, temp.clone(), flags, 0o644, RESOLVE_HERE).await {
                 Ok(fd) => {
                     return Ok(Upload {
+                        calls: calls.clone(),
                         dir,
                         temp,
                         name,
@@ -144,55 +112,22 @@ impl Upload {
 
     /// Gives the anonymous file the name `to` in its directory; EEXIST if the name is taken.
     async fn link_anonymous(&self, to: CString) -> io::Result<()> {
+        let mut mode = self.calls.link_mode();
         loop {
-            let mode = LINK_MODE.load(Ordering::Relaxed);
-            let res = match mode {
-                LINK_EMPTY_PATH if inline_fs() => {
-                    direct::linkat(&self.file, c"", &self.dir, &to, libc::AT_EMPTY_PATH)
-                }
-                LINK_EMPTY_PATH => {
-                    op::link::linkat(
-                        &self.file,
-                        CString::default(),
-                        &self.dir,
-                        to.clone(),
-                        libc::AT_EMPTY_PATH,
-                    )
-                    .await
-                }
-                LINK_PROC => {
-                    let proc = fsops::cstr(&format!("/proc/self/fd/{}", fd::raw(&self.file)))?;
-                    op::link::linkat(
-                        &self.dir,
-                        proc,
-                        &self.dir,
-                        to.clone(),
-                        libc::AT_SYMLINK_FOLLOW,
-                    )
-                    .await
-                }
-                _ => return Err(io::Error::from_raw_os_error(libc::EPERM)),
-            };
+            let res = self
+                .calls
+                .link_anonymous(mode, &self.file, &self.dir, &to)
+                .await;
             match res {
                 // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc may be missing. Try the next way.
                 Err(e)
                     if matches!(
                         e.raw_os_error(),
                         Some(libc::ENOENT | libc::EPERM | libc::EACCES)
-                    ) =>
+                    ) && mode != LinkMode::None =>
                 {
-                    let next = if mode == LINK_EMPTY_PATH {
-                        LINK_PROC
-                    } else {
-                        LINK_NONE
-                    };
-                    if LINK_MODE
-                        .compare_exchange(mode, next, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        tracing::info!(error = %e, "linkat of O_TMPFILE refused; trying the next landing method");
-                    }
-                    if next == LINK_NONE {
+                    mode = self.calls.link_refused(mode, &e);
+                    if mode == LinkMode::None {
                         return Err(e);
                     }
                 }
@@ -203,10 +138,15 @@ impl Upload {
 
     /// Continues the hidden partial file of an interrupted MODE B upload of `path` at `offset`.
     /// Fails with ENOENT when there is none, or ERANGE when it is shorter than `offset`.
-    pub async fn resume_partial(root: &SharedFd, path: &VPath, offset: u64) -> io::Result<Upload> {
-        let (dir, name) = fsops::open_parent(root, path).await?;
-        let partial = fsops::cstr(&partial_name(name))?;
-        let name = fsops::cstr(name)?;
+    pub async fn resume_partial(
+        calls: &Rc<FsCalls>,
+        root: &SharedFd,
+        path: &VPath,
+        offset: u64,
+    ) -> io::Result<Upload> {
+        let (dir, name) = open_parent(root, path).await?;
+        let partial = cstr(&partial_name(name))?;
+        let name = cstr(name)?;
         let fd = Rc::new(
             op::open::openat2(&dir, partial.clone(), libc::O_WRONLY, 0, RESOLVE_HERE).await?,
         );
@@ -216,6 +156,7 @@ impl Upload {
         }
         op::ftruncate::ftruncate(&fd, offset).await?;
         Ok(Upload {
+            calls: calls.clone(),
             dir,
             temp: partial,
             name,
@@ -228,13 +169,14 @@ impl Upload {
     /// Opens the visible file at `path` to continue it at `offset` (stream REST+STOR, APPE with
     /// `offset` = its size); `create` allows a new file (APPE).
     pub async fn in_place(
+        calls: &Rc<FsCalls>,
         root: &SharedFd,
         path: &VPath,
         offset: Option<u64>,
         create: bool,
     ) -> io::Result<(Upload, u64)> {
-        let (dir, name) = fsops::open_parent(root, path).await?;
-        let name = fsops::cstr(name)?;
+        let (dir, name) = open_parent(root, path).await?;
+        let name = cstr(name)?;
         let flags = libc::O_WRONLY | if create { libc::O_CREAT } else { 0 };
         let fd = Rc::new(op::open::openat2(&dir, name.clone(), flags, 0o644, RESOLVE_HERE).await?);
         let st = op::statx::statx(&fd, CString::default(), libc::AT_EMPTY_PATH).await?;
@@ -250,6 +192,7 @@ impl Upload {
             None => st.size,
         };
         let up = Upload {
+            calls: calls.clone(),
             dir,
             temp: name.clone(),
             name,
@@ -263,6 +206,25 @@ impl Upload {
     /// The directory the file lands in.
     pub fn dir(&self) -> &SharedFd {
         &self.dir
+    }
+
+    /// Where the receive paths write this upload's bytes.
+    pub fn sink(&self) -> FileSink<'_> {
+        FileSink {
+            file: &self.file,
+            inline: self.calls.is_inline(),
+            splice: self.calls.splices(),
+        }
+    }
+
+    /// Reserves `len` bytes from `offset` (ALLO) so a full disk shows before the data arrives;
+    /// KEEP_SIZE so a shorter upload does not end in zeros. Only ENOSPC is an error: a file system
+    /// without fallocate still takes the upload.
+    pub async fn reserve(&self, offset: u64, len: u64) -> io::Result<()> {
+        match op::fallocate::fallocate(&self.file, offset, len, libc::FALLOC_FL_KEEP_SIZE).await {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Gives the anonymous file the name `to`, atomically replacing whatever has it: link under a
@@ -318,7 +280,7 @@ impl Upload {
             .name
             .to_str()
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        let partial = fsops::cstr(&partial_name(name))?;
+        let partial = cstr(&partial_name(name))?;
         if self.kind == Kind::Anonymous {
             // An older partial of the same name is replaced.
             self.link_replacing(partial).await?;
@@ -356,21 +318,5 @@ impl Drop for Upload {
             })
             .detach();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn partial_names_are_hidden_and_bounded() {
-        let long = "x".repeat(255);
-        for n in ["a", "file with spaces.bin", long.as_str()] {
-            let p = partial_name(n);
-            assert!(is_temp_name(&p));
-            assert!(p.len() < 64);
-        }
-        assert_ne!(partial_name("a"), partial_name("b"));
     }
 }

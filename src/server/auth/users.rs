@@ -39,6 +39,8 @@ use subtle::ConstantTimeEq;
 
 use super::login_cache::LoginCache;
 use crate::proto::path::VPath;
+use crate::proto::session::Access;
+use crate::server::config::server::ServerConfig;
 
 /// Why a users file (or a password to hash) was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -105,37 +107,6 @@ pub struct AnonPolicy {
     pub incoming: String,
 }
 
-impl AnonPolicy {
-    /// Whether virtual path `path` (absolute, normalized as by `VPath`) is the incoming directory or
-    /// inside it.
-    pub fn in_incoming(&self, path: &str) -> bool {
-        if self.incoming == "/" {
-            return true;
-        }
-        match path.strip_prefix(self.incoming.as_str()) {
-            Some(rest) => rest.is_empty() || rest.starts_with('/'),
-            None => false,
-        }
-    }
-}
-
-/// One kind of access to check with [`UserInfo::allows`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// Download a file or read its metadata: RETR, SIZE, MDTM.
-    Read,
-    /// List a directory: LIST, NLST, MLSD, MLST.
-    List,
-    /// Create a new file: STOR/STOU of a new name, the target of RNTO.
-    Create,
-    /// Change an existing file: STOR over it, APPE, REST+STOR, RNTO onto it.
-    Overwrite,
-    /// Remove: DELE, RMD, the source of RNFR.
-    Delete,
-    /// MKD.
-    Mkdir,
-}
-
 /// A logged-in user: who, where their `/` is, and what they may do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserInfo {
@@ -144,30 +115,28 @@ pub struct UserInfo {
     /// The user's `/`, absolute (relative roots in the file are resolved against its directory).
     pub root: PathBuf,
     pub perms: Permissions,
-    /// Set for anonymous sessions: their extra restrictions, which [`UserInfo::allows`] applies.
+    /// Set for anonymous sessions: their extra restrictions, which [`UserInfo::access`] turns into a
+    /// drop box.
     pub anonymous: Option<AnonPolicy>,
 }
 
 impl UserInfo {
-    /// Whether this user may perform `access` on virtual path `path` (absolute and normalized, as
-    /// `VPath::as_str`). Applies both the permissions and, for anonymous, the incoming-only rules:
-    /// anonymous may read and list outside the incoming directory, and only create new files inside
-    /// it.
-    pub fn allows(&self, access: Access, path: &str) -> bool {
-        if let Some(anon) = &self.anonymous {
-            let inside = anon.in_incoming(path);
-            return match access {
-                Access::Read | Access::List => !inside && self.perms.read,
-                Access::Create => inside && self.perms.write,
-                Access::Overwrite | Access::Delete | Access::Mkdir => false,
-            };
-        }
-        match access {
-            Access::Read | Access::List => self.perms.read,
-            Access::Create | Access::Overwrite => self.perms.write,
-            Access::Delete => self.perms.delete,
-            Access::Mkdir => self.perms.mkdir,
-        }
+    /// What this user may do in a session, in the terms the session state machine enforces
+    /// ([`Access`] in `proto::session`, the one permission model): the permissions as listed, or for
+    /// anonymous a drop box (uploads of new files beneath the incoming directory, nothing else).
+    /// `None` if the incoming directory is not a valid virtual path (the loader normalises it, so
+    /// this does not happen for a loaded file).
+    pub fn access(&self) -> Option<Access> {
+        Some(match &self.anonymous {
+            Some(anon) => Access::drop_box(VPath::root().resolve(&anon.incoming).ok()?),
+            None => Access {
+                read: self.perms.read,
+                write: self.perms.write,
+                delete: self.perms.delete,
+                mkdir: self.perms.mkdir,
+                upload_only: None,
+            },
+        })
     }
 
     /// Whether this is an anonymous session.
@@ -193,6 +162,17 @@ enum Credential {
     },
     /// SHA-256 of a password given in clear on the command line (see [`UserDb::single`]).
     Plain([u8; 32]),
+}
+
+/// The users the server starts with: the users file if one is configured (with the login cache
+/// applied), else the single user given on the command line.
+pub fn load_for(cfg: &ServerConfig) -> io::Result<UserDb> {
+    match &cfg.policies.users_file {
+        Some(path) => UserDb::load(path)
+            .map(|db| db.with_login_cache(cfg.policies.login_cache))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string())),
+        None => Ok(UserDb::single(&cfg.user, &cfg.password, cfg.root.clone())),
+    }
 }
 
 /// Argon2 memory cost above which a hash is refused at load time: verification allocates it, and
@@ -777,10 +757,16 @@ incoming = "in//coming/"
                 mkdir: true
             }
         );
-        assert!(a.allows(Access::Read, "/x"));
-        assert!(!a.allows(Access::Create, "/x"));
-        assert!(!a.allows(Access::Delete, "/x"));
-        assert!(a.allows(Access::Mkdir, "/x"));
+        assert_eq!(
+            a.access(),
+            Some(Access {
+                read: true,
+                write: false,
+                delete: false,
+                mkdir: true,
+                upload_only: None
+            })
+        );
         let b = db.verify("bob", "secret").unwrap();
         assert_eq!(b.perms, Permissions::ALL);
         assert_eq!(b.root, PathBuf::from("/srv/bob"));
@@ -802,24 +788,20 @@ incoming = "in//coming/"
     }
 
     #[test]
-    fn anonymous_may_only_create_inside_incoming() {
+    fn anonymous_users_get_a_drop_box_on_incoming() {
         let text = "[anonymous]\nroot = \"/a\"\nincoming = \"/incoming\"\n";
         let db = UserDb::parse(text, "/").unwrap();
         assert!(db.is_empty());
         let anon = db.verify("ftp", "").unwrap();
         assert!(anon.is_anonymous());
-        assert!(anon.allows(Access::Create, "/incoming/f"));
-        assert!(anon.allows(Access::Create, "/incoming"));
-        assert!(!anon.allows(Access::Create, "/incomingx/f"));
-        assert!(!anon.allows(Access::Create, "/f"));
-        for a in [Access::Overwrite, Access::Delete, Access::Mkdir] {
-            assert!(!anon.allows(a, "/incoming/f"), "{a:?}");
-            assert!(!anon.allows(a, "/f"), "{a:?}");
-        }
-        assert!(!anon.allows(Access::Read, "/incoming/f"));
-        assert!(!anon.allows(Access::List, "/incoming"));
-        assert!(anon.allows(Access::Read, "/pub/f"));
-        assert!(anon.allows(Access::List, "/"));
+        // The session enforces the drop box (see proto::session's tests): new files beneath
+        // /incoming only, nothing read, listed, deleted, made or overwritten anywhere.
+        let access = anon.access().unwrap();
+        assert_eq!(
+            access,
+            Access::drop_box(VPath::root().resolve("/incoming").unwrap())
+        );
+        assert!(!access.read && !access.delete && !access.mkdir);
         // Unknown users still fail (and spend a decoy argon2 verification: no users to borrow).
         assert!(db.verify("alice", "x").is_none());
     }

@@ -1,5 +1,6 @@
-//! The control connection: frames lines, feeds the sans-IO session, performs its actions, and sends
-//! replies. Replies to pipelined commands are batched into one send, in order.
+//! One session's loop: frames the control connection's lines, feeds the sans-IO session, performs
+//! its actions (login, passive listeners, transfers, file commands), and sends the replies.
+//! Replies to pipelined commands are batched into one send, in order.
 //!
 //! While a transfer runs, the control connection is still read: ABOR stops the transfer (426 then
 //! 226), STAT reports it, a closed control connection aborts it, and any other command waits its turn.
@@ -7,106 +8,28 @@
 //! cancelled recv.
 
 use std::collections::VecDeque;
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::pin::{pin, Pin};
 use std::rc::Rc;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::task::Poll;
+use std::time::Instant;
 
-use crate::engine::fd::SharedFd;
-use crate::engine::op::recv::Recv;
-use crate::engine::op::Op;
 use crate::engine::sync::Listener;
-use crate::engine::{blocking, net, op, time};
-use crate::proto::command::{self, Command, LineBuffer, LineError};
-use crate::proto::command::{TransferMode, TransferType};
+use crate::engine::{net, time};
+use crate::proto::command::LineBuffer;
 use crate::proto::listing::FactPerms;
-use crate::proto::path::VPath;
 use crate::proto::reply::Reply;
-use crate::proto::session::{
-    Access, Action, Session, SessionConfig, Transfer, TransferKind, TransferOutcome,
-};
+use crate::proto::session::{Access, Action, Session, SessionConfig, TransferOutcome};
+use crate::server::auth::limits::Refusal;
+use crate::server::context::CoreCtx;
+use crate::server::storage::Storage;
+use crate::server::transfer::{self, DataConn, PassiveListener, XferEnv};
 
-use super::config::Overwrite;
-use super::core::CoreCtx;
-use super::data::{DataConn, PassiveListener};
-use super::fsops::{self, FsContext};
-use super::limits::Refusal;
-use super::metrics::{CoreMetrics, Direction, Mode};
-use super::transfer::{self, XferEnv};
-use super::xferlog::{Direction as XDirection, XferRecord};
-
-/// Bytes of one control-connection read; commands are short, so this bounds idle memory per session.
-const READ_CHUNK: usize = 1024;
-
-type Line = Result<Vec<u8>, LineError>;
-
-/// The control connection's reading half: one recv kept in flight across every phase of the session.
-struct Reader {
-    fd: SharedFd,
-    pending: Option<Op<Recv>>,
-    spare: Vec<u8>,
-}
-
-impl Reader {
-    /// Received bytes (empty at end of stream), appended to `lines`.
-    fn poll_read(
-        &mut self,
-        cx: &mut Context<'_>,
-        lines: &mut LineBuffer,
-    ) -> Poll<io::Result<usize>> {
-        let op = self.pending.get_or_insert_with(|| {
-            let mut buf = std::mem::take(&mut self.spare);
-            buf.clear();
-            buf.reserve(READ_CHUNK);
-            op::recv::recv(&self.fd, buf)
-        });
-        let Poll::Ready((res, buf)) = Pin::new(op).poll(cx) else {
-            return Poll::Pending;
-        };
-        self.pending = None;
-        let n = res?;
-        lines.push(&buf);
-        self.spare = buf;
-        Poll::Ready(Ok(n))
-    }
-}
-
-/// The I/O half of a control connection.
-struct Control {
-    fd: SharedFd,
-    peer: SocketAddr,
-    local: SocketAddr,
-    out: Vec<u8>,
-    metrics: Arc<CoreMetrics>,
-}
-
-impl Control {
-    fn queue(&mut self, reply: &Reply) {
-        self.metrics.reply(reply.wire_code());
-        reply.encode(&mut self.out);
-    }
-
-    async fn flush(&mut self) -> io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let buf = std::mem::take(&mut self.out);
-        let (res, mut buf) = net::send_all(&self.fd, buf).await;
-        buf.clear();
-        self.out = buf;
-        res
-    }
-
-    async fn send(&mut self, reply: &Reply) -> io::Result<()> {
-        self.queue(reply);
-        self.flush().await
-    }
-}
+use super::account::account;
+use super::io::{Control, Line, Reader};
+use super::login::authenticate;
+use super::watch::{watch, Watched};
 
 /// Serves one control connection until QUIT, EOF, an error, or a timeout.
 pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd) {
@@ -137,19 +60,9 @@ pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd) {
     let _enter = span.enter();
     tracing::debug!("connected");
     let fd = Rc::new(fd);
-    let ctl = Control {
-        fd: fd.clone(),
-        peer,
-        local,
-        out: Vec::with_capacity(256),
-        metrics: ctx.metrics.clone(),
-    };
+    let ctl = Control::new(fd.clone(), peer, local, ctx.metrics.clone());
     ctx.metrics.session_opened();
-    let reader = Reader {
-        fd,
-        pending: None,
-        spare: Vec::new(),
-    };
+    let reader = Reader::new(fd);
     let has_pool = crate::engine::runtime::with(|rt| rt.bufpool().is_some());
     let cfg = SessionConfig {
         block_mode: has_pool,
@@ -165,7 +78,7 @@ pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd) {
         passive: None,
         spare: None,
         kept: None,
-        root: ctx.root.clone(),
+        storage: ctx.storage.clone(),
         shutdown: ctx.shutdown.listen(),
     };
     match s.drive().await {
@@ -189,16 +102,9 @@ struct SessionIo {
     /// Released like an unused PASV port, after the data timeout.
     spare: Option<(PassiveListener, Instant)>,
     kept: Option<DataConn>,
-    /// The logged-in user's root.
-    root: SharedFd,
+    /// The logged-in user's storage.
+    storage: Storage,
     shutdown: Listener,
-}
-
-/// What happened to a transfer while the control connection was watched.
-enum Watched<T> {
-    Done(T),
-    Aborted,
-    Closed,
 }
 
 impl SessionIo {
@@ -293,7 +199,14 @@ impl SessionIo {
                 return Ok(false);
             }
             Action::Authenticate { user, password } => {
-                let access = self.authenticate(&user, &password.0).await;
+                let ip = self.ctl.peer.ip();
+                let access = match authenticate(&self.ctx, ip, &user, &password.0).await {
+                    Some((access, storage)) => {
+                        self.storage = storage;
+                        Some(access)
+                    }
+                    None => None,
+                };
                 self.ctx.metrics.login(access.is_some());
                 let r = self.session.login_done(access);
                 self.ctl.queue(&r);
@@ -329,13 +242,12 @@ impl SessionIo {
                 let listener = self.passive.take().map(|(l, _)| l);
                 let env = XferEnv {
                     ctx: &self.ctx,
-                    root: &self.root,
+                    storage: &self.storage,
                     ctl: &self.ctl.fd,
                     peer: self.ctl.peer,
                     local: self.ctl.local,
                     perms: fact_perms(self.session.access()),
                     facts: self.session.mlst_facts(),
-                    refuse_overwrite: self.ctx.cfg.policies.overwrite == Overwrite::Refuse,
                 };
                 let started = Instant::now();
                 let fut = transfer::run(&env, opening, &t, listener.as_ref(), &mut self.kept);
@@ -379,14 +291,9 @@ impl SessionIo {
                 }
             }
             Action::Fs(fsop) => {
-                let fx = FsContext {
-                    root: &self.root,
-                    perms: fact_perms(self.session.access()),
-                    facts: self.session.mlst_facts(),
-                    refuse_overwrite: self.ctx.cfg.policies.overwrite == Overwrite::Refuse,
-                    list_limit: self.ctx.cfg.max_list_entries,
-                };
-                let result = fsops::run(&fx, &fsop).await;
+                let perms = fact_perms(self.session.access());
+                let facts = self.session.mlst_facts();
+                let result = self.storage.run(&fsop, perms, facts).await;
                 let r = self.session.fs_done(result);
                 self.ctl.queue(&r);
             }
@@ -397,105 +304,20 @@ impl SessionIo {
         Ok(true)
     }
 
-    /// Counts a finished transfer and writes its xferlog line (file transfers only, as xferlog does).
-    fn account(&self, t: &Transfer, outcome: &TransferOutcome, started: Instant) {
-        let took = started.elapsed();
-        let mode = match t.mode {
-            TransferMode::Stream => Mode::Stream,
-            TransferMode::Block => Mode::Block,
-        };
-        let (dir, xdir) = match t.kind {
-            TransferKind::Store | TransferKind::Append | TransferKind::StoreUnique => {
-                (Direction::In, XDirection::Incoming)
-            }
-            TransferKind::Retrieve => (Direction::Out, XDirection::Outgoing),
-            _ => return,
-        };
-        let (bytes, complete) = match outcome {
-            TransferOutcome::Complete { bytes, .. } => (*bytes, true),
-            _ => (0, false),
-        };
-        let m = &self.ctx.metrics;
-        if complete {
-            m.bytes(dir, mode, bytes);
-            m.file_done(dir, mode, took);
-        } else {
-            m.transfer_failed();
-        }
-        if let Some(x) = &self.ctx.shared.xferlog {
-            let anonymous = self
-                .session
-                .access()
-                .is_some_and(|a| a.upload_only.is_some());
-            x.log(&XferRecord {
-                time: SystemTime::now(),
-                duration: took,
-                remote: self.ctl.peer.ip(),
-                bytes,
-                path: t.path.as_str(),
-                binary: t.ttype == TransferType::Image,
-                direction: xdir,
-                anonymous,
-                user: self.session.user().unwrap_or("-"),
-                complete,
-            });
-        }
-    }
-
-    /// Checks the password on a blocking worker (hashes are slow by design), opens the user's root
-    /// there too, and applies the failed-login delay and per-IP limit.
-    async fn authenticate(&mut self, user: &str, password: &str) -> Option<Access> {
-        let ip = self.ctl.peer.ip();
-        let limits = self.ctx.shared.limits.clone();
-        if !limits.login_allowed(ip) {
-            tracing::warn!(%ip, "too many failed logins; refusing further attempts for now");
-            time::sleep(self.ctx.cfg.policies.login_fail_delay).await;
-            return None;
-        }
-        let db = self.ctx.shared.users();
-        let default_root = self.ctx.cfg.root.clone();
-        let (u, p) = (user.to_owned(), password.to_owned());
-        let verified = blocking::spawn_blocking(move || {
-            let info = db.verify(&u, &p)?;
-            let root = if info.root == default_root {
-                None
-            } else {
-                Some(fsops::open_root_dir(&info.root))
-            };
-            Some((info, root))
-        })
-        .await
-        .ok()
-        .flatten();
-        let Some((info, root)) = verified else {
-            limits.login_failed(ip);
-            tracing::info!(user = %user, %ip, "login failed");
-            time::sleep(self.ctx.cfg.policies.login_fail_delay).await;
-            return None;
-        };
-        match root {
-            None => self.root = self.ctx.root.clone(),
-            Some(Ok(fd)) => self.root = Rc::new(fd),
-            Some(Err(e)) => {
-                tracing::error!(user = %user, root = %info.root.display(), error = %e, "cannot open the user's root");
-                return None;
-            }
-        }
-        limits.login_succeeded(ip);
-        tracing::debug!(user = %info.name, %ip, "logged in");
-        Some(match &info.anonymous {
-            Some(anon) => match VPath::root().resolve(&anon.incoming) {
-                Ok(dir) => Access::drop_box(dir),
-                Err(_) => return None,
-            },
-            None => Access {
-                read: info.perms.read,
-                write: info.perms.write,
-                delete: info.perms.delete,
-                mkdir: info.perms.mkdir,
-                upload_only: None,
-            },
-        })
+    fn account(
+        &self,
+        t: &crate::proto::session::Transfer,
+        outcome: &TransferOutcome,
+        started: Instant,
+    ) {
+        account(
+            &self.ctx,
+            &self.session,
+            self.ctl.peer.ip(),
+            t,
+            outcome,
+            started,
+        );
     }
 }
 
@@ -509,54 +331,4 @@ fn fact_perms(access: Option<&Access>) -> FactPerms {
         },
         None => FactPerms::default(),
     }
-}
-
-/// Runs `fut` (a transfer) while reading the control connection: ABOR aborts it, STAT is answered
-/// at once, the connection's close aborts it, and other commands are kept for afterwards.
-async fn watch<F: Future>(
-    reader: &mut Reader,
-    lines: &mut LineBuffer,
-    deferred: &mut VecDeque<Line>,
-    session: &Session,
-    ctl: &SharedFd,
-    fut: F,
-) -> io::Result<Watched<F::Output>> {
-    let mut fut = pin!(fut);
-    loop {
-        let ev = poll_fn(|cx| {
-            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Ok(Some(v)));
-            }
-            match reader.poll_read(cx, lines) {
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(Err(())),
-                Poll::Ready(Ok(_)) => Poll::Ready(Ok(None)),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await;
-        match ev {
-            Ok(Some(v)) => return Ok(Watched::Done(v)),
-            Err(()) => return Ok(Watched::Closed),
-            Ok(None) => {}
-        }
-        while let Some(line) = lines.next_line() {
-            match line.as_ref().ok().map(|l| command::parse(l)) {
-                Some(Ok(Command::Abor)) => return Ok(Watched::Aborted),
-                Some(Ok(Command::Stat(None))) => {
-                    let r = transfer_status(session);
-                    let (res, _) = net::send_all(ctl, r.to_bytes()).await;
-                    res?;
-                }
-                _ => deferred.push_back(line),
-            }
-        }
-    }
-}
-
-fn transfer_status(session: &Session) -> Reply {
-    let what = match session.pending_transfer() {
-        Some(t) => format!("Transfer in progress: {:?} {}", t.kind, t.path),
-        None => "Transfer in progress".into(),
-    };
-    Reply::multi(213, vec!["Status:".into(), what, "End of status".into()])
 }

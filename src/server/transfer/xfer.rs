@@ -7,10 +7,9 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::rc::Rc;
 
 use crate::engine::fd::SharedFd;
-use crate::engine::{net, op};
+use crate::engine::net;
 use crate::proto::ascii::LfToCrlf;
 use crate::proto::command::{TransferMode, TransferType};
 use crate::proto::listing::{self, FactPerms, FactSet};
@@ -18,19 +17,20 @@ use crate::proto::modeb;
 use crate::proto::path::VPath;
 use crate::proto::reply::Reply;
 use crate::proto::session::{DataEndpoint, FsError, Transfer, TransferKind, TransferOutcome};
+use crate::server::context::CoreCtx;
+use crate::server::storage::{self, fs_error, Opened, Storage};
 
-use super::config::FsyncPolicy;
-use super::core::CoreCtx;
-use super::data::{self, DataConn, PassiveListener};
-use super::fsops::{self, fs_error};
-use super::landing::Upload;
-use super::store::{self, BlockReceiver, StoreError};
+use super::block::BlockReceiver;
+use super::data::{self, DataConn};
+use super::failure::StoreError;
+use super::passive::PassiveListener;
+use super::receive;
 
 /// What a transfer needs from its session besides the transfer itself.
 pub struct XferEnv<'a> {
     pub ctx: &'a CoreCtx,
-    /// The user's root.
-    pub root: &'a SharedFd,
+    /// The user's storage.
+    pub storage: &'a Storage,
     /// The control connection, for the preliminary reply.
     pub ctl: &'a SharedFd,
     pub peer: SocketAddr,
@@ -38,8 +38,6 @@ pub struct XferEnv<'a> {
     pub perms: FactPerms,
     /// MLSD facts selected with OPTS MLST.
     pub facts: FactSet,
-    /// Refuse to replace existing files (server policy or a drop box).
-    pub refuse_overwrite: bool,
 }
 
 /// How a transfer ended, with the replies that must precede the final one.
@@ -130,48 +128,23 @@ impl Xfer<'_> {
         TransferOutcome::Complete { bytes, kept_open }
     }
 
-    /// Opens where the upload goes and the offset it starts at.
-    async fn prepare_upload(&mut self) -> io::Result<(Upload, u64, Option<VPath>)> {
-        let (root, path, offset) = (self.env.root, &self.t.path, self.t.offset);
-        match self.t.kind {
-            TransferKind::Append => {
-                let (up, at) = Upload::in_place(root, path, None, true).await?;
-                return Ok((up, at, None));
-            }
-            TransferKind::StoreUnique => {
-                let unique = unique_name(root, path).await?;
-                self.opening =
-                    Reply::new(150, format!("FILE: {}", unique.file_name().unwrap_or("")));
-                return Ok((Upload::create(root, &unique).await?, 0, Some(unique)));
-            }
-            _ => {}
-        }
-        match (offset, self.t.mode) {
-            (0, _) => Ok((Upload::create(root, path).await?, 0, None)),
-            (o, TransferMode::Block) => Ok((Upload::resume_partial(root, path, o).await?, o, None)),
-            (o, TransferMode::Stream) => {
-                let (up, at) = Upload::in_place(root, path, Some(o), false).await?;
-                Ok((up, at, None))
-            }
-        }
-    }
-
     async fn store(&mut self) -> io::Result<Finished> {
         let env = self.env;
-        let (upload, offset, unique) = match self.prepare_upload().await {
+        let Opened {
+            upload,
+            offset,
+            unique,
+        } = match env.storage.open_upload(self.t).await {
             Ok(u) => u,
             Err(e) => return Ok(TransferOutcome::Local(fs_error(e)).into()),
         };
+        if let Some(u) = &unique {
+            self.opening = Reply::new(150, format!("FILE: {}", u.file_name().unwrap_or("")));
+        }
         if let Some(n) = self.t.allocate {
-            // ALLO: reserve the blocks now so a full disk shows before the data arrives; KEEP_SIZE so
-            // a shorter upload does not end in zeros.
-            if let Err(e) =
-                op::fallocate::fallocate(&upload.file, offset, n, libc::FALLOC_FL_KEEP_SIZE).await
-            {
-                if e.raw_os_error() == Some(libc::ENOSPC) {
-                    upload.discard().await;
-                    return Ok(TransferOutcome::Local(fs_error(e)).into());
-                }
+            if let Err(e) = upload.reserve(offset, n).await {
+                upload.discard().await;
+                return Ok(TransferOutcome::Local(fs_error(e)).into());
             }
         }
         let Some(mut conn) = self.open_data().await? else {
@@ -182,19 +155,17 @@ impl Xfer<'_> {
         let stall = env.ctx.cfg.data_timeout;
         let ascii = self.t.ttype == TransferType::Ascii;
         let (res, markers) = match self.t.mode {
-            TransferMode::Stream => {
-                let kind = env.ctx.cfg.data_path;
-                (
-                    store::receive(kind, ascii, &conn.fd, &upload.file, offset, stall).await,
-                    Vec::new(),
-                )
-            }
+            TransferMode::Stream => (
+                receive::receive(ascii, &conn.fd, upload.target(), offset, stall).await,
+                Vec::new(),
+            ),
             TransferMode::Block => {
                 let fd = conn.fd.clone();
                 let rx = conn
                     .block
                     .get_or_insert_with(|| BlockReceiver::new(&fd, stall));
-                match rx.receive(&upload.file, offset).await {
+                let storage::Target::File(sink) = upload.target();
+                match rx.receive(sink, offset).await {
                     Ok(f) => (Ok(f.bytes), f.markers),
                     Err(e) => (Err(e), rx.markers_of_failed().to_vec()),
                 }
@@ -207,8 +178,9 @@ impl Xfer<'_> {
             .collect();
         let outcome = match res {
             Ok(bytes) => {
-                let noreplace = env.refuse_overwrite || self.t.no_overwrite || unique.is_some();
-                match land(env, upload, noreplace).await {
+                let noreplace =
+                    env.storage.refuses_overwrite() || self.t.no_overwrite || unique.is_some();
+                match env.storage.land(upload, noreplace).await {
                     Ok(()) => {
                         let us = started.elapsed().as_micros() as u64;
                         tracing::debug!(path = %self.t.path, bytes, elapsed_us = us, "stored");
@@ -247,15 +219,10 @@ impl Xfer<'_> {
     }
 
     async fn retrieve(&mut self) -> io::Result<TransferOutcome> {
-        let file = match fsops::open(self.env.root, &self.t.path, libc::O_RDONLY, 0).await {
-            Ok(f) => Rc::new(f),
+        let file = match self.env.storage.open_download(&self.t.path).await {
+            Ok(f) => f,
             Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
         };
-        match op::statx::statx(&file, Default::default(), libc::AT_EMPTY_PATH).await {
-            Ok(st) if st.is_dir() => return Ok(TransferOutcome::Local(FsError::IsADirectory)),
-            Ok(_) => {}
-            Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
-        }
         let Some(conn) = self.open_data().await? else {
             return Ok(TransferOutcome::NoConnection);
         };
@@ -266,7 +233,7 @@ impl Xfer<'_> {
         let mut out = Vec::new();
         loop {
             buf.clear();
-            let (res, b) = op::read::read(&file, buf, offset).await;
+            let (res, b) = file.read(buf, offset).await;
             buf = b;
             let n = match res {
                 Ok(n) => n,
@@ -313,16 +280,14 @@ impl Xfer<'_> {
     }
 
     async fn list(&mut self) -> io::Result<TransferOutcome> {
-        let limit = self.env.ctx.cfg.max_list_entries;
-        let (entries, is_dir) = match fsops::read_entries(self.env.root, &self.t.path, limit).await
-        {
+        let (entries, is_dir) = match self.env.storage.list(&self.t.path).await {
             Ok(e) => e,
             Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
         };
         if self.t.kind == TransferKind::MachineList && !is_dir {
             return Ok(TransferOutcome::Local(FsError::NotADirectory));
         }
-        let now = fsops::now_secs();
+        let now = storage::now_secs();
         let mut out = Vec::with_capacity(entries.len() * 64);
         for e in &entries {
             match self.t.kind {
@@ -351,48 +316,4 @@ impl Xfer<'_> {
             Err(_) => TransferOutcome::ConnectionLost,
         })
     }
-}
-
-/// Lands a complete upload under the session's fsync policy (see `durability`).
-async fn land(env: &XferEnv<'_>, upload: Upload, noreplace: bool) -> io::Result<()> {
-    match env.ctx.cfg.policies.fsync {
-        FsyncPolicy::None => upload.land(noreplace).await,
-        FsyncPolicy::File => {
-            op::fsync::fsync(&upload.file, false).await?;
-            let dir = upload.dir().clone();
-            upload.land(noreplace).await?;
-            op::fsync::fsync(&dir, false).await
-        }
-        FsyncPolicy::Batch => {
-            upload.land(noreplace).await?;
-            env.ctx.syncs.sync(env.root).await
-        }
-    }
-}
-
-/// STOU's name: in a directory argument, `stou-<random>`; otherwise the given name, or `name.N` with
-/// the first N that does not exist yet. Landing with RENAME_NOREPLACE settles any race.
-async fn unique_name(root: &SharedFd, path: &VPath) -> io::Result<VPath> {
-    let is_dir = fsops::stat(root, path).await.map(|st| st.is_dir());
-    let bad = |_| io::Error::from_raw_os_error(libc::EINVAL);
-    if matches!(is_dir, Ok(true)) {
-        let mut r = [0u8; 6];
-        getrandom::fill(&mut r).map_err(|e| io::Error::other(e.to_string()))?;
-        let name: String = r.iter().map(|b| format!("{b:02x}")).collect();
-        return path.join(&format!("stou-{name}")).map_err(bad);
-    }
-    if matches!(is_dir, Err(ref e) if e.raw_os_error() == Some(libc::ENOENT)) {
-        return Ok(path.clone());
-    }
-    let parent = path.parent().unwrap_or_else(VPath::root);
-    let base = path.file_name().unwrap_or("file");
-    for n in 1..1000 {
-        let candidate = parent.join(&format!("{base}.{n}")).map_err(bad)?;
-        if let Err(e) = fsops::stat(root, &candidate).await {
-            if e.raw_os_error() == Some(libc::ENOENT) {
-                return Ok(candidate);
-            }
-        }
-    }
-    Err(io::Error::from_raw_os_error(libc::EEXIST))
 }

@@ -1,4 +1,5 @@
-//! Start-up, signals, and the per-core accept loop. Each core owns a SO_REUSEPORT listener (steered
+//! Start-up, signals, and the per-core accept loop: the top of the server, which builds the shared
+//! and per-core [`super::context`] and hands each accepted connection to a session. Each core owns a SO_REUSEPORT listener (steered
 //! with SO_INCOMING_CPU), so a connection is accepted, served and closed on one core, never migrating.
 //!
 //! Signals are blocked in every thread and taken synchronously by the starting thread: SIGTERM/SIGINT
@@ -17,13 +18,14 @@ use crate::engine::fd::SharedFd;
 use crate::engine::sync::LocalEvent;
 use crate::engine::{net, op, spawn, thread, time};
 
-use super::config::ServerConfig;
-use super::control;
-use super::durability::SyncBatcher;
-use super::limits::Limits;
-use super::metrics::{serve_http, CoreMetrics, Registry};
-use super::users::UserDb;
-use super::xferlog::XferLog;
+use super::auth::limits::Limits;
+use super::auth::users;
+use super::config::server::ServerConfig;
+use super::context::{CoreCtx, Shared};
+use super::observe::metrics::{serve_http, Registry};
+use super::observe::xferlog::XferLog;
+use super::session;
+use super::storage::{self, Backend, UserRoot};
 
 /// What a running server tells its starter.
 #[derive(Clone, Debug)]
@@ -32,41 +34,6 @@ pub struct Started {
     pub threads: usize,
     /// Where `/metrics` is served, if enabled.
     pub metrics_addr: Option<SocketAddr>,
-}
-
-/// State shared by all cores; touched once per connection or login, never per transfer.
-pub struct Shared {
-    pub cfg: Arc<ServerConfig>,
-    pub limits: Arc<Limits>,
-    users: RwLock<UserDb>,
-    pub metrics: Arc<Registry>,
-    pub xferlog: Option<XferLog>,
-}
-
-impl Shared {
-    /// The current users database (a cheap clone; SIGHUP swaps it).
-    pub fn users(&self) -> UserDb {
-        self.users.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-/// State of one core, shared by its sessions.
-pub struct CoreCtx {
-    pub shared: Arc<Shared>,
-    pub cfg: Arc<ServerConfig>,
-    pub core: usize,
-    /// The default root (the single CLI user's), opened for reading; paths resolve beneath a root with
-    /// RESOLVE_IN_ROOT.
-    pub root: SharedFd,
-    /// This core's slice of the passive port range and the next port to try.
-    pub passive: (u16, u16),
-    pub passive_next: Cell<u16>,
-    /// Set when the server is shutting down.
-    pub shutdown: LocalEvent,
-    /// Groups fsyncs under the `batch` policy.
-    pub syncs: Rc<SyncBatcher>,
-    /// This core's counters (written only here, summed by the scraper).
-    pub metrics: Arc<CoreMetrics>,
 }
 
 fn block_signals() -> libc::sigset_t {
@@ -82,20 +49,10 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
-fn load_users(cfg: &ServerConfig) -> io::Result<UserDb> {
-    match &cfg.policies.users_file {
-        Some(path) => UserDb::load(path)
-            .map(|db| db.with_login_cache(cfg.policies.login_cache))
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string())),
-        None => Ok(UserDb::single(&cfg.user, &cfg.password, cfg.root.clone())),
-    }
-}
-
 /// Runs the server until SIGTERM/SIGINT (then drains and returns) or a core thread fails.
 /// `started` is called once the listeners are bound.
 pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> {
     let sigset = block_signals();
-    super::config::set_fs_ops(cfg.fs_ops);
     let cpus = thread::allowed_cpus();
     let threads = if cfg.threads == 0 {
         cpus.len()
@@ -108,9 +65,9 @@ pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> 
             format!("creating root {}: {e}", cfg.root.display()),
         )
     })?;
-    let root = super::fsops::open_root_dir(&cfg.root)?;
-    let users = load_users(&cfg)?;
-    sweep_temp_files(&users);
+    let root = UserRoot::open(&cfg.root)?;
+    let users = users::load_for(&cfg)?;
+    storage::sweep_interrupted(users.roots());
     // Thread 0's listener resolves port 0; the others bind the same address into its reuseport group.
     let mut listeners = Vec::with_capacity(threads);
     let mut addr = cfg.listen;
@@ -189,14 +146,16 @@ pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> 
                 };
                 let cfg = shared.cfg.clone();
                 let passive = cfg.passive_slice(core, threads);
+                let backend = Backend::new(&cfg);
+                let storage = backend.session(root);
                 let ctx = Rc::new(CoreCtx {
                     cfg,
                     core,
-                    root: Rc::new(root),
+                    backend,
+                    storage,
                     passive,
                     passive_next: Cell::new(passive.0),
                     shutdown: LocalEvent::new(),
-                    syncs: SyncBatcher::new(),
                     metrics: shared.metrics.register(core),
                     shared,
                 });
@@ -243,9 +202,9 @@ fn signal_loop(set: &libc::sigset_t, shared: &Shared, wakeups: &[OwnedFd]) {
             if let Some(x) = &shared.xferlog {
                 x.reopen();
             }
-            match load_users(&shared.cfg) {
+            match users::load_for(&shared.cfg) {
                 Ok(db) => {
-                    *shared.users.write().unwrap_or_else(|e| e.into_inner()) = db;
+                    shared.replace_users(db);
                     tracing::info!("SIGHUP: users reloaded");
                 }
                 Err(e) => {
@@ -273,45 +232,6 @@ async fn watch_shutdown(ctx: Rc<CoreCtx>, wakeup: SharedFd) {
     }
 }
 
-/// Removes temporary upload files a crash left behind (never the resumable MODE B partials), in the
-/// background so a large tree does not delay start-up.
-fn sweep_temp_files(users: &UserDb) {
-    let roots = users.roots();
-    let _ = std::thread::Builder::new()
-        .name("ringest-sweep".into())
-        .spawn(move || {
-            let mut removed = 0u64;
-            let mut stack: Vec<std::path::PathBuf> = roots;
-            let mut visited = 0usize;
-            while let Some(dir) = stack.pop() {
-                visited += 1;
-                if visited > 1_000_000 {
-                    break;
-                }
-                let Ok(rd) = std::fs::read_dir(&dir) else {
-                    continue;
-                };
-                for e in rd.flatten() {
-                    let Ok(ft) = e.file_type() else { continue };
-                    let name = e.file_name();
-                    let name = name.to_string_lossy();
-                    if ft.is_dir() {
-                        stack.push(e.path());
-                    } else if ft.is_file()
-                        && super::landing::is_temp_name(&name)
-                        && !name.starts_with(super::landing::PARTIAL_PREFIX)
-                        && std::fs::remove_file(e.path()).is_ok()
-                    {
-                        removed += 1;
-                    }
-                }
-            }
-            if removed > 0 {
-                tracing::info!(removed, "removed temporary files of interrupted uploads");
-            }
-        });
-}
-
 async fn accept_loop(ctx: Rc<CoreCtx>, listener: SharedFd) {
     tracing::debug!(core = ctx.core, "accepting");
     let stop = ctx.shutdown.listen();
@@ -329,7 +249,7 @@ async fn accept_loop(ctx: Rc<CoreCtx>, listener: SharedFd) {
                 None => return, // shutting down: the listener closes with this function
                 Some(None) => break,
                 Some(Some(Ok(fd))) => {
-                    spawn(control::serve(ctx.clone(), fd)).detach();
+                    spawn(session::serve(ctx.clone(), fd)).detach();
                 }
                 Some(Some(Err(e))) => {
                     tracing::warn!(core = ctx.core, error = %e, "accept failed");

@@ -41,12 +41,12 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::config::{DataPathKind, FsOps, ServerConfig};
+use super::policies::{FsyncPolicy, LogFormat, Overwrite, Policies};
+use super::server::{DataPathKind, FsOps, ServerConfig};
 
 /// Why a configuration file was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -105,116 +105,6 @@ pub struct FileConfig {
     pub login_cache_secs: Option<u64>,
     /// Failed logins per minute per client IP before further attempts are refused; 0 disables.
     pub max_login_failures_per_ip: Option<u32>,
-}
-
-/// What to do when an upload names an existing file.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Overwrite {
-    /// Replace it atomically (the upload lands under a temporary name and is renamed over it).
-    #[default]
-    Replace,
-    /// Refuse the upload with 553, so an ingest never clobbers data already delivered.
-    Refuse,
-}
-
-/// When uploaded data is forced to stable storage before the 226 reply.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum FsyncPolicy {
-    /// Never: fastest; a crash may lose files already acknowledged.
-    #[default]
-    None,
-    /// fsync each file before acknowledging it.
-    File,
-    /// Group the fsyncs of files completing together (syncfs-style batching), then acknowledge them.
-    Batch,
-}
-
-/// Format of the `tracing` log on stderr.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum LogFormat {
-    #[default]
-    Human,
-    Json,
-}
-
-macro_rules! keyword_enum {
-    ($ty:ty, $what:literal, $($name:literal => $v:expr),+) => {
-        impl FromStr for $ty {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($name => Ok($v),)+
-                    other => Err(format!(
-                        concat!("unknown ", $what, " {:?} (expected ", keyword_enum!(@list $($name),+), ")"),
-                        other
-                    )),
-                }
-            }
-        }
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                $(if *self == $v { return f.write_str($name); })+
-                Ok(())
-            }
-        }
-    };
-    (@list $first:literal $(, $rest:literal)*) => {
-        concat!("\"", $first, "\"" $(, ", \"", $rest, "\"")*)
-    };
-}
-
-keyword_enum!(Overwrite, "overwrite policy", "replace" => Overwrite::Replace, "refuse" => Overwrite::Refuse);
-keyword_enum!(FsyncPolicy, "fsync policy", "none" => FsyncPolicy::None, "file" => FsyncPolicy::File, "batch" => FsyncPolicy::Batch);
-keyword_enum!(LogFormat, "log format", "human" => LogFormat::Human, "json" => LogFormat::Json);
-
-/// Settings that [`ServerConfig`] does not have yet, with their defaults; meant to be embedded in
-/// it (or passed alongside) by the server.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Policies {
-    /// The users file; `None` serves the single CLI user.
-    pub users_file: Option<PathBuf>,
-    /// Control connections open at once, server-wide; more are refused with 421.
-    pub max_sessions: usize,
-    /// Control connections open at once from one client IP; 0 means no limit (the default, as in
-    /// vsftpd: one NAT or a benchmark client may hold hundreds of sessions legitimately).
-    pub max_sessions_per_ip: usize,
-    /// Time allowed from connect to a successful login.
-    pub login_timeout: Duration,
-    pub overwrite: Overwrite,
-    pub fsync: FsyncPolicy,
-    pub log_format: LogFormat,
-    /// Where to append the xferlog; `None` disables it.
-    pub xferlog: Option<PathBuf>,
-    /// Address of the Prometheus `/metrics` endpoint; `None` disables it.
-    pub metrics_listen: Option<SocketAddr>,
-    /// How long SIGTERM waits for running transfers before closing them.
-    pub shutdown_grace: Duration,
-    /// Delay before answering a failed login (slows guessing, costs the server nothing).
-    pub login_fail_delay: Duration,
-    /// How long a successful login lets the same name and password skip the hash; zero disables.
-    pub login_cache: Duration,
-    /// Failed logins per minute per client IP before further attempts are refused; 0 disables.
-    pub max_login_failures_per_ip: u32,
-}
-
-impl Default for Policies {
-    fn default() -> Self {
-        Policies {
-            users_file: None,
-            max_sessions: 20_000,
-            max_sessions_per_ip: 0,
-            login_timeout: Duration::from_secs(30),
-            overwrite: Overwrite::Replace,
-            fsync: FsyncPolicy::None,
-            log_format: LogFormat::Human,
-            xferlog: None,
-            metrics_listen: None,
-            shutdown_grace: Duration::from_secs(30),
-            login_fail_delay: Duration::from_millis(1000),
-            login_cache: Duration::from_secs(300),
-            max_login_failures_per_ip: 10,
-        }
-    }
 }
 
 /// Longest timeout accepted, in seconds (a year): anything longer is a typo, and a huge value

@@ -1,4 +1,6 @@
-//! Server settings, fixed at start-up and shared read-only by all cores.
+//! The resolved server configuration: what every core reads at start-up and then shares read-only.
+//! Built from defaults, the file ([`super::file`]), the environment and flags by the binary; the
+//! server itself never parses anything.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -6,7 +8,7 @@ use std::time::Duration;
 
 use crate::engine::RuntimeConfig;
 
-pub use super::settings::{FsyncPolicy, LogFormat, Overwrite, Policies};
+use super::policies::Policies;
 
 /// How MODE S binary uploads move from the data socket into the file (MODE B always decodes from
 /// registered buffers; TYPE A always converts in user space).
@@ -21,6 +23,18 @@ pub enum DataPathKind {
     Fixed,
     /// splice socket -> pipe -> file.
     Splice,
+}
+
+impl DataPathKind {
+    /// The path uploads take with `fs_ops`: `Auto` becomes `Splice` with inline file-system calls
+    /// and `Fixed` through the ring; an explicit choice stays. Decided once, when a core starts.
+    pub fn resolve(self, fs_ops: FsOps) -> DataPathKind {
+        match (self, fs_ops) {
+            (DataPathKind::Auto, FsOps::Inline) => DataPathKind::Splice,
+            (DataPathKind::Auto, FsOps::Ring) => DataPathKind::Fixed,
+            (chosen, _) => chosen,
+        }
+    }
 }
 
 impl std::str::FromStr for DataPathKind {
@@ -62,18 +76,6 @@ impl std::str::FromStr for FsOps {
             )),
         }
     }
-}
-
-static INLINE_FS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
-
-/// Whether uploads do their file-system operations inline (set once at start-up from the config).
-pub fn inline_fs() -> bool {
-    INLINE_FS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Applies `ops` process-wide; called by `server::run`.
-pub fn set_fs_ops(ops: FsOps) {
-    INLINE_FS.store(ops == FsOps::Inline, std::sync::atomic::Ordering::Relaxed);
 }
 
 #[derive(Clone, Debug)]

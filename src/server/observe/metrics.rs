@@ -19,6 +19,8 @@ use std::time::Duration;
 use crate::engine::fd::SharedFd;
 use crate::engine::{net, op, spawn, time};
 
+use super::labels::{Direction, Mode};
+
 /// Adds one to a counter owned by the calling core. Only the owning core may write: a load and a
 /// store are not atomic together, which is fine with a single writer and avoids a locked RMW.
 #[inline]
@@ -36,22 +38,6 @@ pub fn add(c: &AtomicU64, n: u64) {
 #[inline]
 pub fn dec(c: &AtomicU64) {
     c.store(c.load(Relaxed).saturating_sub(1), Relaxed);
-}
-
-/// Which way a transfer went, from the server's side.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// Upload: STOR, APPE, STOU.
-    In = 0,
-    /// Download: RETR (listings are not counted as files).
-    Out = 1,
-}
-
-/// FTP transfer mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Stream = 0,
-    Block = 1,
 }
 
 const DIRECTIONS: [(Direction, &str); 2] = [(Direction::In, "in"), (Direction::Out, "out")];

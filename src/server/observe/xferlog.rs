@@ -30,17 +30,10 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::labels::Direction;
+
 /// Lines that may wait for the writer before new ones are dropped.
 pub const QUEUE: usize = 65536;
-
-/// Which way the file went, from the server's side.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// Upload (STOR, APPE, STOU): `i`.
-    Incoming,
-    /// Download (RETR): `o`.
-    Outgoing,
-}
 
 /// One finished (or failed) file transfer.
 #[derive(Clone, Debug)]
@@ -83,8 +76,8 @@ pub fn format_line(rec: &XferRecord) -> String {
     push_field(&mut out, rec.path);
     out.push_str(if rec.binary { " b _ " } else { " a _ " });
     out.push_str(match rec.direction {
-        Direction::Incoming => "i ",
-        Direction::Outgoing => "o ",
+        Direction::In => "i ",
+        Direction::Out => "o ",
     });
     out.push_str(if rec.anonymous { "a " } else { "r " });
     push_field(&mut out, rec.user);
@@ -296,7 +289,7 @@ mod tests {
             bytes: 1_048_577,
             path,
             binary: true,
-            direction: Direction::Incoming,
+            direction: Direction::In,
             anonymous: false,
             user,
             complete: true,
@@ -314,7 +307,7 @@ mod tests {
         r.duration = Duration::from_millis(2_600);
         r.remote = "::ffff:192.0.2.9".parse().unwrap();
         r.binary = false;
-        r.direction = Direction::Outgoing;
+        r.direction = Direction::Out;
         r.anonymous = true;
         r.complete = false;
         r.bytes = 0;

@@ -1,14 +1,8 @@
-//! Filesystem operations confined to the user's root.
-//!
-//! Every path is resolved by the kernel with openat2(RESOLVE_IN_ROOT) relative to the root directory,
-//! so `..` and symlinks (absolute or relative) can never lead outside it. Operations that take a name
-//! (mkdir, unlink, rename) first open the parent directory that way, then act on the single final
-//! component relative to it: the final component is never followed as a symlink.
+//! The session's file-system commands on the local backend (CWD, MKD, DELE, RMD, SIZE, MDTM,
+//! RNFR/RNTO, MLST, STAT of a path) and directory listings, all confined to the user's root
+//! through `jail`. Reserved names (`names`) are hidden from listings and refused as names.
 
-use std::ffi::CString;
 use std::io;
-use std::os::fd::OwnedFd;
-use std::rc::Rc;
 
 use crate::engine::fd::SharedFd;
 use crate::engine::op::statx::FileStat;
@@ -17,51 +11,8 @@ use crate::proto::listing::{self, Entry, EntryKind, FactPerms, FactSet};
 use crate::proto::path::VPath;
 use crate::proto::session::{FsError, FsOp, FsOutcome};
 
-use super::landing;
-
-/// Resolve beneath the root as if it were `/`, and never through /proc-style magic links.
-pub const RESOLVE_JAIL: u64 = 0x10 /* RESOLVE_IN_ROOT */ | 0x02 /* RESOLVE_NO_MAGICLINKS */;
-/// Resolve one name beneath an already-jailed directory.
-pub const RESOLVE_HERE: u64 = 0x08 /* RESOLVE_BENEATH */ | 0x04 /* RESOLVE_NO_SYMLINKS */;
-
-/// A path as a C string; virtual paths never contain NUL, but map the impossible case to an error.
-pub fn cstr(s: &str) -> io::Result<CString> {
-    CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
-}
-
-/// Opens `path` beneath the root with `flags`.
-pub async fn open(root: &SharedFd, path: &VPath, flags: i32, mode: u32) -> io::Result<OwnedFd> {
-    op::open::openat2(root, cstr(path.relative())?, flags, mode, RESOLVE_JAIL).await
-}
-
-/// Opens a user's root directory. O_RDONLY rather than O_PATH so the same descriptor can be
-/// `syncfs`'d by the batch fsync policy. Blocking (a path lookup): call at start-up or off-core.
-pub fn open_root_dir(path: &std::path::Path) -> io::Result<OwnedFd> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY)
-        .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("opening root {}: {e}", path.display())))?;
-    Ok(OwnedFd::from(f))
-}
-
-/// Opens the directory containing `path` and returns it with the final name. Opened for reading (not
-/// O_PATH) so it can be fsync'd after a file lands in it.
-pub async fn open_parent<'a>(root: &SharedFd, path: &'a VPath) -> io::Result<(SharedFd, &'a str)> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::from_raw_os_error(libc::EEXIST))?;
-    let parent = path.parent().unwrap_or_else(VPath::root);
-    let dir = open(root, &parent, libc::O_RDONLY | libc::O_DIRECTORY, 0).await?;
-    Ok((Rc::new(dir), name))
-}
-
-/// Stats `path` (following symlinks, within the root).
-pub async fn stat(root: &SharedFd, path: &VPath) -> io::Result<FileStat> {
-    let fd = Rc::new(open(root, path, libc::O_PATH, 0).await?);
-    op::statx::statx(&fd, CString::default(), libc::AT_EMPTY_PATH).await
-}
+use super::jail::{cstr, open, open_parent, stat};
+use super::names::is_temp_name;
 
 fn to_fs_error(e: &io::Error) -> FsError {
     e.raw_os_error()
@@ -114,7 +65,7 @@ pub async fn read_entries(
         .into_iter()
         .filter_map(|r| {
             let name = String::from_utf8(r.name).ok()?;
-            if landing::is_temp_name(&name) {
+            if is_temp_name(&name) {
                 return None;
             }
             Some(Entry {
@@ -161,7 +112,7 @@ pub async fn run(fx: &FsContext<'_>, fsop: &FsOp) -> Result<FsOutcome, FsError> 
             }
             FsOp::Delete(p) => {
                 let (dir, name) = open_parent(root, p).await?;
-                if landing::is_temp_name(name) {
+                if is_temp_name(name) {
                     return Err(io::Error::from_raw_os_error(libc::ENOENT));
                 }
                 op::unlink::unlinkat(&dir, cstr(name)?, 0).await?;
@@ -189,7 +140,7 @@ pub async fn run(fx: &FsContext<'_>, fsop: &FsOp) -> Result<FsOutcome, FsError> 
             FsOp::RenameFrom(p) => {
                 // The source itself, not what a symlink points to: rename moves the link.
                 let (dir, name) = open_parent(root, p).await?;
-                if landing::is_temp_name(name) {
+                if is_temp_name(name) {
                     return Err(io::Error::from_raw_os_error(libc::ENOENT));
                 }
                 op::statx::statx(&dir, cstr(name)?, libc::AT_SYMLINK_NOFOLLOW).await?;
@@ -198,7 +149,7 @@ pub async fn run(fx: &FsContext<'_>, fsop: &FsOp) -> Result<FsOutcome, FsError> 
             FsOp::Rename { from, to } => {
                 let (fdir, fname) = open_parent(root, from).await?;
                 let (tdir, tname) = open_parent(root, to).await?;
-                if landing::is_temp_name(tname) || landing::is_temp_name(fname) {
+                if is_temp_name(tname) || is_temp_name(fname) {
                     return Err(io::Error::from_raw_os_error(libc::EACCES));
                 }
                 let flags = if fx.refuse_overwrite {

@@ -1,0 +1,13 @@
+//! Configuration: the TOML file and its validation, the policies, and the resolved
+//! [`ServerConfig`] every core shares read-only.
+//!
+//! Owns: parsing, defaults and precedence (flag > env > file > default). May use: nothing of the
+//! server (it is the bottom of `server/`), only `engine::RuntimeConfig`.
+
+pub mod file;
+pub mod policies;
+pub mod server;
+
+pub use file::{parse_port_range, FileConfig, SettingsError};
+pub use policies::{FsyncPolicy, LogFormat, Overwrite, Policies};
+pub use server::{DataPathKind, FsOps, ServerConfig};

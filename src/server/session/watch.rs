@@ -1,0 +1,73 @@
+//! The control connection while a transfer runs: ABOR aborts the transfer, STAT is answered at
+//! once, the connection's close aborts it, and every other command waits its turn.
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::pin;
+use std::task::Poll;
+
+use crate::engine::fd::SharedFd;
+use crate::engine::net;
+use crate::proto::command::{self, Command, LineBuffer};
+use crate::proto::reply::Reply;
+use crate::proto::session::Session;
+
+use super::io::{Line, Reader};
+
+/// What happened to a transfer while the control connection was watched.
+pub enum Watched<T> {
+    Done(T),
+    Aborted,
+    Closed,
+}
+
+/// Runs `fut` (a transfer) while reading the control connection: ABOR aborts it, STAT is answered
+/// at once, the connection's close aborts it, and other commands are kept for afterwards.
+pub async fn watch<F: Future>(
+    reader: &mut Reader,
+    lines: &mut LineBuffer,
+    deferred: &mut VecDeque<Line>,
+    session: &Session,
+    ctl: &SharedFd,
+    fut: F,
+) -> io::Result<Watched<F::Output>> {
+    let mut fut = pin!(fut);
+    loop {
+        let ev = poll_fn(|cx| {
+            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Ok(Some(v)));
+            }
+            match reader.poll_read(cx, lines) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(Err(())),
+                Poll::Ready(Ok(_)) => Poll::Ready(Ok(None)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        match ev {
+            Ok(Some(v)) => return Ok(Watched::Done(v)),
+            Err(()) => return Ok(Watched::Closed),
+            Ok(None) => {}
+        }
+        while let Some(line) = lines.next_line() {
+            match line.as_ref().ok().map(|l| command::parse(l)) {
+                Some(Ok(Command::Abor)) => return Ok(Watched::Aborted),
+                Some(Ok(Command::Stat(None))) => {
+                    let r = transfer_status(session);
+                    let (res, _) = net::send_all(ctl, r.to_bytes()).await;
+                    res?;
+                }
+                _ => deferred.push_back(line),
+            }
+        }
+    }
+}
+
+fn transfer_status(session: &Session) -> Reply {
+    let what = match session.pending_transfer() {
+        Some(t) => format!("Transfer in progress: {:?} {}", t.kind, t.path),
+        None => "Transfer in progress".into(),
+    };
+    Reply::multi(213, vec!["Status:".into(), what, "End of status".into()])
+}

@@ -1,0 +1,172 @@
+//! The local file system as a storage backend: [`LocalFs`] holds one core's settings and state
+//! (how calls run, the fsync policy and its batcher, the overwrite policy, the listing limit), and
+//! [`LocalRoot`] is one session's view of it, beneath that user's root directory.
+//!
+//! Every decision a transfer used to make about files lives here: which file an upload is written
+//! into (new, append, stream resume, MODE B partial, STOU's unique name), how it is made durable
+//! and landed, and how a download is opened.
+
+use std::io;
+use std::rc::Rc;
+
+use crate::engine::fd::SharedFd;
+use crate::engine::op;
+use crate::proto::command::TransferMode;
+use crate::proto::listing::{Entry, FactPerms, FactSet};
+use crate::proto::path::VPath;
+use crate::proto::session::{FsError, FsOp, FsOutcome, Transfer, TransferKind};
+use crate::server::config::policies::{FsyncPolicy, Overwrite};
+use crate::server::config::server::ServerConfig;
+
+use super::calls::FsCalls;
+use super::durability::SyncBatcher;
+use super::jail::{open, stat};
+use super::landing::Upload;
+use super::ops::{self, FsContext};
+
+/// One core's local storage.
+pub struct LocalFs {
+    calls: Rc<FsCalls>,
+    fsync: FsyncPolicy,
+    syncs: Rc<SyncBatcher>,
+    refuse_overwrite: bool,
+    list_limit: usize,
+}
+
+impl LocalFs {
+    pub fn new(cfg: &ServerConfig) -> LocalFs {
+        LocalFs {
+            calls: Rc::new(FsCalls::new(cfg.fs_ops, cfg.data_path)),
+            fsync: cfg.policies.fsync,
+            syncs: SyncBatcher::new(),
+            refuse_overwrite: cfg.policies.overwrite == Overwrite::Refuse,
+            list_limit: cfg.max_list_entries,
+        }
+    }
+}
+
+/// One session's local storage: the core's [`LocalFs`] and the user's root directory, beneath
+/// which every path resolves (`RESOLVE_IN_ROOT`).
+#[derive(Clone)]
+pub struct LocalRoot {
+    fs: Rc<LocalFs>,
+    root: SharedFd,
+}
+
+impl LocalRoot {
+    pub fn new(fs: Rc<LocalFs>, root: SharedFd) -> LocalRoot {
+        LocalRoot { fs, root }
+    }
+
+    /// Opens the file an upload is written into and the offset it starts at, and for STOU the
+    /// name it picked.
+    pub async fn open_upload(&self, t: &Transfer) -> io::Result<(Upload, u64, Option<VPath>)> {
+        let (calls, root, path) = (&self.fs.calls, &self.root, &t.path);
+        match t.kind {
+            TransferKind::Append => {
+                let (up, at) = Upload::in_place(calls, root, path, None, true).await?;
+                return Ok((up, at, None));
+            }
+            TransferKind::StoreUnique => {
+                let unique = self.unique_name(path).await?;
+                let up = Upload::create(calls, root, &unique).await?;
+                return Ok((up, 0, Some(unique)));
+            }
+            _ => {}
+        }
+        match (t.offset, t.mode) {
+            (0, _) => Ok((Upload::create(calls, root, path).await?, 0, None)),
+            (o, TransferMode::Block) => {
+                Ok((Upload::resume_partial(calls, root, path, o).await?, o, None))
+            }
+            (o, TransferMode::Stream) => {
+                let (up, at) = Upload::in_place(calls, root, path, Some(o), false).await?;
+                Ok((up, at, None))
+            }
+        }
+    }
+
+    /// Whether uploads must never replace an existing file (the `overwrite = "refuse"` policy).
+    pub fn refuses_overwrite(&self) -> bool {
+        self.fs.refuse_overwrite
+    }
+
+    /// Lands a complete upload under the fsync policy (see `durability`); EEXIST when `noreplace`
+    /// and the name is taken.
+    pub async fn land(&self, upload: Upload, noreplace: bool) -> io::Result<()> {
+        match self.fs.fsync {
+            FsyncPolicy::None => upload.land(noreplace).await,
+            FsyncPolicy::File => {
+                op::fsync::fsync(&upload.file, false).await?;
+                let dir = upload.dir().clone();
+                upload.land(noreplace).await?;
+                op::fsync::fsync(&dir, false).await
+            }
+            FsyncPolicy::Batch => {
+                upload.land(noreplace).await?;
+                self.fs.syncs.sync(&self.root).await
+            }
+        }
+    }
+
+    /// Opens `path` for reading; EISDIR for a directory.
+    pub async fn open_download(&self, path: &VPath) -> io::Result<SharedFd> {
+        let file = Rc::new(open(&self.root, path, libc::O_RDONLY, 0).await?);
+        let st = op::statx::statx(&file, Default::default(), libc::AT_EMPTY_PATH).await?;
+        if st.is_dir() {
+            return Err(io::Error::from_raw_os_error(libc::EISDIR));
+        }
+        Ok(file)
+    }
+
+    /// The entries of the directory at `path`, or the single entry of a file (`false`).
+    pub async fn list(&self, path: &VPath) -> io::Result<(Vec<Entry>, bool)> {
+        ops::read_entries(&self.root, path, self.fs.list_limit).await
+    }
+
+    /// Performs a session's file-system command.
+    pub async fn run(
+        &self,
+        fsop: &FsOp,
+        perms: FactPerms,
+        facts: FactSet,
+    ) -> Result<FsOutcome, FsError> {
+        let fx = FsContext {
+            root: &self.root,
+            perms,
+            facts,
+            refuse_overwrite: self.fs.refuse_overwrite,
+            list_limit: self.fs.list_limit,
+        };
+        ops::run(&fx, fsop).await
+    }
+
+    /// STOU's name: in a directory argument, `stou-<random>`; otherwise the given name, or
+    /// `name.N` with the first N that does not exist yet. Landing with RENAME_NOREPLACE settles
+    /// any race.
+    async fn unique_name(&self, path: &VPath) -> io::Result<VPath> {
+        let root = &self.root;
+        let is_dir = stat(root, path).await.map(|st| st.is_dir());
+        let bad = |_| io::Error::from_raw_os_error(libc::EINVAL);
+        if matches!(is_dir, Ok(true)) {
+            let mut r = [0u8; 6];
+            getrandom::fill(&mut r).map_err(|e| io::Error::other(e.to_string()))?;
+            let name: String = r.iter().map(|b| format!("{b:02x}")).collect();
+            return path.join(&format!("stou-{name}")).map_err(bad);
+        }
+        if matches!(is_dir, Err(ref e) if e.raw_os_error() == Some(libc::ENOENT)) {
+            return Ok(path.clone());
+        }
+        let parent = path.parent().unwrap_or_else(VPath::root);
+        let base = path.file_name().unwrap_or("file");
+        for n in 1..1000 {
+            let candidate = parent.join(&format!("{base}.{n}")).map_err(bad)?;
+            if let Err(e) = stat(root, &candidate).await {
+                if e.raw_os_error() == Some(libc::ENOENT) {
+                    return Ok(candidate);
+                }
+            }
+        }
+        Err(io::Error::from_raw_os_error(libc::EEXIST))
+    }
+}

@@ -1,0 +1,79 @@
+//! Making a transfer's data connection: accepting on the session's passive listener (only from the
+//! control connection's peer) or connecting to the PORT/EPRT address, bounded by the data timeout.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+
+use crate::engine::fd::SharedFd;
+use crate::engine::{net, op, time};
+use crate::proto::session::DataEndpoint;
+use crate::server::context::CoreCtx;
+
+use super::block::BlockReceiver;
+use super::passive::PassiveListener;
+
+/// A data connection, with its MODE B receive state once a MODE B upload has used it.
+pub struct DataConn {
+    pub fd: SharedFd,
+    pub block: Option<BlockReceiver>,
+}
+
+/// Makes the data connection for a transfer: accepts on the passive listener (only from the control
+/// connection's peer address) or connects to the PORT/EPRT address. Bounded by the data timeout.
+pub async fn connect(
+    ctx: &CoreCtx,
+    endpoint: DataEndpoint,
+    passive: Option<&PassiveListener>,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> io::Result<SharedFd> {
+    let dur = ctx.cfg.data_timeout;
+    let fut = async {
+        match endpoint {
+            DataEndpoint::Passive => {
+                let l = passive.ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotConnected, "no passive listener")
+                })?;
+                let mut accepts = op::accept::accept_multi(&l.fd);
+                loop {
+                    let fd = match accepts.next().await {
+                        Some(r) => r?,
+                        None => {
+                            accepts = op::accept::accept_multi(&l.fd);
+                            continue;
+                        }
+                    };
+                    let raw = fd.as_raw_fd();
+                    // Refuse data connections from anyone but the control connection's peer: otherwise
+                    // a third party could race the client for the port and steal or inject a file.
+                    match net::peer_addr(raw) {
+                        Ok(a) if a.ip().to_canonical() == peer.ip().to_canonical() => {
+                            let _ = net::set_nodelay(raw);
+                            return Ok(Rc::new(fd));
+                        }
+                        Ok(a) => {
+                            tracing::warn!(from = %a, expected = %peer.ip(), "refused passive data connection")
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+            DataEndpoint::Active(addr) => {
+                net::connect(addr, Some(SocketAddr::new(local.ip(), 0))).await
+            }
+            DataEndpoint::Open => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "no open data connection",
+            )),
+        }
+    };
+    match time::timeout(dur, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "data connection timed out",
+        )),
+    }
+}

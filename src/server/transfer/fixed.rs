@@ -1,0 +1,242 @@
+//! The registered-buffer receive path: a multishot recv fills registered pool buffers, and each
+//! filled buffer is written at its explicit file offset while the next ones arrive (WRITE_FIXED
+//! ops in flight, or a direct write with inline file-system calls), so writes may complete in any
+//! order. The receiver and write set are shared with MODE B (`block`), which decodes in place from
+//! the same buffers.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::ops::Range;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use crate::engine::bufpool::PoolBuf;
+use crate::engine::direct;
+use crate::engine::fd::SharedFd;
+use crate::engine::op::recv_multi::{Received, RecvMulti};
+use crate::engine::op::{self, write::WriteFixed, MultiOp, Op};
+use crate::engine::timer::Sleep;
+use crate::engine::{runtime, time};
+use crate::server::storage::FileSink;
+
+use super::failure::{stalled, StoreError};
+
+/// The writes in flight for one upload. Short writes are resubmitted from the same buffer.
+pub struct WriteSet {
+    file: SharedFd,
+    /// Write at once with a direct call (the buffer goes straight back to the ring) rather than
+    /// through a WRITE_FIXED op: the storage's choice of `fs_ops`, carried by its sink.
+    inline: bool,
+    ops: Vec<(Op<WriteFixed>, Range<usize>, u64)>,
+}
+
+impl WriteSet {
+    pub fn new(sink: FileSink<'_>) -> WriteSet {
+        WriteSet {
+            file: sink.file.clone(),
+            inline: sink.inline,
+            ops: Vec::new(),
+        }
+    }
+
+    pub fn push(
+        &mut self,
+        buf: Rc<PoolBuf>,
+        range: Range<usize>,
+        offset: u64,
+    ) -> Result<(), StoreError> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        if self.inline {
+            // Written at once from the received buffer, which then goes straight back to the ring.
+            let part = buf.as_slice().get(range).unwrap_or(&[]);
+            return direct::pwrite_all(&self.file, part, offset).map_err(StoreError::File);
+        }
+        let op = op::write::write_fixed(&self.file, buf, range.clone(), offset);
+        self.ops.push((op, range, offset));
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Ready when at least one write completed (resubmitting the rest of a short one).
+    fn poll_completions(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
+        let mut any = false;
+        let mut i = 0;
+        while i < self.ops.len() {
+            let Some((op, range, offset)) = self.ops.get_mut(i) else {
+                break;
+            };
+            let Poll::Ready((res, buf)) = Pin::new(op).poll(cx) else {
+                i += 1;
+                continue;
+            };
+            let (range, offset) = (range.clone(), *offset);
+            self.ops.swap_remove(i);
+            any = true;
+            let n = res.map_err(StoreError::File)?;
+            if n == 0 {
+                return Poll::Ready(Err(StoreError::File(io::ErrorKind::WriteZero.into())));
+            }
+            if range.start + n < range.end {
+                if let Err(e) = self.push(buf, range.start + n..range.end, offset + n as u64) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+        if any {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// What woke a receiving upload.
+pub enum Wake {
+    Wrote,
+    Recv(Option<io::Result<Received>>),
+    Tick,
+}
+
+/// A multishot recv on a data connection with its stall timer; survives between MODE B files.
+pub struct Receiver {
+    data: SharedFd,
+    recv: Option<MultiOp<RecvMulti>>,
+    tick: Sleep,
+    stall: Duration,
+    progress: bool,
+    /// The peer closed its side.
+    pub closed: bool,
+}
+
+impl Receiver {
+    pub fn new(data: &SharedFd, stall: Duration) -> Receiver {
+        Receiver {
+            data: data.clone(),
+            recv: None,
+            tick: Sleep::new(stall),
+            stall,
+            progress: false,
+            closed: false,
+        }
+    }
+
+    /// Waits for a write completion (if `writes` has any), a received buffer, or the stall timer.
+    /// Stops receiving while `take_data` is false (only writes are awaited).
+    pub async fn event(
+        &mut self,
+        writes: &mut WriteSet,
+        take_data: bool,
+    ) -> Result<Wake, StoreError> {
+        if take_data && self.recv.is_none() && !self.closed {
+            if let Some(rt) = runtime::current() {
+                if let Some(pool) = rt.bufpool() {
+                    if pool.available() == 0 && writes.is_empty() {
+                        // Every buffer of this core is held elsewhere; give up after the stall
+                        // timeout rather than wait forever for the pool to refill.
+                        if time::timeout(self.stall, pool.wait_available(1))
+                            .await
+                            .is_err()
+                        {
+                            return Err(StoreError::Net(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "no receive buffer became free",
+                            )));
+                        }
+                    }
+                    if pool.available() > 0 {
+                        self.recv = Some(op::recv_multi::recv_multi(&self.data));
+                    }
+                }
+            }
+        }
+        poll_fn(|cx| {
+            if let Poll::Ready(r) = writes.poll_completions(cx) {
+                return Poll::Ready(r.map(|()| Wake::Wrote));
+            }
+            if take_data {
+                if let Some(r) = self.recv.as_mut() {
+                    if let Poll::Ready(item) = r.poll_next(cx) {
+                        return Poll::Ready(Ok(Wake::Recv(item)));
+                    }
+                }
+            }
+            if Pin::new(&mut self.tick).poll(cx).is_ready() {
+                return Poll::Ready(Ok(Wake::Tick));
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Handles the stall timer: fails when nothing arrived for a whole period while data was awaited.
+    pub fn on_tick(&mut self, waiting_for_data: bool) -> Result<(), StoreError> {
+        if waiting_for_data && !self.progress {
+            return Err(stalled());
+        }
+        self.progress = false;
+        self.tick = Sleep::new(self.stall);
+        Ok(())
+    }
+
+    /// Turns a recv completion into a buffer, `None` for "nothing to do" (re-arm later), or an error.
+    pub fn on_recv(
+        &mut self,
+        item: Option<io::Result<Received>>,
+    ) -> Result<Option<PoolBuf>, StoreError> {
+        match item {
+            Some(Ok(Received::Data(buf))) => {
+                self.progress = true;
+                Ok(Some(buf))
+            }
+            Some(Ok(Received::Eof)) => {
+                self.closed = true;
+                self.recv = None;
+                Ok(None)
+            }
+            // The pool ran dry: the next `event` re-arms once buffers are back.
+            Some(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                self.recv = None;
+                Ok(None)
+            }
+            Some(Err(e)) => Err(StoreError::Net(e)),
+            None => {
+                self.recv = None;
+                Ok(None)
+            }
+        }
+    }
+}
+
+pub async fn receive_fixed(
+    data: &SharedFd,
+    sink: FileSink<'_>,
+    start: u64,
+    stall: Duration,
+) -> Result<u64, StoreError> {
+    let mut rx = Receiver::new(data, stall);
+    let mut writes = WriteSet::new(sink);
+    let mut offset = start;
+    loop {
+        if rx.closed && writes.is_empty() {
+            return Ok(offset - start);
+        }
+        match rx.event(&mut writes, !rx.closed).await? {
+            Wake::Wrote => {}
+            Wake::Recv(item) => {
+                if let Some(buf) = rx.on_recv(item)? {
+                    let n = buf.len();
+                    writes.push(Rc::new(buf), 0..n, offset)?;
+                    offset += n as u64;
+                }
+            }
+            Wake::Tick => rx.on_tick(!rx.closed)?,
+        }
+    }
+}
