@@ -4,7 +4,7 @@
 # so the client is not the bottleneck), and many 4 KiB files (loadgen, 64 sessions). Reports MB/s,
 # files/s, and the server's CPU seconds (user+sys, all threads including io-wq workers, from
 # /proc/PID/stat) per GB received. Each run writes into a fresh directory; all of them are deleted
-# only at the end, because creating files right after deleting many costs ext4 extra (DESIGN.md).
+# only at the end, because creating files right after deleting many costs ext4 extra (its recently-deleted inode scan).
 #
 # Usage: scripts/datapath-bench.sh [ROUNDS] [BIG_SIZE] [SMALL_FILES]   (defaults: 3 1G 10000)
 set -euo pipefail
