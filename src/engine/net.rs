@@ -12,7 +12,7 @@
 //!   whether a connection is queued.
 //!
 //! The functions that take a `RawFd` reach socket2 through a `SockRef` over a `BorrowedFd` made
-//! with `BorrowedFd::borrow_raw`, the one other `unsafe` call here (see [`with_sock`]).
+//! with `BorrowedFd::borrow_raw`, the one other `unsafe` call here (in `with_sock`).
 
 use std::io;
 use std::mem::size_of;
@@ -25,30 +25,8 @@ use socket2::{Domain, SockRef, Socket, Type};
 use super::fd::SharedFd;
 use super::op;
 
-/// A socket address in the kernel's layout. A thin wrapper over [`socket2::SockAddr`], which does
-/// the layout work; the wrapper keeps the pointer typed as `libc::sockaddr`, which is what
-/// io_uring's opcodes and libc's calls take. Its bytes are stored inline: box it where the kernel
-/// reads it after the call that built the SQE returns.
-pub struct SockAddr(socket2::SockAddr);
-
-impl SockAddr {
-    /// The address as the kernel reads it, valid for [`len`](Self::len) bytes while `self` lives.
-    pub fn as_ptr(&self) -> *const libc::sockaddr {
-        self.0.as_ptr().cast()
-    }
-    pub fn len(&self) -> libc::socklen_t {
-        self.0.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.len() == 0
-    }
-}
-
-impl From<SocketAddr> for SockAddr {
-    fn from(addr: SocketAddr) -> SockAddr {
-        SockAddr(socket2::SockAddr::from(addr))
-    }
-}
+/// Re-exported so `engine::net::SockAddr` keeps working; the type lives in [`super::sockaddr`].
+pub use super::sockaddr::SockAddr;
 
 /// Runs `f` on a socket2 view of `fd`, which the caller owns. A negative `fd` fails with EBADF, as
 /// the system call itself would.
