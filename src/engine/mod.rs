@@ -20,6 +20,7 @@ pub mod net;
 pub mod op;
 pub mod pipe;
 pub mod runtime;
+pub mod sockaddr;
 pub mod sync;
 pub mod thread;
 pub mod time;

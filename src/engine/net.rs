@@ -1,148 +1,65 @@
-//! Sockets: creation and options through plain syscalls (they are one-off and cheap), addresses, and
-//! a few helpers that loop the ring ops (send all, connect).
+//! Sockets: creation, options and addresses through `socket2` (one-off and cheap, so plain system
+//! calls rather than ring ops), and a few helpers that loop the ring ops (send all, connect).
+//!
+//! Sockets are made in blocking mode with CLOEXEC, as `socket2::Socket::new` makes them on Linux: the
+//! ring does the waiting.
+//!
+//! Raw `libc` calls remain only where socket2 has no call for the job:
+//! - `setsockopt(IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT)` in [`connect`]: socket2 has no setter for
+//!   this Linux option.
+//! - `poll(2)` with a zero timeout in [`drain_accept_queue`]: socket2 does not poll, and the
+//!   listener stays in blocking mode (the ring waits on it), so only a poll can say without blocking
+//!   whether a connection is queued.
+//!
+//! The functions that take a `RawFd` reach socket2 through a `SockRef` over a `BorrowedFd` made
+//! with `BorrowedFd::borrow_raw`, the one other `unsafe` call here (in `with_sock`).
 
 use std::io;
-use std::mem::{size_of, zeroed};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::size_of;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::rc::Rc;
+
+use socket2::{Domain, SockRef, Socket, Type};
 
 use super::fd::SharedFd;
 use super::op;
 
-/// A socket address in the kernel's layout.
-pub struct SockAddr {
-    storage: libc::sockaddr_storage,
-    len: libc::socklen_t,
+/// Re-exported so `engine::net::SockAddr` keeps working; the type lives in [`super::sockaddr`].
+pub use super::sockaddr::SockAddr;
+
+/// Runs `f` on a socket2 view of `fd`, which the caller owns. A negative `fd` fails with EBADF, as
+/// the system call itself would.
+fn with_sock<R>(fd: RawFd, f: impl FnOnce(SockRef<'_>) -> io::Result<R>) -> io::Result<R> {
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: every function here that takes a `RawFd` is handed a descriptor that its caller keeps
+    // open for the call, and the borrow ends when `f` returns.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    f(SockRef::from(&fd))
 }
 
-impl SockAddr {
-    pub fn as_ptr(&self) -> *const libc::sockaddr {
-        (&self.storage as *const libc::sockaddr_storage).cast()
-    }
-    pub fn len(&self) -> libc::socklen_t {
-        self.len
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn to_std(&self) -> io::Result<SocketAddr> {
-        match i32::from(self.storage.ss_family) {
-            libc::AF_INET => {
-                // SAFETY: the family says the storage holds a sockaddr_in.
-                let a = unsafe { &*(self.as_ptr() as *const libc::sockaddr_in) };
-                let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-                Ok(SocketAddr::V4(SocketAddrV4::new(
-                    ip,
-                    u16::from_be(a.sin_port),
-                )))
-            }
-            libc::AF_INET6 => {
-                // SAFETY: the family says the storage holds a sockaddr_in6.
-                let a = unsafe { &*(self.as_ptr() as *const libc::sockaddr_in6) };
-                let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
-                Ok(SocketAddr::V6(SocketAddrV6::new(
-                    ip,
-                    u16::from_be(a.sin6_port),
-                    a.sin6_flowinfo,
-                    a.sin6_scope_id,
-                )))
-            }
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "unsupported address family",
-            )),
-        }
-    }
-}
-
-impl From<SocketAddr> for SockAddr {
-    fn from(addr: SocketAddr) -> SockAddr {
-        // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
-        let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
-        let len = match addr {
-            SocketAddr::V4(a) => {
-                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
-                let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
-                sin.sin_family = libc::AF_INET as libc::sa_family_t;
-                sin.sin_port = a.port().to_be();
-                sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-                size_of::<libc::sockaddr_in>()
-            }
-            SocketAddr::V6(a) => {
-                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
-                let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
-                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-                sin6.sin6_port = a.port().to_be();
-                sin6.sin6_addr.s6_addr = a.ip().octets();
-                sin6.sin6_flowinfo = a.flowinfo();
-                sin6.sin6_scope_id = a.scope_id();
-                size_of::<libc::sockaddr_in6>()
-            }
-        };
-        SockAddr {
-            storage,
-            len: len as libc::socklen_t,
-        }
-    }
-}
-
-fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
+/// A new TCP socket of the address's family: blocking mode, CLOEXEC.
+fn new_tcp(addr: &SocketAddr) -> io::Result<Socket> {
+    Socket::new(Domain::for_address(*addr), Type::STREAM, None)
 }
 
 /// A new TCP socket of the address's family (blocking mode: the ring does the waiting).
 pub fn tcp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket(2) call.
-    let fd = check(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
-    // SAFETY: a new descriptor, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn setsockopt_int(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: passes a pointer to a live c_int and its size.
-    check(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as _,
-        )
-    })
-    .map(drop)
+    new_tcp(addr).map(OwnedFd::from)
 }
 
 /// Disables Nagle: FTP replies are small and a client waits for each; without this a reply can sit
 /// behind a delayed ACK for ~40 ms.
 pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
-    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
+    with_sock(fd, |s| s.set_tcp_nodelay(true))
 }
 
-/// Makes `fd` non-blocking for direct system calls (io_uring ops on it are unaffected: they wait
-/// for readiness themselves).
+/// Makes `fd` non-blocking (O_NONBLOCK) for direct system calls (io_uring ops on it are
+/// unaffected: they wait for readiness themselves).
 pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: FIONBIO reads one int from the pointer, which is live for the call.
-    if unsafe { libc::ioctl(fd, libc::FIONBIO, &on) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    with_sock(fd, |s| s.set_nonblocking(true))
 }
 
 /// Accepts and closes every connection already queued on listening socket `fd`, without
@@ -170,32 +87,25 @@ pub fn drain_accept_queue(fd: RawFd) -> io::Result<usize> {
         if p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
             return Err(io::Error::other("listening socket in error"));
         }
-        // SAFETY: null address pointers are allowed; the new descriptor is closed right away.
-        let c = unsafe {
-            libc::accept4(
-                fd,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            )
-        };
-        if c < 0 {
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                // Gone between poll and accept (reset by the peer), or a signal: look again.
-                Some(libc::EAGAIN) | Some(libc::ECONNABORTED) | Some(libc::EINTR) => continue,
-                _ => return Err(e),
-            }
+        match with_sock(fd, |s| s.accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)) {
+            // Dropping the accepted socket closes it.
+            Ok(_) => closed += 1,
+            // Gone between poll and accept (reset by the peer), or a signal: look again.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
         }
-        // SAFETY: `c` is a descriptor we just got and nobody else owns.
-        unsafe { libc::close(c) };
-        closed += 1;
     }
 }
 
 /// Enables keepalive so dead peers of idle sessions are eventually noticed.
 pub fn set_keepalive(fd: RawFd) -> io::Result<()> {
-    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)
+    with_sock(fd, |s| s.set_keepalive(true))
 }
 
 /// Sets SO_RCVBUF (0 leaves the kernel's autotuning alone).
@@ -203,91 +113,59 @@ pub fn set_recv_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
     if bytes == 0 {
         return Ok(());
     }
-    setsockopt_int(
-        fd,
-        libc::SOL_SOCKET,
-        libc::SO_RCVBUF,
-        bytes.min(i32::MAX as usize) as i32,
-    )
+    // socket2 narrows the size to the kernel's int with `as`: clamp first so it cannot wrap.
+    with_sock(fd, |s| s.set_recv_buffer_size(bytes.min(i32::MAX as usize)))
 }
 
 /// A listening socket on `addr` that shares its port with the other cores' listeners (SO_REUSEPORT)
 /// and prefers connections whose packets arrive on `cpu` (SO_INCOMING_CPU), so each core accepts its
 /// own connections.
 pub fn listen_reuseport(addr: SocketAddr, cpu: Option<usize>, backlog: i32) -> io::Result<OwnedFd> {
-    let fd = tcp_socket(&addr)?;
-    let raw = fd.as_raw_fd();
-    setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-    setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    let sock = new_tcp(&addr)?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
     if let Some(cpu) = cpu {
-        setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_INCOMING_CPU, cpu as i32)?;
+        sock.set_cpu_affinity(cpu)?;
     }
     if addr.is_ipv6() {
-        setsockopt_int(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+        sock.set_only_v6(true)?;
     }
-    bind_listen(&fd, addr, backlog)?;
-    Ok(fd)
+    bind_listen(&sock, addr, backlog)?;
+    Ok(sock.into())
 }
 
 /// A listening socket bound to exactly `addr` (passive data connections); EADDRINUSE tells the caller
 /// to try the next port.
 pub fn listen_exclusive(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
-    let fd = tcp_socket(&addr)?;
-    setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-    bind_listen(&fd, addr, backlog)?;
-    Ok(fd)
+    let sock = new_tcp(&addr)?;
+    sock.set_reuse_address(true)?;
+    bind_listen(&sock, addr, backlog)?;
+    Ok(sock.into())
 }
 
-fn bind_listen(fd: &OwnedFd, addr: SocketAddr, backlog: i32) -> io::Result<()> {
-    let sa = SockAddr::from(addr);
-    // SAFETY: `sa` is a valid sockaddr of `sa.len()` bytes.
-    check(unsafe { libc::bind(fd.as_raw_fd(), sa.as_ptr(), sa.len()) })?;
-    // SAFETY: plain listen(2).
-    check(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
-    Ok(())
+fn bind_listen(sock: &Socket, addr: SocketAddr, backlog: i32) -> io::Result<()> {
+    sock.bind(&socket2::SockAddr::from(addr))?;
+    sock.listen(backlog)
 }
 
-fn name_of(fd: RawFd, peer: bool) -> io::Result<SocketAddr> {
-    // SAFETY: zeroed storage is valid; the kernel fills up to `len` bytes.
-    let mut sa = SockAddr {
-        storage: unsafe { zeroed() },
-        len: size_of::<libc::sockaddr_storage>() as _,
-    };
-    let ptr = (&mut sa.storage as *mut libc::sockaddr_storage).cast();
-    // SAFETY: pointer and length describe `sa.storage`.
-    check(unsafe {
-        if peer {
-            libc::getpeername(fd, ptr, &mut sa.len)
-        } else {
-            libc::getsockname(fd, ptr, &mut sa.len)
-        }
-    })?;
-    sa.to_std()
+fn to_std(sa: socket2::SockAddr) -> io::Result<SocketAddr> {
+    sa.as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "unsupported address family"))
 }
 
 pub fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
-    name_of(fd, false)
+    with_sock(fd, |s| to_std(s.local_addr()?))
 }
 
 pub fn peer_addr(fd: RawFd) -> io::Result<SocketAddr> {
-    name_of(fd, true)
+    with_sock(fd, |s| to_std(s.peer_addr()?))
 }
 
 /// The CPU whose softirq handled the socket's last packets (SO_INCOMING_CPU), if known.
 pub fn incoming_cpu(fd: RawFd) -> Option<usize> {
-    let mut v: libc::c_int = -1;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: pointer and length describe `v`.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_INCOMING_CPU,
-            (&mut v as *mut i32).cast(),
-            &mut len,
-        )
-    };
-    (r == 0 && v >= 0).then_some(v as usize)
+    let cpu = with_sock(fd, |s| s.cpu_affinity()).ok()?;
+    // socket2 widens the kernel's int with `as`, so "not known" (-1) comes back far above any int.
+    i32::try_from(cpu).is_ok().then_some(cpu)
 }
 
 /// Sends all of `buf`, looping over short sends; hands the buffer back for reuse.
@@ -309,27 +187,39 @@ pub async fn send_all(fd: &SharedFd, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) 
 
 /// Connects a new socket to `addr`, optionally from `local` (bound first).
 pub async fn connect(addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<SharedFd> {
-    let fd = tcp_socket(&addr)?;
+    let sock = new_tcp(&addr)?;
     if let Some(local) = local {
-        setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        sock.set_reuse_address(true)?;
         if local.port() == 0 {
             // Choose the port at connect time, from the whole 4-tuple: a port bound up front must be
             // unique per local address, which exhausts ports and costs a search per bind. Best
             // effort: without it the bind still works.
-            let _ = setsockopt_int(
-                fd.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_BIND_ADDRESS_NO_PORT,
-                1,
-            );
+            let _ = set_bind_address_no_port(&sock);
         }
-        let sa = SockAddr::from(local);
-        // SAFETY: `sa` is a valid sockaddr of `sa.len()` bytes.
-        check(unsafe { libc::bind(fd.as_raw_fd(), sa.as_ptr(), sa.len()) })?;
+        sock.bind(&socket2::SockAddr::from(local))?;
     }
-    let fd = Rc::new(fd);
+    let fd = Rc::new(OwnedFd::from(sock));
     op::connect::connect(&fd, addr).await?;
     Ok(fd)
+}
+
+/// Sets IP_BIND_ADDRESS_NO_PORT, which socket2 has no setter for.
+fn set_bind_address_no_port(sock: &Socket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: passes a pointer to a live c_int and its size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Whether `ip` is a loopback or unspecified address (for advertising a passive address).

@@ -352,3 +352,100 @@ fn a_panicking_task_does_not_stop_the_core() {
     std::panic::set_hook(prev);
     assert_eq!(out.expect("runtime"), 42);
 }
+
+#[test]
+fn socket_helpers_set_what_they_say() {
+    use socket2::SockRef;
+
+    let flags = |fd: i32, cmd: i32| {
+        // SAFETY: F_GETFD/F_GETFL on a descriptor this test owns; no pointers involved.
+        unsafe { libc::fcntl(fd, cmd) }
+    };
+
+    // New sockets: blocking mode and close-on-exec; set_nonblocking turns on O_NONBLOCK.
+    let s = net::tcp_socket(&"127.0.0.1:0".parse().unwrap()).unwrap();
+    let raw = s.as_raw_fd();
+    assert_ne!(flags(raw, libc::F_GETFD) & libc::FD_CLOEXEC, 0);
+    assert_eq!(flags(raw, libc::F_GETFL) & libc::O_NONBLOCK, 0);
+    // Never connected, so the kernel has no incoming CPU (-1) for it.
+    assert_eq!(net::incoming_cpu(raw), None);
+    net::set_nonblocking(raw).unwrap();
+    assert_ne!(flags(raw, libc::F_GETFL) & libc::O_NONBLOCK, 0);
+
+    net::set_nodelay(raw).unwrap();
+    net::set_keepalive(raw).unwrap();
+    net::set_recv_buffer(raw, 0).unwrap();
+    net::set_recv_buffer(raw, 256 * 1024).unwrap();
+    let sock = SockRef::from(&s);
+    assert!(sock.tcp_nodelay().unwrap());
+    assert!(sock.keepalive().unwrap());
+    assert!(sock.recv_buffer_size().unwrap() >= 256 * 1024);
+    // Larger than an int: clamped rather than wrapped to a negative size.
+    net::set_recv_buffer(raw, usize::MAX).unwrap();
+
+    // A negative descriptor fails the way the system call would.
+    assert_eq!(
+        net::set_nodelay(-1).unwrap_err().raw_os_error(),
+        Some(libc::EBADF)
+    );
+    assert!(net::local_addr(-1).is_err());
+    assert_eq!(net::incoming_cpu(-1), None);
+
+    // drain_accept_queue closes exactly the queued connections, then finds none.
+    let l = net::listen_exclusive("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+    let addr = net::local_addr(l.as_raw_fd()).unwrap();
+    assert!(SockRef::from(&l).reuse_address().unwrap());
+    let c1 = std::net::TcpStream::connect(addr).unwrap();
+    let c2 = std::net::TcpStream::connect(addr).unwrap();
+    assert_eq!(net::drain_accept_queue(l.as_raw_fd()).unwrap(), 2);
+    assert_eq!(net::drain_accept_queue(l.as_raw_fd()).unwrap(), 0);
+    drop((c1, c2));
+
+    // IPv6 listeners are v6-only (where this machine has IPv6 loopback).
+    if let Ok(l6) = net::listen_reuseport("[::1]:0".parse().unwrap(), Some(0), 16) {
+        assert!(SockRef::from(&l6).only_v6().unwrap());
+        assert!(SockRef::from(&l6).reuse_port().unwrap());
+        assert_eq!(SockRef::from(&l6).cpu_affinity().unwrap(), 0);
+        let a6 = net::local_addr(l6.as_raw_fd()).unwrap();
+        assert!(a6.is_ipv6() && a6.port() != 0);
+    }
+
+    // The address type keeps the kernel layout that CONNECT's SQE and loadgen's bind hand over.
+    let v4 = net::SockAddr::from(addr);
+    assert_eq!(v4.len() as usize, std::mem::size_of::<libc::sockaddr_in>());
+    // SAFETY: as_ptr points at `len()` valid bytes, at least a sockaddr header.
+    assert_eq!(
+        i32::from(unsafe { (*v4.as_ptr()).sa_family }),
+        libc::AF_INET
+    );
+    let v6 = net::SockAddr::from("[::1]:21".parse::<SocketAddr>().unwrap());
+    assert_eq!(v6.len() as usize, std::mem::size_of::<libc::sockaddr_in6>());
+    // SAFETY: as above.
+    assert_eq!(
+        i32::from(unsafe { (*v6.as_ptr()).sa_family }),
+        libc::AF_INET6
+    );
+}
+
+#[test]
+fn connect_from_a_local_address() {
+    run(async {
+        let l = Rc::new(net::listen_exclusive("127.0.0.1:0".parse().unwrap(), 16).unwrap());
+        let addr = net::local_addr(l.as_raw_fd()).unwrap();
+        let mut acc = op::accept::accept_multi(&l);
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let client = net::connect(addr, Some(local)).await.unwrap();
+        let server = Rc::new(acc.next().await.unwrap().unwrap());
+        let mine = net::local_addr(client.as_raw_fd()).unwrap();
+        assert_eq!(mine.ip(), local.ip());
+        assert_ne!(mine.port(), 0);
+        assert_eq!(net::peer_addr(client.as_raw_fd()).unwrap(), addr);
+        assert_eq!(net::peer_addr(server.as_raw_fd()).unwrap(), mine);
+        // Once a packet has arrived, the kernel knows which CPU took it.
+        let (res, _) = net::send_all(&client, vec![1]).await;
+        res.unwrap();
+        let (res, _) = op::recv::recv(&server, Vec::with_capacity(16)).await;
+        assert_eq!(res.unwrap(), 1);
+        assert!(net::incoming_cpu(server.as_raw_fd()).is_some_and(|c| c < 4096));
+    });
+}

@@ -6,7 +6,7 @@ use io_uring::{opcode, squeue};
 
 use super::{Cqe, Op, OpData};
 use crate::engine::fd::{self, SharedFd};
-use crate::engine::net::SockAddr;
+use crate::engine::sockaddr::SockAddr;
 
 pub struct Connect {
     fd: SharedFd,

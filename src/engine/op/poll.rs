@@ -8,12 +8,14 @@ use io_uring::{opcode, squeue};
 use super::{Cqe, Op, OpData};
 use crate::engine::fd::{self, SharedFd};
 
-pub struct Poll {
+/// The op data of [`poll`]. Not named `Poll`: that would shadow `std::task::Poll` wherever it is
+/// imported.
+pub struct PollReady {
     fd: SharedFd,
     mask: u32,
 }
 
-impl OpData for Poll {
+impl OpData for PollReady {
     /// The ready events (`POLLIN`, `POLLRDHUP`, `POLLERR`, ...).
     type Output = std::io::Result<u32>;
     fn sqe(&mut self) -> squeue::Entry {
@@ -25,8 +27,8 @@ impl OpData for Poll {
 }
 
 /// Completes once `fd` has one of the events in `mask` (errors and hang-ups always count).
-pub fn poll(fd: &SharedFd, mask: u32) -> Op<Poll> {
-    Op::new(Poll {
+pub fn poll(fd: &SharedFd, mask: u32) -> Op<PollReady> {
+    Op::new(PollReady {
         fd: fd.clone(),
         mask,
     })

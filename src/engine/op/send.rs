@@ -6,13 +6,15 @@ use io_uring::{opcode, squeue};
 use super::{Cqe, Op, OpData};
 use crate::engine::fd::{self, SharedFd};
 
-pub struct Send {
+/// The op data of [`send`]. Not named `Send`: that would shadow the `Send` trait wherever it is
+/// imported.
+pub struct SendBuf {
     fd: SharedFd,
     buf: Vec<u8>,
     start: usize,
 }
 
-impl OpData for Send {
+impl OpData for SendBuf {
     type Output = (std::io::Result<usize>, Vec<u8>);
     fn sqe(&mut self) -> squeue::Entry {
         let rest = self.buf.get(self.start..).unwrap_or(&[]);
@@ -27,8 +29,8 @@ impl OpData for Send {
 }
 
 /// Sends `buf[start..]`; may send less (the caller loops).
-pub fn send(fd: &SharedFd, buf: Vec<u8>, start: usize) -> Op<Send> {
-    Op::new(Send {
+pub fn send(fd: &SharedFd, buf: Vec<u8>, start: usize) -> Op<SendBuf> {
+    Op::new(SendBuf {
         fd: fd.clone(),
         buf,
         start,
