@@ -109,8 +109,11 @@ if (( BUILD )); then
     log "building (cargo build --release -p ringest -p loadgen)"
     ( cd "$REPO" && cargo build --release -q -p ringest -p loadgen ) || die "build failed"
 fi
-# Private copies: others may rebuild target/release while we run.
-cp "$REPO/target/release/ringest" "$REPO/target/release/loadgen" "$WORK/bin/" || die "no binaries in target/release"
+# Private copies: others may rebuild target/release while we run. Cargo's CARGO_TARGET_DIR is
+# honoured (relative to the repository, as cargo takes it from there).
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+[[ $TARGET_DIR == /* ]] || TARGET_DIR=$REPO/$TARGET_DIR
+cp "$TARGET_DIR/release/ringest" "$TARGET_DIR/release/loadgen" "$WORK/bin/" || die "no binaries in $TARGET_DIR/release"
 RINGEST_BIN=$WORK/bin/ringest
 LOADGEN_BIN=$WORK/bin/loadgen
 

@@ -13,8 +13,9 @@ ROUNDS=${1:-3}
 BIG=${2:-1G}
 SMALL=${3:-10000}
 cargo build --release -q -p ringest -p loadgen
-BIN=target/release/ringest
-LG=target/release/loadgen
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+BIN=$TARGET_DIR/release/ringest
+LG=$TARGET_DIR/release/loadgen
 WORK=$(mktemp -d /tmp/ringest-dpbench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 TCK=$(getconf CLK_TCK)
