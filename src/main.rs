@@ -99,6 +99,10 @@ struct ServeArgs {
     /// Data connection open/stall timeout, seconds [default: 30].
     #[arg(long, env = "RINGEST_DATA_TIMEOUT")]
     data_timeout: Option<u64>,
+    /// How long a reply may wait for a client that does not read its control connection, seconds
+    /// [default: 60].
+    #[arg(long, env = "RINGEST_CONTROL_SEND_TIMEOUT")]
+    control_send_timeout: Option<u64>,
     /// Time allowed to log in, seconds [default: 30].
     #[arg(long, env = "RINGEST_LOGIN_TIMEOUT")]
     login_timeout: Option<u64>,
@@ -201,6 +205,9 @@ fn build_config(a: &ServeArgs) -> Result<ServerConfig> {
     }
     if let Some(v) = a.data_timeout {
         cfg.data_timeout = secs(v);
+    }
+    if let Some(v) = a.control_send_timeout {
+        cfg.control_send_timeout = secs(v);
     }
     if let Some(v) = a.login_timeout {
         cfg.policies.login_timeout = secs(v);

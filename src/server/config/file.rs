@@ -19,6 +19,7 @@
 //! buffer_size = 65536
 //! idle_timeout = 300                # seconds
 //! data_timeout = 30
+//! control_send_timeout = 60      # a client that reads no replies for this long is disconnected
 //! login_timeout = 30
 //! max_line = 4096
 //! max_sessions = 10000
@@ -32,6 +33,7 @@
 //! login_fail_delay_ms = 1000
 //! login_cache_secs = 300            # repeat logins skip the hash for this long; 0: hash every time
 //! max_login_failures_per_ip = 10    # per minute; 0: unlimited
+//! max_login_checks_per_ip = 4       # password checks running at once per client IP; 0: unlimited
 //! ```
 //!
 //! Fields that [`ServerConfig`] has are applied by [`FileConfig::apply`]; the others land in
@@ -89,6 +91,8 @@ pub struct FileConfig {
     /// Seconds.
     pub data_timeout: Option<u64>,
     /// Seconds.
+    pub control_send_timeout: Option<u64>,
+    /// Seconds.
     pub login_timeout: Option<u64>,
     pub max_line: Option<usize>,
     pub max_sessions: Option<usize>,
@@ -105,6 +109,8 @@ pub struct FileConfig {
     pub login_cache_secs: Option<u64>,
     /// Failed logins per minute per client IP before further attempts are refused; 0 disables.
     pub max_login_failures_per_ip: Option<u32>,
+    /// Password verifications running at once per client IP; 0 disables.
+    pub max_login_checks_per_ip: Option<u32>,
 }
 
 /// Longest timeout accepted, in seconds (a year): anything longer is a typo, and a huge value
@@ -239,6 +245,7 @@ impl FileConfig {
         for (k, v) in [
             ("idle_timeout", self.idle_timeout),
             ("data_timeout", self.data_timeout),
+            ("control_send_timeout", self.control_send_timeout),
             ("login_timeout", self.login_timeout),
         ] {
             if let Some(v) = v {
@@ -326,6 +333,9 @@ impl FileConfig {
         if let Some(s) = self.data_timeout {
             cfg.data_timeout = Duration::from_secs(s);
         }
+        if let Some(s) = self.control_send_timeout {
+            cfg.control_send_timeout = Duration::from_secs(s);
+        }
         if let Some(m) = self.max_line {
             cfg.max_line = m;
         }
@@ -375,6 +385,9 @@ impl FileConfig {
         }
         if let Some(v) = self.max_login_failures_per_ip {
             p.max_login_failures_per_ip = v;
+        }
+        if let Some(v) = self.max_login_checks_per_ip {
+            p.max_login_checks_per_ip = v;
         }
     }
 
@@ -434,6 +447,7 @@ buffers = 256
 buffer_size = 131072
 idle_timeout = 600
 data_timeout = 20
+control_send_timeout = 45
 login_timeout = 15
 max_line = 8192
 max_sessions = 500
@@ -447,6 +461,7 @@ shutdown_grace = 5
 login_fail_delay_ms = 250
 login_cache_secs = 0
 max_login_failures_per_ip = 3
+max_login_checks_per_ip = 2
 "#;
 
     #[test]
@@ -464,6 +479,7 @@ max_login_failures_per_ip = 3
         assert_eq!(cfg.runtime.buffer_size, 131072);
         assert_eq!(cfg.idle_timeout, Duration::from_secs(600));
         assert_eq!(cfg.data_timeout, Duration::from_secs(20));
+        assert_eq!(cfg.control_send_timeout, Duration::from_secs(45));
         assert_eq!(cfg.max_line, 8192);
         let p = f.policies();
         assert_eq!(
@@ -482,6 +498,7 @@ max_login_failures_per_ip = 3
                 login_fail_delay: Duration::from_millis(250),
                 login_cache: Duration::ZERO,
                 max_login_failures_per_ip: 3,
+                max_login_checks_per_ip: 2,
             }
         );
     }

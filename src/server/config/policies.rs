@@ -96,6 +96,9 @@ pub struct Policies {
     pub login_cache: Duration,
     /// Failed logins per minute per client IP before further attempts are refused; 0 disables.
     pub max_login_failures_per_ip: u32,
+    /// Password verifications that may run at once for one client IP (each costs a slow hash); more
+    /// simultaneous attempts are refused with 421 before hashing. 0 disables.
+    pub max_login_checks_per_ip: u32,
 }
 
 impl Default for Policies {
@@ -114,6 +117,7 @@ impl Default for Policies {
             login_fail_delay: Duration::from_millis(1000),
             login_cache: Duration::from_secs(300),
             max_login_failures_per_ip: 10,
+            max_login_checks_per_ip: 4,
         }
     }
 }

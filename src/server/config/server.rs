@@ -87,7 +87,7 @@ pub struct ServerConfig {
     pub password: String,
     /// Core threads (one per allowed CPU by default).
     pub threads: usize,
-    /// Passive port range, inclusive; split into one slice per core.
+    /// Passive port range, inclusive; each core starts its port search in its own slice of it.
     pub passive_ports: (u16, u16),
     /// Address advertised in PASV replies; by default the control connection's local address.
     pub passive_address: Option<IpAddr>,
@@ -99,6 +99,9 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// How long a data connection may take to open, or stall mid-transfer.
     pub data_timeout: Duration,
+    /// How long a reply may wait for a client that reads nothing on its control connection (its
+    /// receive window stays closed) before the session is closed.
+    pub control_send_timeout: Duration,
     pub listen_backlog: i32,
     /// Entries returned by one LIST/NLST at most.
     pub max_list_entries: usize,
@@ -125,6 +128,7 @@ impl ServerConfig {
             max_line: 4096,
             idle_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(30),
+            control_send_timeout: Duration::from_secs(60),
             listen_backlog: 4096,
             max_list_entries: 100_000,
             policies: Policies::default(),

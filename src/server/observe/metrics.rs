@@ -78,6 +78,8 @@ pub struct CoreMetrics {
     pub sessions_total: AtomicU64,
     pub logins_ok: AtomicU64,
     pub logins_failed: AtomicU64,
+    /// Password hashes actually verified (refused attempts never reach the hash).
+    pub password_checks: AtomicU64,
     /// Completed files, by `[direction][mode]`.
     pub files: [[AtomicU64; 2]; 2],
     /// Bytes moved over data connections (completed or not), by `[direction][mode]`.
@@ -100,6 +102,7 @@ impl CoreMetrics {
             sessions_total: AtomicU64::new(0),
             logins_ok: AtomicU64::new(0),
             logins_failed: AtomicU64::new(0),
+            password_checks: AtomicU64::new(0),
             files: Default::default(),
             bytes: Default::default(),
             duration_buckets: Default::default(),
@@ -128,6 +131,11 @@ impl CoreMetrics {
         } else {
             &self.logins_failed
         });
+    }
+
+    /// A password is about to be verified against its hash.
+    pub fn password_check(&self) {
+        inc(&self.password_checks);
     }
 
     /// A data connection was established (accepted or connected).
@@ -183,6 +191,7 @@ pub struct Totals {
     pub sessions_total: u64,
     pub logins_ok: u64,
     pub logins_failed: u64,
+    pub password_checks: u64,
     pub files: [[u64; 2]; 2],
     pub bytes: [[u64; 2]; 2],
     pub duration_buckets: [u64; 16],
@@ -218,6 +227,7 @@ impl Registry {
             t.sessions_total += get(&m.sessions_total);
             t.logins_ok += get(&m.logins_ok);
             t.logins_failed += get(&m.logins_failed);
+            t.password_checks += get(&m.password_checks);
             for d in 0..2 {
                 for k in 0..2 {
                     t.files[d][k] += get(&m.files[d][k]);
@@ -275,6 +285,13 @@ impl Registry {
             "ringest_logins_total{{result=\"failed\"}} {}",
             t.logins_failed
         );
+        head(
+            &mut out,
+            "password_checks_total",
+            "counter",
+            "Passwords verified against their hash (attempts refused by the per-IP limits are not).",
+        );
+        let _ = writeln!(out, "ringest_password_checks_total {}", t.password_checks);
         head(
             &mut out,
             "files_total",
@@ -411,7 +428,7 @@ async fn handle(fd: SharedFd, registry: Arc<Registry>, io_timeout: Duration) {
         // Closed, failed or too slow: nobody to answer.
         Ok(Err(ReadError::Io)) | Err(_) => return,
     };
-    if time::timeout(io_timeout, net::send_all(&fd, response))
+    if time::timeout(io_timeout, net::send_all(&fd, response, io_timeout))
         .await
         .is_ok_and(|(res, _)| res.is_ok())
         && unread
