@@ -4,7 +4,7 @@
 //! Settings come from, in order of precedence: command-line flags, `RINGEST_*` environment
 //! variables, the TOML file given with `--config`, and built-in defaults.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -118,6 +118,9 @@ struct ServeArgs {
     /// Failed logins per minute per client IP before further attempts are refused [default: 10].
     #[arg(long, env = "RINGEST_MAX_LOGIN_FAILURES_PER_IP")]
     max_login_failures_per_ip: Option<u32>,
+    /// Password checks running at once per client IP; more wait for a slot [default: 4].
+    #[arg(long, env = "RINGEST_MAX_LOGIN_CHECKS_PER_IP")]
+    max_login_checks_per_ip: Option<u32>,
     /// Delay before answering a failed login, milliseconds [default: 1000].
     #[arg(long, env = "RINGEST_LOGIN_FAIL_DELAY_MS")]
     login_fail_delay_ms: Option<u64>,
@@ -184,6 +187,7 @@ fn build_config(a: &ServeArgs) -> Result<ServerConfig> {
         max_sessions => cfg.policies.max_sessions,
         max_sessions_per_ip => cfg.policies.max_sessions_per_ip,
         max_login_failures_per_ip => cfg.policies.max_login_failures_per_ip,
+        max_login_checks_per_ip => cfg.policies.max_login_checks_per_ip,
         overwrite => cfg.policies.overwrite,
         fsync => cfg.policies.fsync,
         log_format => cfg.policies.log_format,
@@ -232,8 +236,10 @@ fn build_config(a: &ServeArgs) -> Result<ServerConfig> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RINGEST_LOG")
         .unwrap_or_else(|_| "info".into());
+    // Colour codes only for a person at a terminal: in a file or a journal they are noise.
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter);
     match format {
         LogFormat::Json => builder.json().init(),
@@ -241,26 +247,9 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Lets many sessions (each a descriptor, plus data connections) run without the admin raising the
-/// limit by hand: the soft limit goes up to the hard one.
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 fn serve(args: &ServeArgs) -> Result<()> {
     let mut cfg = build_config(args)?;
     init_logging(cfg.policies.log_format);
-    raise_fd_limit();
     std::fs::create_dir_all(&cfg.root)
         .with_context(|| format!("creating root {}", cfg.root.display()))?;
     cfg.root = std::fs::canonicalize(&cfg.root)

@@ -227,7 +227,8 @@ fn fit_sessions_to_descriptors(cfg: &mut ServerConfig, threads: usize) {
             return;
         }
     };
-    let reserved = RESERVED_FDS + RESERVED_FDS_PER_CORE * threads as u64;
+    // A small limit (a test, a container) keeps at most a quarter back.
+    let reserved = (RESERVED_FDS + RESERVED_FDS_PER_CORE * threads as u64).min(limit / 4);
     let fit = usize::try_from(limit.saturating_sub(reserved).max(1)).unwrap_or(usize::MAX);
     let wanted = cfg.policies.max_sessions;
     if wanted == 0 || wanted > fit {

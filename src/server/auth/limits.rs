@@ -97,10 +97,13 @@ impl Limits {
         })
     }
 
-    /// Starts a login attempt from `ip`. The attempt is counted as a failure *now*, before the
-    /// password is hashed, and holds one of the IP's verification slots until it is dropped: so N
-    /// simultaneous wrong passwords cannot all be verified against a budget that each of them
-    /// checked before any was counted. [`LoginAttempt::succeeded`] refunds it.
+    /// Starts a login attempt from `ip`, before its password is checked. Failures are counted when
+    /// a check fails, but checks *running* count against the failure budget too: an address may
+    /// have at most `budget - failures` checks in flight, so N simultaneous wrong passwords can
+    /// never all be verified against a budget that each saw before any had failed. Beyond that,
+    /// and beyond `max_checks` at once, the attempt must wait ([`LoginRefusal::Busy`]: retry
+    /// shortly) rather than be refused, so a burst of correct logins from one address (a NAT, a
+    /// load generator) is only slowed down.
     pub fn begin_login(self: &Arc<Self>, ip: IpAddr) -> Result<LoginAttempt, LoginRefusal> {
         let ip = ip.to_canonical();
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
@@ -117,28 +120,34 @@ impl Limits {
         if w.failures >= self.max_failures {
             return Err(LoginRefusal::TooManyFailures);
         }
-        if w.running >= self.max_checks {
-            return Err(LoginRefusal::TooManyAtOnce);
+        if w.running >= self.max_checks || w.failures.saturating_add(w.running) >= self.max_failures
+        {
+            return Err(LoginRefusal::Busy);
         }
-        w.failures += 1;
         w.running += 1;
         Ok(LoginAttempt {
             limits: self.clone(),
             ip,
-            counted: true,
+            open: true,
         })
     }
 
-    fn end_login(&self, ip: IpAddr, refund: Refund) {
+    fn end_login(&self, ip: IpAddr, how: Ended) {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let Some(w) = map.get_mut(&ip) else {
             return;
         };
         w.running = w.running.saturating_sub(1);
-        match refund {
-            Refund::Nothing => {}
-            Refund::Attempt => w.failures = w.failures.saturating_sub(1),
-            Refund::All => w.failures = 0,
+        match how {
+            Ended::Failed => {
+                if w.since.elapsed() >= self.window {
+                    w.failures = 0;
+                    w.since = Instant::now();
+                }
+                w.failures = w.failures.saturating_add(1);
+            }
+            Ended::NotChecked => {}
+            Ended::Succeeded => w.failures = 0,
         }
         if w.running == 0 && w.failures == 0 {
             map.remove(&ip);
@@ -146,13 +155,13 @@ impl Limits {
     }
 }
 
-/// Why a login attempt is refused before its password is checked.
+/// Why a login attempt cannot start its password check now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginRefusal {
-    /// The IP used up its failed-login budget for this window.
+    /// The IP used up its failed-login budget for this window: refuse.
     TooManyFailures,
-    /// The IP already has as many password checks running as it may.
-    TooManyAtOnce,
+    /// The IP has as many checks running as it may: wait for one to end, then try again.
+    Busy,
 }
 
 /// One IP's failed-login window and its password checks in flight.
@@ -173,39 +182,39 @@ impl Window {
     }
 }
 
-enum Refund {
-    Nothing,
-    Attempt,
-    All,
+enum Ended {
+    Failed,
+    NotChecked,
+    Succeeded,
 }
 
-/// A login attempt in progress, already counted as a failure. Dropping it keeps that count
-/// (the password was wrong); [`succeeded`](Self::succeeded) forgets the IP's failures, and
-/// [`not_checked`](Self::not_checked) refunds this one attempt (the server could not verify it:
-/// a resource error is not the client's failed guess).
+/// A password check in progress, holding one of its address's slots. Dropping it counts a failed
+/// login (the password was wrong); [`succeeded`](Self::succeeded) forgets the address's failures;
+/// [`not_checked`](Self::not_checked) counts nothing (the server could not verify it: a resource
+/// error is not the client's failed guess).
 #[derive(Debug)]
 pub struct LoginAttempt {
     limits: Arc<Limits>,
     ip: IpAddr,
-    counted: bool,
+    open: bool,
 }
 
 impl LoginAttempt {
     pub fn succeeded(mut self) {
-        self.counted = false;
-        self.limits.end_login(self.ip, Refund::All);
+        self.open = false;
+        self.limits.end_login(self.ip, Ended::Succeeded);
     }
 
     pub fn not_checked(mut self) {
-        self.counted = false;
-        self.limits.end_login(self.ip, Refund::Attempt);
+        self.open = false;
+        self.limits.end_login(self.ip, Ended::NotChecked);
     }
 }
 
 impl Drop for LoginAttempt {
     fn drop(&mut self) {
-        if self.counted {
-            self.limits.end_login(self.ip, Refund::Nothing);
+        if self.open {
+            self.limits.end_login(self.ip, Ended::Failed);
         }
     }
 }
@@ -264,12 +273,19 @@ mod tests {
     }
 
     #[test]
-    fn simultaneous_attempts_are_counted_before_any_is_checked() {
+    fn checks_in_flight_count_against_the_failure_budget() {
         let l = Arc::new(Limits::new(0, 0, 10, 0));
         let ip: IpAddr = "10.1.1.1".parse().unwrap();
-        // 50 attempts start before any finishes: only the budget's worth gets a check.
+        // 50 attempts start before any finishes: only the budget's worth may run.
         let running: Vec<_> = (0..50).filter_map(|_| l.begin_login(ip).ok()).collect();
         assert_eq!(running.len(), 10);
+        assert_eq!(l.begin_login(ip).unwrap_err(), LoginRefusal::Busy);
+        // All ten were wrong: the budget is spent, further attempts are refused outright.
+        drop(running);
+        assert_eq!(
+            l.begin_login(ip).unwrap_err(),
+            LoginRefusal::TooManyFailures
+        );
     }
 
     #[test]
@@ -278,20 +294,22 @@ mod tests {
         let ip: IpAddr = "10.1.1.1".parse().unwrap();
         let a = l.begin_login(ip).unwrap();
         let _b = l.begin_login(ip).unwrap();
-        assert_eq!(l.begin_login(ip).unwrap_err(), LoginRefusal::TooManyAtOnce);
-        drop(a);
+        assert_eq!(l.begin_login(ip).unwrap_err(), LoginRefusal::Busy);
+        a.succeeded();
         assert!(l.begin_login(ip).is_ok());
     }
 
     #[test]
-    fn success_forgets_failures_and_resource_errors_are_refunded() {
+    fn success_forgets_failures_and_unchecked_attempts_count_nothing() {
         let l = Arc::new(Limits::new(0, 0, 2, 0));
         let ip: IpAddr = "10.1.1.1".parse().unwrap();
         drop(l.begin_login(ip).unwrap());
         l.begin_login(ip).unwrap().succeeded();
-        // Both slots are free again: the earlier failure was forgotten.
+        // The earlier failure is forgotten, and resource errors never count.
+        for _ in 0..5 {
+            l.begin_login(ip).unwrap().not_checked();
+        }
         drop(l.begin_login(ip).unwrap());
-        l.begin_login(ip).unwrap().not_checked();
         drop(l.begin_login(ip).unwrap());
         assert_eq!(
             l.begin_login(ip).unwrap_err(),

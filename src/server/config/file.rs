@@ -33,7 +33,7 @@
 //! login_fail_delay_ms = 1000
 //! login_cache_secs = 300            # repeat logins skip the hash for this long; 0: hash every time
 //! max_login_failures_per_ip = 10    # per minute; 0: unlimited
-//! max_login_checks_per_ip = 4       # password checks running at once per client IP; 0: unlimited
+//! max_login_checks_per_ip = 4       # password checks at once per client IP (more wait); 0: no cap
 //! ```
 //!
 //! Fields that [`ServerConfig`] has are applied by [`FileConfig::apply`]; the others land in

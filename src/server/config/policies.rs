@@ -96,8 +96,9 @@ pub struct Policies {
     pub login_cache: Duration,
     /// Failed logins per minute per client IP before further attempts are refused; 0 disables.
     pub max_login_failures_per_ip: u32,
-    /// Password verifications that may run at once for one client IP (each costs a slow hash); more
-    /// simultaneous attempts are refused with 421 before hashing. 0 disables.
+    /// Password checks that may run at once for one client IP (each costs a slow hash); further
+    /// simultaneous attempts wait for a slot (up to the login timeout, then 421). 0: no cap beyond
+    /// the failed-login budget, which always bounds the checks in flight.
     pub max_login_checks_per_ip: u32,
 }
 

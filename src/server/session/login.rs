@@ -5,12 +5,16 @@
 
 use std::io;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use crate::engine::{blocking, time};
 use crate::proto::session::Access;
 use crate::server::auth::limits::LoginRefusal;
 use crate::server::context::CoreCtx;
 use crate::server::storage::{Storage, UserRoot};
+
+/// How long a login waits before it asks again for one of its address's password-check slots.
+const BUSY_RETRY: Duration = Duration::from_millis(2);
 
 /// How a login attempt ended.
 pub enum Login {
@@ -25,18 +29,26 @@ pub enum Login {
 /// there too, and applies the failed-login delay and per-IP limits.
 pub async fn authenticate(ctx: &CoreCtx, ip: IpAddr, user: &str, password: &str) -> Login {
     let limits = ctx.shared.limits.clone();
-    let attempt = match limits.begin_login(ip) {
-        Ok(a) => a,
-        Err(LoginRefusal::TooManyFailures) => {
-            tracing::warn!(%ip, "too many failed logins; refusing further attempts for now");
-            time::sleep(ctx.cfg.policies.login_fail_delay).await;
-            return Login::Denied;
-        }
-        Err(LoginRefusal::TooManyAtOnce) => {
-            tracing::warn!(%ip, "too many simultaneous logins from one address; refused before hashing");
-            return Login::Unavailable(
-                "Too many logins at once from your address; try again later.".into(),
-            );
+    let give_up = Instant::now() + ctx.cfg.policies.login_timeout;
+    let attempt = loop {
+        match limits.begin_login(ip) {
+            Ok(a) => break a,
+            Err(LoginRefusal::TooManyFailures) => {
+                tracing::warn!(%ip, "too many failed logins; refusing further attempts for now");
+                time::sleep(ctx.cfg.policies.login_fail_delay).await;
+                return Login::Denied;
+            }
+            // The slots are shared by every core, so there is no local waker to wait on; the
+            // wait is rare (a burst from one address) and a short sleep is cheap.
+            Err(LoginRefusal::Busy) if Instant::now() < give_up => {
+                time::sleep(BUSY_RETRY).await;
+            }
+            Err(LoginRefusal::Busy) => {
+                tracing::warn!(%ip, "login waited the whole login timeout for a password-check slot");
+                return Login::Unavailable(
+                    "Too many logins at once from your address; try again later.".into(),
+                );
+            }
         }
     };
     let db = ctx.shared.users();
@@ -65,9 +77,11 @@ pub async fn authenticate(ctx: &CoreCtx, ip: IpAddr, user: &str, password: &str)
         }
     };
     let Some((info, root)) = verified else {
-        drop(attempt); // counted as a failure when it began
         tracing::info!(user = %user, %ip, "login failed");
         time::sleep(ctx.cfg.policies.login_fail_delay).await;
+        // Counted as a failure now; its slot is held through the delay, so one address cannot run
+        // more than its share of checks by not waiting for the answers.
+        drop(attempt);
         return Login::Denied;
     };
     let storage = match root {

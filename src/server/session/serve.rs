@@ -10,10 +10,13 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::Instant;
+
+use tracing::Instrument;
 
 use crate::engine::sync::Listener;
 use crate::engine::{net, time};
@@ -61,8 +64,13 @@ pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd) {
         let _ = net::send_all(&Rc::new(fd), bye, ctx.cfg.control_send_timeout).await;
         return;
     }
+    // Instrumented, not entered: a span entered across an `.await` stays entered while the core
+    // runs other sessions' tasks, and their log lines would carry this session's tag.
     let span = tracing::debug_span!("session", %peer, core = ctx.core);
-    let _enter = span.enter();
+    run_session(ctx, fd, peer, local).instrument(span).await;
+}
+
+async fn run_session(ctx: Rc<CoreCtx>, fd: OwnedFd, peer: SocketAddr, local: SocketAddr) {
     tracing::debug!("connected");
     let fd = Rc::new(fd);
     let stall = ctx.cfg.control_send_timeout;
