@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use ringest::server::auth::{hash_password, UserDb};
 use ringest::server::config::{
-    parse_port_range, FileConfig, FsOps, FsyncPolicy, LogFormat, Overwrite,
+    parse_port_range, DirectIo, FileConfig, FsOps, FsyncPolicy, LogFormat, Overwrite,
 };
 use ringest::server::{self, DataPathKind, ServerConfig};
 
@@ -87,6 +87,12 @@ struct ServeArgs {
     /// waits on the file system).
     #[arg(long, env = "RINGEST_FS_OPS")]
     fs_ops: Option<FsOps>,
+    /// O_DIRECT writes for uploads: "auto" (past --direct-io-threshold), "on", "off" [default: auto].
+    #[arg(long, env = "RINGEST_DIRECT_IO")]
+    direct_io: Option<DirectIo>,
+    /// Bytes after which direct_io = auto switches an upload to direct writes [default: 8388608].
+    #[arg(long, env = "RINGEST_DIRECT_IO_THRESHOLD")]
+    direct_io_threshold: Option<u64>,
     /// Registered buffers per core [default: 512].
     #[arg(long, env = "RINGEST_BUFFERS")]
     buffers: Option<u32>,
@@ -181,6 +187,8 @@ fn build_config(a: &ServeArgs) -> Result<ServerConfig> {
         passive_ports => cfg.passive_ports,
         data_path => cfg.data_path,
         fs_ops => cfg.fs_ops,
+        direct_io => cfg.direct_io,
+        direct_io_threshold => cfg.direct_io_threshold,
         buffers => cfg.runtime.buffers,
         buffer_size => cfg.runtime.buffer_size,
         max_line => cfg.max_line,

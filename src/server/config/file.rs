@@ -15,6 +15,8 @@
 //! passive_address = "203.0.113.7"
 //! data_path = "auto"                # or "fixed", "splice"
 //! fs_ops = "ring"                    # or "inline"
+//! direct_io = "auto"                # or "on", "off": O_DIRECT writes for large uploads
+//! direct_io_threshold = 8388608     # bytes after which "auto" switches an upload to direct writes
 //! buffers = 512
 //! buffer_size = 65536
 //! idle_timeout = 300                # seconds
@@ -47,7 +49,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::policies::{FsyncPolicy, LogFormat, Overwrite, Policies};
+use super::policies::{DirectIo, FsyncPolicy, LogFormat, Overwrite, Policies};
 use super::server::{DataPathKind, FsOps, ServerConfig};
 
 /// Why a configuration file was rejected.
@@ -84,6 +86,8 @@ pub struct FileConfig {
     pub passive_address: Option<String>,
     pub data_path: Option<String>,
     pub fs_ops: Option<String>,
+    pub direct_io: Option<String>,
+    pub direct_io_threshold: Option<u64>,
     pub buffers: Option<u32>,
     pub buffer_size: Option<usize>,
     /// Seconds.
@@ -229,6 +233,12 @@ impl FileConfig {
         if let Some(v) = &self.passive_address {
             key("passive_address", parse_ip(v))?;
         }
+        if let Some(v) = &self.direct_io {
+            key("direct_io", v.parse::<DirectIo>())?;
+        }
+        if let Some(v) = self.direct_io_threshold {
+            key("direct_io_threshold", check_range(v, 0, 1 << 40))?;
+        }
         if let Some(v) = &self.fs_ops {
             key("fs_ops", v.parse::<FsOps>())?;
         }
@@ -317,6 +327,12 @@ impl FileConfig {
         }
         if let Some(d) = self.data_path.as_deref().and_then(|s| s.parse().ok()) {
             cfg.data_path = d;
+        }
+        if let Some(d) = self.direct_io.as_deref().and_then(|s| s.parse().ok()) {
+            cfg.direct_io = d;
+        }
+        if let Some(t) = self.direct_io_threshold {
+            cfg.direct_io_threshold = t;
         }
         if let Some(d) = self.fs_ops.as_deref().and_then(|s| s.parse().ok()) {
             cfg.fs_ops = d;

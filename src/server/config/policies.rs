@@ -65,6 +65,20 @@ macro_rules! keyword_enum {
 }
 
 keyword_enum!(Overwrite, "overwrite policy", "replace" => Overwrite::Replace, "refuse" => Overwrite::Refuse);
+/// When uploads bypass the page cache (O_DIRECT writes from the registered buffers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DirectIo {
+    /// Once an upload has passed `direct_io_threshold` bytes: small files stay in the page cache
+    /// (one buffered write is cheaper than the alignment work), large ones stop filling it.
+    #[default]
+    Auto,
+    /// Every new upload from its first byte.
+    On,
+    /// Never: every write goes through the page cache.
+    Off,
+}
+
+keyword_enum!(DirectIo, "direct_io policy", "auto" => DirectIo::Auto, "on" => DirectIo::On, "off" => DirectIo::Off);
 keyword_enum!(FsyncPolicy, "fsync policy", "none" => FsyncPolicy::None, "file" => FsyncPolicy::File, "batch" => FsyncPolicy::Batch);
 keyword_enum!(LogFormat, "log format", "human" => LogFormat::Human, "json" => LogFormat::Json);
 

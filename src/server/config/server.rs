@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::engine::RuntimeConfig;
 
-use super::policies::Policies;
+use super::policies::{DirectIo, Policies};
 
 /// How MODE S binary uploads move from the data socket into the file (MODE B always decodes from
 /// registered buffers; TYPE A always converts in user space).
@@ -93,6 +93,10 @@ pub struct ServerConfig {
     pub passive_address: Option<IpAddr>,
     pub data_path: DataPathKind,
     pub fs_ops: FsOps,
+    /// When uploads switch to O_DIRECT writes (see `transfer::direct`).
+    pub direct_io: DirectIo,
+    /// Bytes after which `direct_io = auto` switches an upload to direct writes.
+    pub direct_io_threshold: u64,
     pub runtime: RuntimeConfig,
     pub max_line: usize,
     /// Idle control connection timeout (not counted while a transfer runs).
@@ -124,6 +128,8 @@ impl ServerConfig {
             passive_address: None,
             data_path: DataPathKind::Auto,
             fs_ops: FsOps::Inline,
+            direct_io: DirectIo::Auto,
+            direct_io_threshold: 8 << 20,
             runtime: RuntimeConfig::default(),
             max_line: 4096,
             idle_timeout: Duration::from_secs(300),

@@ -88,6 +88,8 @@ pub struct CoreMetrics {
     pub duration_buckets: [AtomicU64; 16],
     pub duration_sum_ns: AtomicU64,
     pub data_connections: AtomicU64,
+    /// Upload bytes written with O_DIRECT (bypassing the page cache).
+    pub direct_bytes: AtomicU64,
     /// Error replies, indexed by `code - 400` for codes 400..=599.
     pub replies: [AtomicU64; ERROR_CODES],
     pub transfers_failed: AtomicU64,
@@ -108,6 +110,7 @@ impl CoreMetrics {
             duration_buckets: Default::default(),
             duration_sum_ns: AtomicU64::new(0),
             data_connections: AtomicU64::new(0),
+            direct_bytes: AtomicU64::new(0),
             replies: std::array::from_fn(|_| AtomicU64::new(0)),
             transfers_failed: AtomicU64::new(0),
         }
@@ -136,6 +139,13 @@ impl CoreMetrics {
     /// A password is about to be verified against its hash.
     pub fn password_check(&self) {
         inc(&self.password_checks);
+    }
+
+    /// Bytes of an upload written with O_DIRECT.
+    pub fn direct_bytes(&self, n: u64) {
+        if n > 0 {
+            add(&self.direct_bytes, n);
+        }
     }
 
     /// A data connection was established (accepted or connected).
@@ -197,6 +207,7 @@ pub struct Totals {
     pub duration_buckets: [u64; 16],
     pub duration_sum_ns: u64,
     pub data_connections: u64,
+    pub direct_bytes: u64,
     pub replies: Vec<(u16, u64)>,
     pub transfers_failed: u64,
 }
@@ -239,6 +250,7 @@ impl Registry {
             }
             t.duration_sum_ns += get(&m.duration_sum_ns);
             t.data_connections += get(&m.data_connections);
+            t.direct_bytes += get(&m.direct_bytes);
             for (sum, c) in replies.iter_mut().zip(&m.replies) {
                 *sum += get(c);
             }
@@ -354,6 +366,13 @@ impl Registry {
             "Data connections established.",
         );
         let _ = writeln!(out, "ringest_data_connections_total {}", t.data_connections);
+        head(
+            &mut out,
+            "direct_io_bytes_total",
+            "counter",
+            "Upload bytes written with O_DIRECT, bypassing the page cache.",
+        );
+        let _ = writeln!(out, "ringest_direct_io_bytes_total {}", t.direct_bytes);
         head(
             &mut out,
             "replies_total",

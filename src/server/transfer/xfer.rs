@@ -156,10 +156,14 @@ impl Xfer<'_> {
         let stall = env.ctx.cfg.data_timeout;
         let ascii = self.t.ttype == TransferType::Ascii;
         let (res, markers) = match self.t.mode {
-            TransferMode::Stream => (
-                receive::receive(ascii, &conn.fd, upload.target(), offset, stall).await,
-                Vec::new(),
-            ),
+            TransferMode::Stream => {
+                let stored =
+                    receive::receive(ascii, &conn.fd, upload.target(), offset, stall).await;
+                if let Ok(s) = &stored {
+                    env.ctx.metrics.direct_bytes(s.direct);
+                }
+                (stored.map(|s| s.bytes), Vec::new())
+            }
             TransferMode::Block => {
                 let fd = conn.fd.clone();
                 let rx = conn

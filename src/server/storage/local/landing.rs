@@ -27,12 +27,16 @@ use super::jail::{cstr, open_parent, RESOLVE_HERE};
 use super::names::{partial_name, random_temp};
 
 /// A local upload's file as the receive paths see it: written at explicit offsets, by direct
-/// calls or ring ops (`inline`), and for binary stream uploads by splice (`splice`).
+/// calls or ring ops (`inline`), for binary stream uploads by splice (`splice`), and past
+/// `direct_after` bytes with O_DIRECT from the registered buffers.
 #[derive(Clone, Copy)]
 pub struct FileSink<'a> {
     pub file: &'a SharedFd,
     pub inline: bool,
     pub splice: bool,
+    /// Bytes after which the upload bypasses the page cache; `None` for files written in place
+    /// (APPE, stream REST), which keep the page cache's view of the existing bytes.
+    pub direct_after: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,6 +218,10 @@ impl Upload {
             file: &self.file,
             inline: self.calls.is_inline(),
             splice: self.calls.splices(),
+            direct_after: self
+                .calls
+                .direct_after()
+                .filter(|_| self.kind != Kind::InPlace),
         }
     }
 
