@@ -23,7 +23,7 @@ use crate::engine::op;
 use crate::proto::path::VPath;
 
 use super::calls::{FsCalls, LinkMode};
-use super::jail::{cstr, open_parent, RESOLVE_HERE};
+use super::jail::{cstr, open_parent_with, RESOLVE_HERE};
 use super::names::{partial_name, random_temp};
 
 /// A local upload's file as the receive paths see it: written at explicit offsets, by direct
@@ -64,7 +64,7 @@ impl Upload {
     /// Creates the file an upload to `path` is written into: an anonymous O_TMPFILE where possible,
     /// else a new hidden file.
     pub async fn create(calls: &Rc<FsCalls>, root: &SharedFd, path: &VPath) -> io::Result<Upload> {
-        let (dir, name) = open_parent(root, path).await?;
+        let (dir, name) = open_parent_with(calls, root, path).await?;
         let name = cstr(name)?;
         if calls.link_mode() != LinkMode::None {
             let flags = libc::O_WRONLY | libc::O_TMPFILE;
@@ -148,7 +148,7 @@ impl Upload {
         path: &VPath,
         offset: u64,
     ) -> io::Result<Upload> {
-        let (dir, name) = open_parent(root, path).await?;
+        let (dir, name) = open_parent_with(calls, root, path).await?;
         let partial = cstr(&partial_name(name))?;
         let name = cstr(name)?;
         let fd = Rc::new(
@@ -179,7 +179,7 @@ impl Upload {
         offset: Option<u64>,
         create: bool,
     ) -> io::Result<(Upload, u64)> {
-        let (dir, name) = open_parent(root, path).await?;
+        let (dir, name) = open_parent_with(calls, root, path).await?;
         let name = cstr(name)?;
         let flags = libc::O_WRONLY | if create { libc::O_CREAT } else { 0 };
         let fd = Rc::new(op::open::openat2(&dir, name.clone(), flags, 0o644, RESOLVE_HERE).await?);
