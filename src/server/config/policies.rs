@@ -96,6 +96,11 @@ pub struct Policies {
     pub login_cache: Duration,
     /// Failed logins per minute per client IP before further attempts are refused; 0 disables.
     pub max_login_failures_per_ip: u32,
+    /// The system user the server switches to once its listeners are bound and its roots and logs
+    /// are open (so it can start as root to bind port 21); `None` keeps the starting user.
+    pub run_as_user: Option<String>,
+    /// The group to switch to; by default the user's primary group.
+    pub run_as_group: Option<String>,
 }
 
 impl Default for Policies {
@@ -114,6 +119,8 @@ impl Default for Policies {
             login_fail_delay: Duration::from_millis(1000),
             login_cache: Duration::from_secs(300),
             max_login_failures_per_ip: 10,
+            run_as_user: None,
+            run_as_group: None,
         }
     }
 }

@@ -10,6 +10,7 @@ use std::rc::Rc;
 
 use crate::engine::fd::SharedFd;
 use crate::engine::op;
+use crate::proto::glob::Glob;
 use crate::proto::listing::{Entry, FactPerms, FactSet};
 use crate::proto::path::VPath;
 use crate::proto::session::{FsError, FsOp, FsOutcome, Transfer};
@@ -103,10 +104,15 @@ impl Storage {
         Ok(Download::Local(l.open_download(path).await?))
     }
 
-    /// Directory entries (sorted by name), or the single entry of a file (`false`).
-    pub async fn list(&self, path: &VPath) -> io::Result<(Vec<Entry>, bool)> {
+    /// Directory entries (sorted by name; with a wildcard `pattern`, only the matching ones), or
+    /// the single entry of a file (`false`).
+    pub async fn list(
+        &self,
+        path: &VPath,
+        pattern: Option<&Glob>,
+    ) -> io::Result<(Vec<Entry>, bool)> {
         let Storage::Local(l) = self;
-        l.list(path).await
+        l.list(path, pattern).await
     }
 
     /// Runs a session's file command (CWD, MKD, DELE, RMD, SIZE, MDTM, RNFR/RNTO, MLST, STAT).
@@ -149,6 +155,13 @@ impl Upload {
     pub async fn keep_partial(self, upto: u64) -> io::Result<()> {
         let Upload::Local(up) = self;
         up.keep_partial(upto).await
+    }
+
+    /// Drops an upload known to be incomplete (short of its ALLO size): nothing becomes visible,
+    /// and a file continued in place is cut back to `len`, its size before the transfer.
+    pub async fn abandon(self, len: u64) {
+        let Upload::Local(up) = self;
+        up.abandon(len).await
     }
 
     /// Drops the upload (abort, error): nothing becomes visible.
