@@ -420,10 +420,8 @@ fn check_config(file: &PathBuf) -> Result<()> {
 }
 
 /// Reads one line from the terminal on stdin without echoing it (the newline is still shown).
+/// Echo goes off before the prompt appears, so nothing typed after the prompt is ever shown.
 fn read_hidden(prompt: &str) -> Result<String> {
-    let mut err = std::io::stderr();
-    write!(err, "{prompt}")?;
-    err.flush()?;
     let fd = libc::STDIN_FILENO;
     // SAFETY: termios is plain data, filled by tcgetattr on the terminal.
     let mut saved: libc::termios = unsafe { std::mem::zeroed() };
@@ -438,6 +436,9 @@ fn read_hidden(prompt: &str) -> Result<String> {
     if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &quiet) } != 0 {
         return Err(std::io::Error::last_os_error()).context("turning off echo");
     }
+    let mut err = std::io::stderr();
+    let _ = write!(err, "{prompt}");
+    let _ = err.flush();
     let mut line = String::new();
     let read = std::io::stdin().lock().read_line(&mut line);
     // SAFETY: restores the attributes saved above, whatever the read did.
