@@ -131,10 +131,69 @@ fn last_error(user: &str) -> ServiceError {
     }
 }
 
+/// Linux capability number of CAP_IPC_LOCK (`linux/capability.h`).
+const CAP_IPC_LOCK: u32 = 14;
+
+/// Limits this thread's capabilities to CAP_IPC_LOCK alone (permitted and effective; nothing
+/// inheritable), through capset(2) with the version 3 structures.
+fn keep_only_ipc_lock() -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let header = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let bit = 1u32 << CAP_IPC_LOCK;
+    let data = [
+        Data {
+            effective: bit,
+            permitted: bit,
+            inheritable: 0,
+        },
+        Data {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        },
+    ];
+    // SAFETY: capset reads a version 3 header and two data structs, which live on the stack.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Switches the whole process to `account`: supplementary groups first (only the target group, so
 /// no group of root's survives), then the group, then the user; and checks that root cannot be
 /// regained.
+///
+/// Registered buffers are pinned memory, which the kernel charges against RLIMIT_MEMLOCK for a
+/// user without CAP_IPC_LOCK (a default 8 MiB does not hold one core's pool). The limit is lifted
+/// while root still may (the unit also sets LimitMEMLOCK=infinity); where even root may not (a
+/// container without CAP_SYS_RESOURCE), the process keeps CAP_IPC_LOCK, and only it, across the
+/// switch.
 pub fn switch_to(account: &Account) -> Result<(), ServiceError> {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the struct passed.
+    let keep_ipc_lock = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0;
+    // SAFETY: prctl with integer arguments; keeps the permitted set across setuid (this thread).
+    if keep_ipc_lock && unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
+        return Err(last_error(&account.name));
+    }
     let gid = account.gid as libc::gid_t;
     // SAFETY: setgroups reads one gid from the pointer given.
     if unsafe { libc::setgroups(1, &gid) } != 0 {
@@ -147,6 +206,15 @@ pub fn switch_to(account: &Account) -> Result<(), ServiceError> {
     // SAFETY: as above.
     if unsafe { libc::setuid(account.uid as libc::uid_t) } != 0 {
         return Err(last_error(&account.name));
+    }
+    if keep_ipc_lock {
+        keep_only_ipc_lock().map_err(|source| ServiceError::Switch {
+            user: account.name.clone(),
+            source,
+        })?;
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+        tracing::info!("RLIMIT_MEMLOCK could not be lifted; keeping CAP_IPC_LOCK (only) for the registered buffers");
     }
     // SAFETY: plain system calls with integer arguments.
     let regained = account.uid != 0 && unsafe { libc::setuid(0) } == 0;
