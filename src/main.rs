@@ -16,7 +16,7 @@ use ringest::server::config::{
     parse_mode_mask, parse_port_range, FileConfig, FsOps, FsyncPolicy, LogFormat, Overwrite,
 };
 use ringest::server::service::{self, lookup_account};
-use ringest::server::storage::local::roots::{check_root, RootProblem, Writer};
+use ringest::server::storage::{check_root, RootProblem, Writer};
 use ringest::server::{self, DataPathKind, ServerConfig};
 
 #[cfg(feature = "mimalloc")]

@@ -14,8 +14,7 @@ use std::path::PathBuf;
 
 use super::auth::users::UserDb;
 use super::config::policies::Policies;
-use super::storage::local::roots::{check_root, process_can_write, Writer};
-use super::storage::UserRoot;
+use super::storage::{check_root, UserRoot, Writer};
 
 /// A system account looked up by name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -254,8 +253,7 @@ pub fn after_bind(
 pub fn warn_about_roots(default_root: (&PathBuf, &UserRoot), users: &UserDb) {
     for root in users.roots() {
         let problem = if &root == default_root.0 {
-            let UserRoot::Local(fd) = default_root.1;
-            (!process_can_write(fd)).then(|| {
+            (!default_root.1.is_writable()).then(|| {
                 // SAFETY: geteuid has no arguments and cannot fail.
                 let euid = unsafe { libc::geteuid() };
                 format!(

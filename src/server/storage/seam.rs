@@ -19,6 +19,7 @@ use crate::server::config::server::ServerConfig;
 use super::local::fs::{LocalFs, LocalRoot};
 use super::local::jail::open_root_dir;
 use super::local::landing::{self, FileSink};
+use super::local::roots::process_can_write;
 
 /// One core's storage backend, made once when the core starts.
 pub enum Backend {
@@ -49,6 +50,13 @@ impl UserRoot {
     /// pool.
     pub fn open(path: &Path) -> io::Result<UserRoot> {
         Ok(UserRoot::Local(open_root_dir(path)?))
+    }
+
+    /// Whether this process can create files in the root (for the start-up warning: an open root
+    /// is judged by its descriptor, whatever the directories above it allow).
+    pub fn is_writable(&self) -> bool {
+        let UserRoot::Local(fd) = self;
+        process_can_write(fd)
     }
 
     /// The same root again, for another core.
