@@ -137,6 +137,17 @@ def machine():
             "t": time.monotonic()}
 
 
+def meminfo():
+    """The page cache and free memory (KiB), to see how much of it an upload filled."""
+    out = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("Cached", "MemFree", "Dirty", "Writeback"):
+                out[k.lower() + "_kb"] = int(v.split()[0])
+    return out
+
+
 def settle(pid, secs, exclude=()):
     deadline = time.monotonic() + secs
     while True:
@@ -302,6 +313,8 @@ def main():
     elif cmd == "descendants":
         for p in descendants(int(args[0])):
             print(p)
+    elif cmd == "meminfo":
+        print(json.dumps(meminfo()))
     elif cmd == "machine":
         print(json.dumps(machine()))
     elif cmd == "snapshot":

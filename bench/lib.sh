@@ -7,9 +7,9 @@ BENCH_USER=${BENCH_USER:-ftpbench}
 # below the ephemeral range (32768-60999 here) so client connects never take them, and clear of 2024.
 # Pure-FTPd forces its client limit (-c) down to half the size of its passive range, so it needs
 # 20,000+ ports for 10,000 idle sessions: 11000-32000 allows 10,500.
-declare -A PORT_BASE=([ringest]=2100 [vsftpd]=2200 [pureftpd]=2300)
-declare -A PASV_LO=([ringest]=3000 [vsftpd]=7000 [pureftpd]=11000)
-declare -A PASV_HI=([ringest]=6999 [vsftpd]=10999 [pureftpd]=32000)
+declare -A PORT_BASE=([ringest]=2100 [ringest-buffered]=2150 [vsftpd]=2200 [pureftpd]=2300)
+declare -A PASV_LO=([ringest]=3000 [ringest-buffered]=3000 [vsftpd]=7000 [pureftpd]=11000)
+declare -A PASV_HI=([ringest]=6999 [ringest-buffered]=6999 [vsftpd]=10999 [pureftpd]=32000)
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -183,7 +183,7 @@ start_ringest() {
     local root=$1 port=$2 logf=$3
     local args=(serve --listen "127.0.0.1:$port" --root "$root"
         --passive-ports "${PASV_LO[ringest]}-${PASV_HI[ringest]}"
-        --max-sessions 20000 --max-sessions-per-ip 0 --shutdown-grace 2)
+        --max-sessions 20000 --max-sessions-per-ip 0 --shutdown-grace 2 "${RINGEST_EXTRA[@]}")
     if [[ $AUTH == plain ]]; then
         args+=(--user "$BENCH_USER" --password "$BENCH_PASSWORD")
     else
@@ -201,6 +201,13 @@ EOF
     SRV_CMD=${SRV_CMD//$BENCH_PASSWORD/***}
     reaped "$RINGEST_BIN" "${args[@]}" >"$logf" 2>&1 </dev/null &
     SRV_PID=$!
+}
+
+# ringest with every upload through the page cache (its buffered splice path): the reference for
+# what direct I/O changes.
+start_ringest-buffered() {
+    local RINGEST_EXTRA=(--direct-io off)
+    start_ringest "$@"
 }
 
 start_vsftpd() {

@@ -3,7 +3,7 @@
 # scenarios, interleaved (A B C A B C ...), N runs each; results as JSON under bench/results/<ts>/ and
 # a Markdown summary (bench/summarize.py). See bench/README.md.
 #
-#   bench/run.sh [--quick] [--scenarios 1,2,3] [--runs N] [--servers ringest,vsftpd,pureftpd]
+#   bench/run.sh [--quick] [--scenarios 1,2,3] [--runs N] [--servers ringest,ringest-buffered,vsftpd,pureftpd]
 #                [--auth hash|plain] [--no-build] [--results DIR] [--idle-sessions N]
 set -uo pipefail
 
@@ -12,9 +12,9 @@ REPO=$(dirname "$BENCH")
 CACHE=$BENCH/.cache
 
 QUICK=0
-SCENARIOS=1,2,3,4,5,6
+SCENARIOS=1,2,3,4,5,6,7
 RUNS=3
-SERVERS=ringest,vsftpd,pureftpd
+SERVERS=ringest,ringest-buffered,vsftpd,pureftpd
 AUTH=hash
 BUILD=1
 RESULTS=""
@@ -83,7 +83,9 @@ SCENARIO_TABLE=(
     "s4-2G-1|4|stream|1|1|2G|180|4,5,4"
     "s5-modeb-512|5|block|512|100000|4K|180|8,1,1"
     "s6-idle|6|idle|0|10000|0|300|8,40,20"
+    "s7-20G-1|7|stream|1|1|20G|600|30,40,30"
 )
+RINGEST_EXTRA=()
 
 scale() { # files -> scaled for --quick
     local f=$1
@@ -99,7 +101,7 @@ done
 (( ${#selected[@]} )) || { echo "no scenario selected by --scenarios $SCENARIOS" >&2; exit 2; }
 IFS=',' read -r -a SRVS <<<"$SERVERS"
 for s in "${SRVS[@]}"; do
-    [[ $s == ringest || $s == vsftpd || $s == pureftpd ]] || { echo "unknown server $s" >&2; exit 2; }
+    [[ $s == ringest || $s == ringest-buffered || $s == vsftpd || $s == pureftpd ]] || { echo "unknown server $s" >&2; exit 2; }
 done
 
 # --- preparation ----------------------------------------------------------------------------------
@@ -107,13 +109,14 @@ done
 log "results: $RESULTS"
 if (( BUILD )); then
     log "building (cargo build --release -p ringest -p loadgen)"
-    ( cd "$REPO" && cargo build --release -q -p ringest -p loadgen ) || die "build failed"
+    ( cd "$REPO" && cargo build --release -q -p ringest -p loadgen && cargo build --release -q --example fs_ceiling ) || die "build failed"
 fi
 # Private copies: others may rebuild target/release while we run. Cargo's CARGO_TARGET_DIR is
 # honoured (relative to the repository, as cargo takes it from there).
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 [[ $TARGET_DIR == /* ]] || TARGET_DIR=$REPO/$TARGET_DIR
 cp "$TARGET_DIR/release/ringest" "$TARGET_DIR/release/loadgen" "$WORK/bin/" || die "no binaries in $TARGET_DIR/release"
+cp "$TARGET_DIR/release/examples/fs_ceiling" "$WORK/bin/" || die "no $TARGET_DIR/release/examples/fs_ceiling (cargo build --release --example fs_ceiling)"
 RINGEST_BIN=$WORK/bin/ringest
 LOADGEN_BIN=$WORK/bin/loadgen
 
@@ -158,11 +161,17 @@ for row in "${selected[@]}"; do
             if [[ $kind == block && $s != ringest ]]; then
                 (( r == 1 )) || continue   # peers: one refusal probe
             fi
+            # The buffered variant only where files are large enough for direct I/O to matter.
+            if [[ $s == ringest-buffered && $size != *M && $size != *G ]]; then continue; fi
             (( QUICK && e < 90 )) && e=$(( (e + 4) / 5 ))
             e=$(( e + 3 ))                 # start, stop, clean-up
             PLAN+=("$row|$r|$s|$e")
             TOTAL_EST=$(( TOTAL_EST + e ))
         done
+        if [[ $kind == block ]]; then
+            PLAN+=("$row|$r|fs_ceiling|10")
+            TOTAL_EST=$(( TOTAL_EST + 10 ))
+        fi
     done
 done
 log "plan: ${#PLAN[@]} runs, estimated $(( TOTAL_EST / 60 )) min $(( TOTAL_EST % 60 )) s"
@@ -203,11 +212,13 @@ lg_run() { # id kind sessions files size dur server run
     SRV_MAIN=$(main_of "$SRV_PID")
     python3 "$BENCH/benchlib.py" cpu "$SRV_PID" >"$base.cpu0"
     python3 "$BENCH/benchlib.py" machine >"$base.mach0"
+    python3 "$BENCH/benchlib.py" meminfo >"$base.mem0"
     LOADGEN_PASSWORD=$BENCH_PASSWORD python3 "$BENCH/benchlib.py" exec --timeout $((dur + 60)) \
         --stdout "$base.loadgen.json" --stderr "$base.loadgen.err" --meta "$base.exec.json" -- \
         "$LOADGEN_BIN" --port "$port" --user "$BENCH_USER" --json --quiet --source-addrs "$SRC_ADDRS" \
         --duration "$dur" --sessions "$sess" --files "$files" --size "$size" "$kind"
     python3 "$BENCH/benchlib.py" machine >"$base.mach1"
+    python3 "$BENCH/benchlib.py" meminfo >"$base.mem1"
     local left alive=1
     left=$(python3 "$BENCH/benchlib.py" settle "$SRV_PID" 15 "$SRV_MAIN")
     python3 "$BENCH/benchlib.py" cpu "$SRV_PID" >"$base.cpu1"
@@ -221,12 +232,31 @@ lg_run() { # id kind sessions files size dur server run
     python3 "$BENCH/benchlib.py" record --out "$base.json" --set "server=$srv" --set "scenario=$id" \
         --set "kind=$kind" --num "run=$run" --num "probe=$probe" --num "sessions=$sess" --num "files=$files" \
         --set "size=$size" --num "duration_bound_s=$dur" --json "loadgen=$base.loadgen.json" \
+        --json "meminfo_before=$base.mem0" --json "meminfo_after=$base.mem1" \
         --json "exec=$base.exec.json" --json "cpu_before=$base.cpu0" --json "cpu_after=$base.cpu1" \
         --json "machine_before=$base.mach0" --json "machine_after=$base.mach1" \
         --num "reaper=1" --num "server_alive_after=$alive" --num "server_children_left=$left" --set "server_exit=$SRV_EXIT" \
         --num "disk_files=$dfiles" --num "disk_bytes=$dbytes" --num "disk_hidden_files=$dhidden" \
         --set "server_cmd=$SRV_CMD" --set "loadavg=$(cat /proc/loadavg)"
-    rm -f "$base.cpu0" "$base.cpu1" "$base.mach0" "$base.mach1"
+    rm -f "$base.cpu0" "$base.cpu1" "$base.mach0" "$base.mach1" "$base.mem0" "$base.mem1"
+}
+
+# The file system's own ceiling for the same 4 KiB files (no network, no FTP), in the same run as
+# MODE B so both meet the same machine state.
+ceiling_run() { # id files run
+    local id=$1 files=$2 run=$3
+    local dir="$RESULTS/$id" base
+    mkdir -p "$dir"
+    base="$dir/fs_ceiling-r$run"
+    RUN_IDX=$((RUN_IDX + 1))
+    local root
+    root=$(new_root "$RUN_IDX")
+    local out rc
+    out=$(timeout 600 "$WORK/bin/fs_ceiling" --keep "$root/ceiling" "$files" 4096 2 2>&1); rc=$?
+    drop_root "$root"
+    python3 "$BENCH/benchlib.py" record --out "$base.json" --set "server=fs_ceiling" --set "scenario=$id" \
+        --set "kind=fs_ceiling" --num "run=$run" --num "files=$files" --num "rc=$rc" --set "output=$out" \
+        --set "loadavg=$(cat /proc/loadavg)"
 }
 
 idle_run() { # id sessions dur server run
@@ -291,12 +321,15 @@ for step in "${PLAN[@]}"; do
     k=$((k + 1))
     files=$(scale "$files")
     if (( QUICK )) && [[ $size == 2G ]]; then size=256M; fi
+    if (( QUICK )) && [[ $size == 20G ]]; then size=2G; fi
     el=$(( SECONDS - START ))
     if (( DONE_EST > 0 )); then eta=$(( (TOTAL_EST - DONE_EST) * el / DONE_EST )); else eta=$TOTAL_EST; fi
     log "[$k/${#PLAN[@]}] $id $s run $r  (elapsed $(fmt_t $el), remaining ~$(fmt_t $eta))"
     if [[ $kind == idle ]]; then
         n=${IDLE_SESSIONS:-$files}
         idle_run "$id" "$n" "$dur" "$s" "$r"
+    elif [[ $s == fs_ceiling ]]; then
+        ceiling_run "$id" "$files" "$r"
     else
         lg_run "$id" "$kind" "$sess" "$files" "$size" "$dur" "$s" "$r"
     fi

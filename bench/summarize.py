@@ -15,7 +15,11 @@ import os
 import statistics
 import sys
 
-SERVERS = ["ringest", "vsftpd", "pureftpd"]
+SERVERS = ["ringest", "ringest-buffered", "vsftpd", "pureftpd"]
+# The other servers, for the ratios (ringest-buffered is ringest itself with direct I/O off).
+PEERS = ["vsftpd", "pureftpd"]
+# Rows of the transfer table: the servers, and the file system's own ceiling beside MODE B.
+ROWS = SERVERS + ["fs_ceiling"]
 
 
 def load(path):
@@ -34,10 +38,21 @@ def cpu_delta(rec):
     return b["cpu_s"] - a["cpu_s"]
 
 
+def ceiling(rec):
+    """files/s and us of CPU per file from fs_ceiling's output line, or None."""
+    import re
+    m = re.search(r"([0-9.]+) files/s, ([0-9.]+) us CPU per file", rec.get("output") or "")
+    return (float(m.group(1)), float(m.group(2))) if m else None
+
+
 def classify(rec):
     """Returns (status, detail)."""
     if rec.get("status"):
         return rec["status"], rec.get("server_exit", "")
+    if rec.get("kind") == "fs_ceiling":
+        if rec.get("rc") == 0 and ceiling(rec):
+            return "ok", ""
+        return "failed", (rec.get("output") or "")[:300]
     if rec.get("kind") == "idle":
         rep = rec.get("idle") or rec.get("ready")
         if not rep:
@@ -82,6 +97,11 @@ def classify(rec):
 def metrics(rec):
     """The numbers of one run (None where not applicable)."""
     m = {}
+    if rec.get("kind") == "fs_ceiling":
+        c = ceiling(rec)
+        m["files_per_s"] = c[0] if c else None
+        m["cpu_per_1000_files"] = c[1] / 1000 if c else None
+        return m
     cpu = cpu_delta(rec)
     m["cpu_s"] = cpu
     if rec.get("kind") == "idle":
@@ -119,6 +139,9 @@ def metrics(rec):
     if num(ex.get("user_s")) is not None:
         cl = ex["user_s"] + ex["sys_s"]
     m["client_cpu_s"] = cl
+    c0, c1 = rec.get("meminfo_before") or {}, rec.get("meminfo_after") or {}
+    if num(c0.get("cached_kb")) is not None and num(c1.get("cached_kb")) is not None:
+        m["cache_growth_mib"] = (c1["cached_kb"] - c0["cached_kb"]) / 1024
     mb, ma = rec.get("machine_before") or {}, rec.get("machine_after") or {}
     if mb and ma and cpu is not None and cl is not None:
         m["other_cpu_s"] = max(0.0, (ma["busy_s"] - mb["busy_s"]) - cpu - cl)
@@ -132,7 +155,10 @@ def line(path):
     st, detail = classify(rec)
     m = metrics(rec)
     f = lambda v, p=1: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
-    if rec.get("kind") == "idle":
+    if rec.get("kind") == "fs_ceiling":
+        s = (f"{rec['server']:8} {st:12} {f(m.get('files_per_s'))} files/s, "
+             f"{f((m.get('cpu_per_1000_files') or 0) * 1000)} us CPU per file (no network, no FTP)")
+    elif rec.get("kind") == "idle":
         s = (f"{rec['server']:8} {st:12} logged in {m.get('logged_in')}, RSS/session "
              f"{f(m.get('rss_kib_per_session'))} KiB, PSS/session {f(m.get('pss_kib_per_session'))} KiB, "
              f"{m.get('procs')} procs, {f(m.get('logins_per_s'))} logins/s, server CPU {f(m['cpu_s'], 2)} s")
@@ -141,7 +167,8 @@ def line(path):
              f"p99 {f(m.get('p99_ms'), 2)} ms, {m.get('data_conns') and int(m['data_conns'])} data conns, "
              f"{m.get('retries') and int(m['retries'])} retries, "
              f"server CPU {f(m['cpu_s'], 2)} s, client CPU {f(m.get('client_cpu_s'), 2)} s, "
-             f"other load {f(m.get('other_cpu_s'), 2)} CPU-s, steal {f(m.get('steal_s'), 2)} s")
+             f"other load {f(m.get('other_cpu_s'), 2)} CPU-s, steal {f(m.get('steal_s'), 2)} s, "
+             f"page cache {f(m.get('cache_growth_mib'), 0)} MiB more")
     if st != "ok" and detail:
         s += f"  [{detail[:300]}]"
     print(s)
@@ -190,11 +217,11 @@ def summarize(d):
     # Transfer scenarios.
     out.append("## Transfers\n")
     out.append("| scenario | server | ok | files/s | MB/s | p99 ms | data conns | retries | server CPU s | "
-               "CPU s / 1000 files | CPU s / GB | client CPU s | other CPU s |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+               "CPU s / 1000 files | CPU s / GB | client CPU s | other CPU s | page cache +MiB |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     med_by = {}
     for sc in scen_order:
-        for srv in SERVERS:
+        for srv in ROWS:
             rs = by[sc].get(srv)
             if not rs or rs[0].get("kind") == "idle":
                 continue
@@ -203,7 +230,7 @@ def summarize(d):
             okcol = f"{len(oks)}/{len(rs)}"
             if not oks:
                 kinds = sorted(set(st))
-                out.append(f"| {sc} | {srv} | {okcol} ({', '.join(kinds)}) | - | - | - | - | - | - | - | - | - | - |")
+                out.append(f"| {sc} | {srv} | {okcol} ({', '.join(kinds)}) | - | - | - | - | - | - | - | - | - | - | - |")
                 continue
             g = lambda k: [m.get(k) for m in oks]  # noqa: E731
             med_by[(sc, srv)] = {k: med(g(k))[0] for k in oks[0]}
@@ -211,7 +238,8 @@ def summarize(d):
                        f"{fmt(g('p99_ms'), 2)} | {fmt(g('data_conns'), 0, False)} | {fmt(g('retries'), 0, False)} | "
                        f"{fmt(g('cpu_s'), 2)} | "
                        f"{fmt(g('cpu_per_1000_files'), 3)} | {fmt(g('cpu_per_gb'), 2)} | "
-                       f"{fmt(g('client_cpu_s'), 2, False)} | {fmt(g('other_cpu_s'), 1, False)} |")
+                       f"{fmt(g('client_cpu_s'), 2, False)} | {fmt(g('other_cpu_s'), 1, False)} | "
+                       f"{fmt(g('cache_growth_mib'), 0)} |")
 
     # Idle sessions.
     idle = [sc for sc in scen_order if any(r.get("kind") == "idle" for rs in by[sc].values() for r in rs)]
@@ -257,7 +285,7 @@ def summarize(d):
 
     for sc in scen_order:
         r = med_by.get((sc, "ringest"))
-        peers = {s: med_by[(sc, s)] for s in SERVERS[1:] if (sc, s) in med_by}
+        peers = {s: med_by[(sc, s)] for s in PEERS if (sc, s) in med_by}
         if not r:
             continue
         if not peers:
@@ -288,6 +316,30 @@ def summarize(d):
                 rb, rs_ = med_by[(b, "ringest")], med_by[(s, "ringest")]
                 out.append(f"| {b} | {s} | {ratio(rb.get('files_per_s'), rs_.get('files_per_s'))} | "
                            f"{ratio(rb.get('cpu_per_1000_files'), rs_.get('cpu_per_1000_files'))} |")
+
+    both = [sc for sc in scen_order if (sc, "ringest") in med_by and (sc, "ringest-buffered") in med_by]
+    if both:
+        out.append("\n## ringest with direct I/O (default) vs its buffered path\n")
+        out.append("MB/s > 1: direct is faster; CPU / GB < 1: direct uses less. Page cache: growth during "
+                   "the run (MiB), direct / buffered.\n")
+        out.append("| scenario | MB/s | CPU / GB | page cache +MiB |")
+        out.append("|---|---|---|---|")
+        for sc in both:
+            d, b = med_by[(sc, "ringest")], med_by[(sc, "ringest-buffered")]
+            gd, gb = d.get("cache_growth_mib"), b.get("cache_growth_mib")
+            grow = "-" if gd is None or gb is None else f"{gd:,.0f} / {gb:,.0f}"
+            out.append(f"| {sc} | {ratio(d.get('mb_per_s'), b.get('mb_per_s'))} | "
+                       f"{ratio(d.get('cpu_per_gb'), b.get('cpu_per_gb'))} | {grow} |")
+
+    ceil = [sc for sc in scen_order if (sc, "fs_ceiling") in med_by and (sc, "ringest") in med_by]
+    if ceil:
+        out.append("\n## ringest MODE B vs the file system's ceiling (same run)\n")
+        out.append("| scenario | files/s ratio (target >= 0.6) | CPU / file ratio (target <= 1.2) |")
+        out.append("|---|---|---|")
+        for sc in ceil:
+            r, c = med_by[(sc, "ringest")], med_by[(sc, "fs_ceiling")]
+            out.append(f"| {sc} | {ratio(r.get('files_per_s'), c.get('files_per_s'))} | "
+                       f"{ratio(r.get('cpu_per_1000_files'), c.get('cpu_per_1000_files'))} |")
 
     # Everything that did not pass.
     bad = [(r, *classify(r)) for r in recs]

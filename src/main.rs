@@ -13,7 +13,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use ringest::server::auth::{hash_password, UserDb};
 use ringest::server::config::{
-    parse_mode_mask, parse_port_range, FileConfig, FsOps, FsyncPolicy, LogFormat, Overwrite,
+    parse_mode_mask, parse_port_range, DirectIo, FileConfig, FsOps, FsyncPolicy, LogFormat,
+    Overwrite,
 };
 use ringest::server::service::{self, lookup_account};
 use ringest::server::storage::{check_root, RootProblem, Writer};
@@ -92,6 +93,12 @@ struct ServeArgs {
     /// waits on the file system).
     #[arg(long, env = "RINGEST_FS_OPS")]
     fs_ops: Option<FsOps>,
+    /// O_DIRECT writes for uploads: "auto" (past --direct-io-threshold), "on", "off" [default: auto].
+    #[arg(long, env = "RINGEST_DIRECT_IO")]
+    direct_io: Option<DirectIo>,
+    /// Bytes after which direct_io = auto switches an upload to direct writes [default: 8388608].
+    #[arg(long, env = "RINGEST_DIRECT_IO_THRESHOLD")]
+    direct_io_threshold: Option<u64>,
     /// Registered buffers per core [default: 512].
     #[arg(long, env = "RINGEST_BUFFERS")]
     buffers: Option<u32>,
@@ -104,6 +111,10 @@ struct ServeArgs {
     /// Data connection open/stall timeout, seconds [default: 30].
     #[arg(long, env = "RINGEST_DATA_TIMEOUT")]
     data_timeout: Option<u64>,
+    /// How long a reply may wait for a client that does not read its control connection, seconds
+    /// [default: 60].
+    #[arg(long, env = "RINGEST_CONTROL_SEND_TIMEOUT")]
+    control_send_timeout: Option<u64>,
     /// Time allowed to log in, seconds [default: 30].
     #[arg(long, env = "RINGEST_LOGIN_TIMEOUT")]
     login_timeout: Option<u64>,
@@ -119,6 +130,9 @@ struct ServeArgs {
     /// Failed logins per minute per client IP before further attempts are refused [default: 10].
     #[arg(long, env = "RINGEST_MAX_LOGIN_FAILURES_PER_IP")]
     max_login_failures_per_ip: Option<u32>,
+    /// Password checks running at once per client IP; more wait for a slot [default: 4].
+    #[arg(long, env = "RINGEST_MAX_LOGIN_CHECKS_PER_IP")]
+    max_login_checks_per_ip: Option<u32>,
     /// Delay before answering a failed login, milliseconds [default: 1000].
     #[arg(long, env = "RINGEST_LOGIN_FAIL_DELAY_MS")]
     login_fail_delay_ms: Option<u64>,
@@ -195,12 +209,15 @@ fn build_config(a: &ServeArgs) -> Result<ServerConfig> {
         passive_ports => cfg.passive_ports,
         data_path => cfg.data_path,
         fs_ops => cfg.fs_ops,
+        direct_io => cfg.direct_io,
+        direct_io_threshold => cfg.direct_io_threshold,
         buffers => cfg.runtime.buffers,
         buffer_size => cfg.runtime.buffer_size,
         max_line => cfg.max_line,
         max_sessions => cfg.policies.max_sessions,
         max_sessions_per_ip => cfg.policies.max_sessions_per_ip,
         max_login_failures_per_ip => cfg.policies.max_login_failures_per_ip,
+        max_login_checks_per_ip => cfg.policies.max_login_checks_per_ip,
         overwrite => cfg.policies.overwrite,
         fsync => cfg.policies.fsync,
         log_format => cfg.policies.log_format,
@@ -233,6 +250,9 @@ fn build_config(a: &ServeArgs) -> Result<ServerConfig> {
     if let Some(v) = a.data_timeout {
         cfg.data_timeout = secs(v);
     }
+    if let Some(v) = a.control_send_timeout {
+        cfg.control_send_timeout = secs(v);
+    }
     if let Some(v) = a.login_timeout {
         cfg.policies.login_timeout = secs(v);
     }
@@ -256,8 +276,10 @@ fn build_config(a: &ServeArgs) -> Result<ServerConfig> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RINGEST_LOG")
         .unwrap_or_else(|_| "info".into());
+    // Colour codes only for a person at a terminal: in a file or a journal they are noise.
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter);
     match format {
         LogFormat::Json => builder.json().init(),
@@ -265,26 +287,9 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Lets many sessions (each a descriptor, plus data connections) run without the admin raising the
-/// limit by hand: the soft limit goes up to the hard one.
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 fn serve(args: &ServeArgs) -> Result<()> {
     let mut cfg = build_config(args)?;
     init_logging(cfg.policies.log_format);
-    raise_fd_limit();
     if cfg.root.exists() && !cfg.root.is_dir() {
         anyhow::bail!("{}", RootProblem::NotADirectory(cfg.root.clone()));
     }

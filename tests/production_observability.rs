@@ -146,26 +146,6 @@ fn xferlog_records_uploads_downloads_and_aborts() {
 }
 
 /// GET http://addr/path with curl: (status, body).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    require_tool("curl");
-    let r = run_cmd(
-        Command::new("curl")
-            .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
-            .arg(format!("http://{addr}{path}")),
-        Duration::from_secs(30),
-    );
-    assert!(r.success(), "curl {path}:\n{}", r.describe());
-    let out = r.stdout_str();
-    let (body, code) = out.rsplit_once('\n').unwrap();
-    (code.trim().parse().unwrap(), body.to_string())
-}
-
-fn metric(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l[name.len()..].trim().parse().ok())
-}
-
 #[test]
 fn metrics_endpoint_counts_files_and_failed_logins() {
     let srv = start(&[
@@ -174,31 +154,7 @@ fn metrics_endpoint_counts_files_and_failed_logins() {
         "--login-fail-delay-ms".into(),
         "10".into(),
     ]);
-    let murl = srv.stdout_lines.lock().unwrap().iter().find_map(|l| {
-        l.strip_prefix("ringest: metrics on http://")
-            .map(|s| s.to_string())
-    });
-    let murl = murl.or_else(|| {
-        let mut found = None;
-        wait_until(
-            || {
-                found = srv.stdout_lines.lock().unwrap().iter().find_map(|l| {
-                    l.strip_prefix("ringest: metrics on http://")
-                        .map(|s| s.to_string())
-                });
-                found.is_some()
-            },
-            Duration::from_secs(5),
-        );
-        found
-    });
-    let murl = murl.unwrap_or_else(|| {
-        panic!(
-            "no 'ringest: metrics on http://ADDR/metrics' line: {:?}",
-            srv.stdout_lines.lock().unwrap()
-        )
-    });
-    let addr = murl.trim_end_matches("/metrics").to_string();
+    let addr = metrics_addr(&srv.stdout_lines);
     let (code, body) = http_get(&addr, "/metrics");
     assert_eq!(code, 200, "GET /metrics: {body}");
     let files_in = "ringest_files_total{direction=\"in\",mode=\"stream\"}";

@@ -154,7 +154,7 @@ pub async fn send_all(
     dur: Duration,
     step: &'static str,
 ) -> (Result<(), Fail>, Option<Vec<u8>>) {
-    match time::timeout(dur, net::send_all(fd, buf)).await {
+    match time::timeout(dur, net::send_all(fd, buf, dur)).await {
         Ok((Ok(()), b)) => (Ok(()), Some(b)),
         Ok((Err(e), b)) => (Err(io_fail(step)(e)), Some(b)),
         Err(_) => (Err(Fail::Timeout { step }), None),

@@ -39,6 +39,10 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Server {
         let root = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(server_binary())
             .args([
@@ -52,6 +56,7 @@ impl Server {
                 "--root",
             ])
             .arg(root.path())
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -113,7 +118,11 @@ fn loadgen(server: &Server, args: &[&str]) -> (i32, Value, String) {
 }
 
 fn check_scenario(scenario: &str, extra: &[&str]) {
-    let server = Server::start();
+    check_scenario_on(&[], scenario, "0..64K", extra);
+}
+
+fn check_scenario_on(server_args: &[&str], scenario: &str, size: &str, extra: &[&str]) {
+    let server = Server::start_with(server_args);
     let mut args = vec![
         scenario,
         "--sessions",
@@ -121,7 +130,7 @@ fn check_scenario(scenario: &str, extra: &[&str]) {
         "--files",
         "200",
         "--size",
-        "0..64K",
+        size,
         "--prefix",
         "e2e",
     ];
@@ -144,6 +153,19 @@ fn check_scenario(scenario: &str, extra: &[&str]) {
 #[test]
 fn stream_verify_download() {
     check_scenario("stream", &["--verify"]);
+}
+
+/// Uploads of every size up to 300 KiB (most of them not a multiple of the 4 KiB alignment) with
+/// O_DIRECT writes from the first byte, and switching after 64 KiB; each one downloaded and compared.
+#[test]
+fn stream_verify_download_with_direct_io() {
+    check_scenario_on(&["--direct-io", "on"], "stream", "0..300K", &["--verify"]);
+    check_scenario_on(
+        &["--direct-io", "auto", "--direct-io-threshold", "65536"],
+        "stream",
+        "0..300K",
+        &["--verify"],
+    );
 }
 
 #[test]

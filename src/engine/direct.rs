@@ -147,3 +147,21 @@ pub fn splice(
     } as libc::c_long)
     .map(|n| n as usize)
 }
+
+/// Turns O_DIRECT on or off for `fd` (fcntl F_SETFL; Linux lets O_DIRECT change on an open file).
+/// EINVAL means the file system does not support direct I/O (tmpfs before 6.6, some FUSE mounts).
+pub fn set_direct(fd: &SharedFd, on: bool) -> io::Result<()> {
+    // SAFETY: fcntl F_GETFL on a live descriptor reads nothing from us.
+    let flags =
+        check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) } as libc::c_long)? as i32;
+    let want = if on {
+        flags | libc::O_DIRECT
+    } else {
+        flags & !libc::O_DIRECT
+    };
+    if want == flags {
+        return Ok(());
+    }
+    // SAFETY: fcntl F_SETFL with an int argument on a live descriptor.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, want) } as libc::c_long).map(drop)
+}

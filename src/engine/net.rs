@@ -108,6 +108,14 @@ pub fn set_keepalive(fd: RawFd) -> io::Result<()> {
     with_sock(fd, |s| s.set_keepalive(true))
 }
 
+/// Keeps urgent (out-of-band) bytes in the normal stream (SO_OOBINLINE). FTP clients send ABOR, or
+/// the Telnet Synch before it, as TCP urgent data (RFC 959 4.1.3; Python's `ftplib.abort()`,
+/// tnftp's Ctrl-C): without this the kernel takes the urgent byte out of the stream, and the command
+/// line loses its final byte (`ABOR\r` waits forever for its LF).
+pub fn set_oobinline(fd: RawFd) -> io::Result<()> {
+    with_sock(fd, |s| s.set_out_of_band_inline(true))
+}
+
 /// Sets SO_RCVBUF (0 leaves the kernel's autotuning alone).
 pub fn set_recv_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
     if bytes == 0 {
@@ -132,6 +140,24 @@ pub fn listen_reuseport(addr: SocketAddr, cpu: Option<usize>, backlog: i32) -> i
     }
     bind_listen(&sock, addr, backlog)?;
     Ok(sock.into())
+}
+
+/// Fails with EADDRINUSE when something already listens on `addr`, even another process's
+/// SO_REUSEPORT group: the kernel lets any socket of the same user with SO_REUSEPORT join a group,
+/// so a second server on the same port would start silently and share the connections. A probe
+/// bound *without* SO_REUSEPORT is refused by any listener on the port; it is closed at once (the
+/// window until the real listeners bind is microseconds wide). Port 0 needs no probe.
+pub fn ensure_unused(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = new_tcp(&addr)?;
+    // REUSEADDR so connections of an earlier run in TIME_WAIT do not count as a listener.
+    probe.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        probe.set_only_v6(true)?;
+    }
+    probe.bind(&socket2::SockAddr::from(addr))
 }
 
 /// A listening socket bound to exactly `addr` (passive data connections); EADDRINUSE tells the caller
@@ -168,12 +194,32 @@ pub fn incoming_cpu(fd: RawFd) -> Option<usize> {
     i32::try_from(cpu).is_ok().then_some(cpu)
 }
 
-/// Sends all of `buf`, looping over short sends; hands the buffer back for reuse.
-pub async fn send_all(fd: &SharedFd, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+/// Sends all of `buf`, looping over short sends; hands the buffer back for reuse. A peer that
+/// stops reading (its receive window stays closed) makes no send progress for `stall`: then this
+/// gives up with `TimedOut`, so a client that never reads cannot hold its session, its buffers or a
+/// core's slot forever. The deadline restarts with every byte sent, so a slow but reading client is
+/// never cut.
+pub async fn send_all(
+    fd: &SharedFd,
+    buf: Vec<u8>,
+    stall: std::time::Duration,
+) -> (io::Result<()>, Vec<u8>) {
     let mut start = 0;
     let mut buf = buf;
     while start < buf.len() {
-        let (res, b) = op::send::send(fd, buf, start).await;
+        let (res, b) = match super::time::timeout(stall, op::send::send(fd, buf, start)).await {
+            Ok(r) => r,
+            // The dropped op keeps the buffer until the kernel lets go of it.
+            Err(_) => {
+                return (
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "peer stopped reading: send stalled",
+                    )),
+                    Vec::new(),
+                )
+            }
+        };
         buf = b;
         match res {
             Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),

@@ -13,6 +13,9 @@ use super::op::{self, Op};
 use super::runtime::{self, block_on, RuntimeConfig};
 use super::{blocking, executor, net, spawn, time};
 
+/// A send deadline no test reaches.
+const LONG: Duration = Duration::from_secs(60);
+
 fn cfg() -> RuntimeConfig {
     RuntimeConfig {
         entries: 256,
@@ -60,7 +63,7 @@ fn send_recv_round_trip() {
     run(async {
         let (client, server) = tcp_pair().await;
         let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let (res, _) = net::send_all(&client, payload.clone()).await;
+        let (res, _) = net::send_all(&client, payload.clone(), LONG).await;
         res.unwrap();
         drop(client);
         let mut got = Vec::new();
@@ -83,7 +86,7 @@ fn multishot_recv_uses_the_buffer_ring() {
         let sender = spawn({
             let p = payload.clone();
             async move {
-                let (res, _) = net::send_all(&client, p).await;
+                let (res, _) = net::send_all(&client, p, LONG).await;
                 res.unwrap();
             }
         });
@@ -199,7 +202,7 @@ fn splice_socket_to_file() {
         let sender = spawn({
             let p = payload.clone();
             async move {
-                let (res, _) = net::send_all(&client, p).await;
+                let (res, _) = net::send_all(&client, p, LONG).await;
                 res.unwrap();
             }
         });
@@ -275,7 +278,7 @@ fn dropped_op_keeps_its_buffer_until_completion() {
             "the slab owns the dropped op's buffer"
         );
         // Traffic after the drop must not land in freed memory; a second recv gets what is sent.
-        let (res, _) = net::send_all(&client, vec![7u8; 1000]).await;
+        let (res, _) = net::send_all(&client, vec![7u8; 1000], LONG).await;
         res.unwrap();
         settle().await;
         assert_eq!(runtime::with(|rt| rt.ops_in_flight()), 0);
@@ -442,7 +445,7 @@ fn connect_from_a_local_address() {
         assert_eq!(net::peer_addr(client.as_raw_fd()).unwrap(), addr);
         assert_eq!(net::peer_addr(server.as_raw_fd()).unwrap(), mine);
         // Once a packet has arrived, the kernel knows which CPU took it.
-        let (res, _) = net::send_all(&client, vec![1]).await;
+        let (res, _) = net::send_all(&client, vec![1], LONG).await;
         res.unwrap();
         let (res, _) = op::recv::recv(&server, Vec::with_capacity(16)).await;
         assert_eq!(res.unwrap(), 1);

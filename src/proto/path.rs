@@ -16,6 +16,10 @@ pub const MAX_PATH: usize = 4096;
 /// Longest single component accepted, in bytes (Linux `NAME_MAX`).
 pub const MAX_COMPONENT: usize = 255;
 
+/// Names starting with this are the server's own (hidden upload temporaries and resumable MODE B
+/// partials): hidden from listings and refused as the name of anything a client creates.
+pub const RESERVED_PREFIX: &str = ".ringest-";
+
 /// Why an argument cannot be turned into a virtual path.
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Clone, Copy)]
 pub enum PathError {
@@ -125,6 +129,13 @@ impl VPath {
     }
 
     /// The last component; `None` for the root.
+    /// Whether the final component starts with [`RESERVED_PREFIX`]: the server's own hidden files
+    /// (upload temporaries, resumable partials) have such names, so a client may not create one.
+    pub fn is_reserved(&self) -> bool {
+        self.file_name()
+            .is_some_and(|n| n.starts_with(RESERVED_PREFIX))
+    }
+
     pub fn file_name(&self) -> Option<&str> {
         if self.is_root() {
             return None;

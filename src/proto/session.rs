@@ -607,6 +607,16 @@ impl Session {
         if !ok {
             return Some(reply(550, "Permission denied."));
         }
+        if let Command::Stor(arg)
+        | Command::Appe(arg)
+        | Command::Stou(Some(arg))
+        | Command::Mkd(arg)
+        | Command::Rnto(arg) = cmd
+        {
+            if self.cwd.resolve(arg).is_ok_and(|p| p.is_reserved()) {
+                return Some(reply(553, "File name is reserved by the server."));
+            }
+        }
         let Some(dir) = &access.upload_only else {
             return None;
         };
@@ -672,6 +682,14 @@ impl Session {
             }
             _ => Reply::new(530, "Login incorrect."),
         }
+    }
+
+    /// Result of [`Action::Authenticate`] when the server could not serve the login at all (out of
+    /// resources, the user's home missing): 421 with `why`, after which the server closes the
+    /// connection (RFC 959: 421 is the reply that precedes a close). Not a failed login.
+    pub fn login_unavailable(&mut self, why: &str) -> Reply {
+        self.auth = Auth::AwaitUser;
+        Reply::new(421, why)
     }
 
     /// Result of [`Action::OpenPassive`]: the address the client should connect to, or `None`.

@@ -47,11 +47,14 @@ pub struct CoreCtx {
     /// The default user's storage (the single CLI user's root), for sessions until they log in
     /// as a user with a root of their own.
     pub storage: Storage,
-    /// This core's slice of the passive port range and the next port to try.
+    /// The passive port range (all of it: any core may use any port) and the next port this core
+    /// tries, which starts in its own slice.
     pub passive: (u16, u16),
     pub passive_next: Cell<u16>,
-    /// Set when the server is shutting down.
+    /// Set when the server is shutting down: no new sessions, idle ones are told 421.
     pub shutdown: LocalEvent,
+    /// Set when the shutdown grace period is over: running transfers are aborted (426, 421).
+    pub force_close: LocalEvent,
     /// This core's counters (written only here, summed by the scraper).
     pub metrics: Arc<CoreMetrics>,
 }

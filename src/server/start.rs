@@ -51,7 +51,7 @@ fn block_signals() -> libc::sigset_t {
 
 /// Runs the server until SIGTERM/SIGINT (then drains and returns) or a core thread fails.
 /// `started` is called once the listeners are bound.
-pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> {
+pub fn run(mut cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> {
     let sigset = block_signals();
     let cpus = thread::allowed_cpus();
     let threads = if cfg.threads == 0 {
@@ -59,6 +59,7 @@ pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> 
     } else {
         cfg.threads
     };
+    fit_sessions_to_descriptors(&mut cfg, threads);
     std::fs::create_dir_all(&cfg.root).map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -71,6 +72,12 @@ pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> 
     // Thread 0's listener resolves port 0; the others bind the same address into its reuseport group.
     let mut listeners = Vec::with_capacity(threads);
     let mut addr = cfg.listen;
+    net::ensure_unused(addr).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("listening on {addr}: {e} (is another server running on this port?)"),
+        )
+    })?;
     for i in 0..threads {
         let cpu = cpus[i % cpus.len()];
         let l = net::listen_reuseport(addr, Some(cpu), cfg.listen_backlog)
@@ -93,6 +100,7 @@ pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> 
         p.max_sessions,
         p.max_sessions_per_ip,
         p.max_login_failures_per_ip,
+        p.max_login_checks_per_ip,
     ));
     let xferlog = match &p.xferlog {
         Some(path) => Some(XferLog::open(path).map_err(|e| {
@@ -147,7 +155,8 @@ pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> 
                     return;
                 };
                 let cfg = shared.cfg.clone();
-                let passive = cfg.passive_slice(core, threads);
+                let passive = cfg.passive_ports;
+                let first = cfg.passive_slice(core, threads).0;
                 let backend = Backend::new(&cfg);
                 let storage = backend.session(root);
                 let ctx = Rc::new(CoreCtx {
@@ -156,8 +165,9 @@ pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> 
                     backend,
                     storage,
                     passive,
-                    passive_next: Cell::new(passive.0),
+                    passive_next: Cell::new(first),
                     shutdown: LocalEvent::new(),
+                    force_close: LocalEvent::new(),
                     metrics: shared.metrics.register(core),
                     shared,
                 });
@@ -185,11 +195,76 @@ pub fn run(cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> 
             sessions = limits.active(),
             "grace period over; closing the remaining sessions"
         );
+        // Second signal: every core aborts its transfers and tells each client why (426, 421)
+        // before the process ends, instead of cutting the connections without a word.
+        for w in &wakeups {
+            crate::engine::fd::signal_eventfd(w);
+        }
+        let last_words = Instant::now() + FAREWELL;
+        while limits.active() > 0 && Instant::now() < last_words {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     if let Some(x) = &shared.xferlog {
         x.flush();
     }
     Ok(())
+}
+
+/// Descriptors kept back from sessions: listeners, rings, eventfds, the blocking pool, log files,
+/// metrics, and a margin for pipes and files of uploads in flight.
+const RESERVED_FDS: u64 = 128;
+const RESERVED_FDS_PER_CORE: u64 = 32;
+
+/// Raises the soft descriptor limit to the hard one (the soft default, often 1024, is far below
+/// what thousands of sessions need), then lowers `max_sessions` to what the descriptors allow, with
+/// a warning: a session needs one descriptor idle and three or four while it uploads, and a server
+/// that accepts more sessions than it has descriptors fails them at random (a login or a transfer
+/// that cannot open what it needs).
+fn fit_sessions_to_descriptors(cfg: &mut ServerConfig, threads: usize) {
+    let limit = match raise_nofile() {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read RLIMIT_NOFILE; max_sessions left as configured");
+            return;
+        }
+    };
+    // A small limit (a test, a container) keeps at most a quarter back.
+    let reserved = (RESERVED_FDS + RESERVED_FDS_PER_CORE * threads as u64).min(limit / 4);
+    let fit = usize::try_from(limit.saturating_sub(reserved).max(1)).unwrap_or(usize::MAX);
+    let wanted = cfg.policies.max_sessions;
+    if wanted == 0 || wanted > fit {
+        tracing::warn!(
+            max_sessions = wanted,
+            lowered_to = fit,
+            rlimit_nofile = limit,
+            "max_sessions lowered to what the descriptor limit allows (raise LimitNOFILE / ulimit -n to serve more)"
+        );
+        cfg.policies.max_sessions = fit;
+    }
+}
+
+/// Sets the soft RLIMIT_NOFILE to the hard limit; returns the limit now in force.
+fn raise_nofile() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the live struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads one live rlimit struct.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    Ok(lim.rlim_cur)
 }
 
 /// Waits for signals; returns on SIGTERM/SIGINT after telling every core.
@@ -227,10 +302,28 @@ fn signal_loop(set: &libc::sigset_t, shared: &Shared, wakeups: &[OwnedFd]) {
     }
 }
 
+/// How long sessions get, once the grace period is over, to send their 426/421 and close.
+const FAREWELL: Duration = Duration::from_secs(2);
+
+/// The starting thread signals a core's eventfd once to stop (no new sessions, idle ones told 421)
+/// and once more when the grace period is over (transfers aborted with 426 + 421).
 async fn watch_shutdown(ctx: Rc<CoreCtx>, wakeup: SharedFd) {
-    let (res, _) = op::read::read(&wakeup, Vec::with_capacity(8), u64::MAX).await;
-    if res.is_ok() {
+    let mut seen = 0u64;
+    while seen < 2 {
+        let (res, buf) = op::read::read(&wakeup, Vec::with_capacity(8), u64::MAX).await;
+        if res.is_err() {
+            return;
+        }
+        let count = buf
+            .get(..8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_ne_bytes)
+            .unwrap_or(1);
+        seen += count.max(1);
         ctx.shutdown.set();
+        if seen >= 2 {
+            ctx.force_close.set();
+        }
     }
 }
 

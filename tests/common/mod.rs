@@ -90,6 +90,8 @@ pub struct ServerOpts {
     pub user: String,
     pub pass: String,
     pub extra_args: Vec<String>,
+    /// Start the server with this RLIMIT_NOFILE (soft and hard).
+    pub nofile: Option<u64>,
 }
 
 impl Default for ServerOpts {
@@ -101,6 +103,7 @@ impl Default for ServerOpts {
             user: "tester".to_string(),
             pass: "s3cret-Pw".to_string(),
             extra_args: Vec::new(),
+            nofile: None,
         }
     }
 }
@@ -165,7 +168,17 @@ impl Server {
         let stderr_file = File::create(&stderr_path).unwrap();
 
         let bin = server_bin();
-        let mut cmd = Command::new(&bin);
+        let mut cmd = match opts.nofile {
+            // `ulimit -n` in sh sets the soft and the hard limit; exec keeps the PID.
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
         cmd.arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -1746,6 +1759,55 @@ pub fn run_modeb_edge(srv: &Server) {
 }
 
 /// An argon2id hash of `pw`, made by `ringest passwd`.
+/// GET `path` from `addr` (HOST:PORT) with curl: the status code and the body.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    require_tool("curl");
+    let r = run_cmd(
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+            .arg(format!("http://{addr}{path}")),
+        Duration::from_secs(30),
+    );
+    assert!(r.success(), "curl {path}:\n{}", r.describe());
+    let out = r.stdout_str();
+    let (body, code) = out.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_string())
+}
+
+/// The value of metric line `name` (with its labels) in a Prometheus text body.
+pub fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l[name.len()..].trim().parse().ok())
+}
+
+/// The HOST:PORT of a server's `/metrics` endpoint, from its start-up line (started with
+/// `--metrics-listen`).
+pub fn metrics_addr(stdout_lines: &Arc<Mutex<Vec<String>>>) -> String {
+    let find = || {
+        stdout_lines.lock().unwrap().iter().find_map(|l| {
+            l.strip_prefix("ringest: metrics on http://")
+                .map(|s| s.trim_end_matches("/metrics").to_string())
+        })
+    };
+    let mut found = find();
+    if found.is_none() {
+        wait_until(
+            || {
+                found = find();
+                found.is_some()
+            },
+            Duration::from_secs(5),
+        );
+    }
+    found.unwrap_or_else(|| {
+        panic!(
+            "no 'ringest: metrics on http://ADDR/metrics' line: {:?}",
+            stdout_lines.lock().unwrap()
+        )
+    })
+}
+
 pub fn argon2_hash(pw: &str) -> String {
     let r = ringest_cmd(&["passwd", "--password", pw], Duration::from_secs(30));
     r.assert_success("ringest passwd");

@@ -273,6 +273,8 @@ pub struct MultiOp<T: MultiData> {
     key: usize,
     data: Option<T>,
     finished: bool,
+    /// [`MultiOp::stop`] asked the kernel to end it.
+    stopping: bool,
 }
 
 impl<T: MultiData> MultiOp<T> {
@@ -290,8 +292,21 @@ impl<T: MultiData> MultiOp<T> {
                 key,
                 data: Some(data),
                 finished: false,
+                stopping: false,
             }
         })
+    }
+
+    /// Asks the kernel to end the multishot, keeping what it already produced: completions that
+    /// arrive before the cancel takes effect stay queued for [`MultiOp::poll_next`], which then
+    /// ends with the final one (usually `-ECANCELED`). Unlike dropping the op, nothing received is
+    /// thrown away; it only stops taking new resources (e.g. pool buffers) from now on.
+    pub fn stop(&mut self) {
+        if self.finished || self.stopping {
+            return;
+        }
+        self.stopping = true;
+        runtime::with(|rt| rt.cancel(self.key));
     }
 
     /// The next completion's item, or `None` after the final one.

@@ -4,6 +4,7 @@
 use io_uring::{opcode, squeue};
 
 use super::{Cqe, Op, OpData};
+use crate::engine::bufpool::PoolBuf;
 use crate::engine::fd::{self, SharedFd};
 
 pub struct Recv {
@@ -36,4 +37,41 @@ impl Recv {
 /// Receives into `buf`'s spare capacity (appending); `Ok(0)` is end of stream.
 pub fn recv(fd: &SharedFd, buf: Vec<u8>) -> Op<Recv> {
     Op::new(Recv::new(fd, buf))
+}
+
+/// Receives into a registered pool buffer after its first `len()` bytes (up to its capacity), for
+/// paths that fill a buffer completely and then write it with WRITE_FIXED. Ownership: the
+/// [`PoolBuf`] lives in the op data until the completion and comes back with the result, its length
+/// grown by the bytes received.
+pub struct RecvBuf {
+    fd: SharedFd,
+    buf: PoolBuf,
+}
+
+impl OpData for RecvBuf {
+    type Output = (std::io::Result<usize>, PoolBuf);
+    fn sqe(&mut self) -> squeue::Entry {
+        let filled = self.buf.len();
+        let room = (self.buf.capacity() - filled).min(u32::MAX as usize) as u32;
+        // SAFETY: `filled <= capacity`, so the pointer stays within the buffer.
+        let ptr = unsafe { self.buf.as_mut_ptr().add(filled) };
+        opcode::Recv::new(fd::target(&self.fd), ptr, room).build()
+    }
+    fn complete(mut self, cqe: Cqe) -> Self::Output {
+        let res = cqe.result().map(|n| n as usize);
+        if let Ok(n) = res {
+            // The kernel never reports more than the room it was given; `set_len` clamps anyway.
+            let filled = self.buf.len();
+            self.buf.set_len(filled + n);
+        }
+        (res, self.buf)
+    }
+}
+
+/// Receives into the rest of `buf` (after its current length); `Ok(0)` is end of stream.
+pub fn recv_into(fd: &SharedFd, buf: PoolBuf) -> Op<RecvBuf> {
+    Op::new(RecvBuf {
+        fd: fd.clone(),
+        buf,
+    })
 }

@@ -60,6 +60,41 @@ fn wrong_password_is_530_and_resets() {
 }
 
 #[test]
+fn unavailable_login_is_421_and_leaves_the_session_logged_out() {
+    let mut s = Session::new(SessionConfig::default(), peer());
+    s.on_line(line("USER bob"));
+    s.on_line(line("PASS right"));
+    let r = s.login_unavailable("Home directory not available (it does not exist).");
+    assert_eq!(r.code, 421);
+    assert!(s.user().is_none());
+    assert_eq!(code(&s.on_line(line("PWD"))), 530);
+}
+
+#[test]
+fn names_reserved_by_the_server_cannot_be_created() {
+    let mut s = logged_in();
+    s.on_line(line("PASV"));
+    s.passive_done(false, Some(peer()));
+    for cmd in [
+        "STOR .ringest-backup.part",
+        "STOR sub/.ringest-partial-0123456789abcdef.part",
+        "APPE .ringest-x",
+        "STOU .ringest-y",
+        "MKD .ringest-dir",
+    ] {
+        assert_eq!(code(&s.on_line(line(cmd))), 553, "{cmd}");
+    }
+    assert!(matches!(s.on_line(line("RNFR a")), Action::Fs(_)));
+    assert_eq!(s.fs_done(Ok(FsOutcome::Done)).code, 350);
+    assert_eq!(code(&s.on_line(line("RNTO .ringest-z"))), 553);
+    // Other names starting with a dot are the user's business.
+    assert!(matches!(
+        s.on_line(line("STOR .ringestx")),
+        Action::Transfer(_)
+    ));
+}
+
+#[test]
 fn pwd_cwd_and_traversal_stay_in_root() {
     let mut s = logged_in();
     assert_eq!(

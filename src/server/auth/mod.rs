@@ -9,5 +9,5 @@ pub mod limits;
 pub mod login_cache;
 pub mod users;
 
-pub use limits::{Limits, Refusal, SessionGuard};
+pub use limits::{Limits, LoginAttempt, LoginRefusal, Refusal, SessionGuard};
 pub use users::{hash_password, UserDb, UserInfo};

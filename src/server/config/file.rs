@@ -15,10 +15,13 @@
 //! passive_address = "203.0.113.7"
 //! data_path = "auto"                # or "fixed", "splice"
 //! fs_ops = "ring"                    # or "inline"
+//! direct_io = "auto"                # or "on", "off": O_DIRECT writes for large uploads
+//! direct_io_threshold = 8388608     # bytes after which "auto" switches an upload to direct writes
 //! buffers = 512
 //! buffer_size = 65536
 //! idle_timeout = 300                # seconds
 //! data_timeout = 30
+//! control_send_timeout = 60      # a client that reads no replies for this long is disconnected
 //! login_timeout = 30
 //! max_line = 4096
 //! max_sessions = 10000
@@ -37,6 +40,7 @@
 //! allo_check = true                 # 426 and nothing stored when a MODE S upload ends short of ALLO
 //! run_as_user = "ftp"               # drop root after binding the listeners; default: keep the user
 //! run_as_group = "ftp"              # default: run_as_user's primary group
+//! max_login_checks_per_ip = 4       # password checks at once per client IP (more wait); 0: no cap
 //! ```
 //!
 //! Fields that [`ServerConfig`] has are applied by [`FileConfig::apply`]; the others land in
@@ -50,7 +54,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::policies::{FsyncPolicy, LogFormat, Overwrite, Policies};
+use super::policies::{DirectIo, FsyncPolicy, LogFormat, Overwrite, Policies};
 use super::server::{DataPathKind, FsOps, ServerConfig};
 
 /// Why a configuration file was rejected.
@@ -87,12 +91,16 @@ pub struct FileConfig {
     pub passive_address: Option<String>,
     pub data_path: Option<String>,
     pub fs_ops: Option<String>,
+    pub direct_io: Option<String>,
+    pub direct_io_threshold: Option<u64>,
     pub buffers: Option<u32>,
     pub buffer_size: Option<usize>,
     /// Seconds.
     pub idle_timeout: Option<u64>,
     /// Seconds.
     pub data_timeout: Option<u64>,
+    /// Seconds.
+    pub control_send_timeout: Option<u64>,
     /// Seconds.
     pub login_timeout: Option<u64>,
     pub max_line: Option<usize>,
@@ -116,6 +124,8 @@ pub struct FileConfig {
     pub allo_check: Option<bool>,
     pub run_as_user: Option<String>,
     pub run_as_group: Option<String>,
+    /// Password verifications running at once per client IP; 0 disables.
+    pub max_login_checks_per_ip: Option<u32>,
 }
 
 /// Longest timeout accepted, in seconds (a year): anything longer is a typo, and a huge value
@@ -256,6 +266,12 @@ impl FileConfig {
         if let Some(v) = &self.passive_address {
             key("passive_address", parse_ip(v))?;
         }
+        if let Some(v) = &self.direct_io {
+            key("direct_io", v.parse::<DirectIo>())?;
+        }
+        if let Some(v) = self.direct_io_threshold {
+            key("direct_io_threshold", check_range(v, 0, 1 << 40))?;
+        }
         if let Some(v) = &self.fs_ops {
             key("fs_ops", v.parse::<FsOps>())?;
         }
@@ -272,6 +288,7 @@ impl FileConfig {
         for (k, v) in [
             ("idle_timeout", self.idle_timeout),
             ("data_timeout", self.data_timeout),
+            ("control_send_timeout", self.control_send_timeout),
             ("login_timeout", self.login_timeout),
         ] {
             if let Some(v) = v {
@@ -356,6 +373,12 @@ impl FileConfig {
         if let Some(d) = self.data_path.as_deref().and_then(|s| s.parse().ok()) {
             cfg.data_path = d;
         }
+        if let Some(d) = self.direct_io.as_deref().and_then(|s| s.parse().ok()) {
+            cfg.direct_io = d;
+        }
+        if let Some(t) = self.direct_io_threshold {
+            cfg.direct_io_threshold = t;
+        }
         if let Some(d) = self.fs_ops.as_deref().and_then(|s| s.parse().ok()) {
             cfg.fs_ops = d;
         }
@@ -370,6 +393,9 @@ impl FileConfig {
         }
         if let Some(s) = self.data_timeout {
             cfg.data_timeout = Duration::from_secs(s);
+        }
+        if let Some(s) = self.control_send_timeout {
+            cfg.control_send_timeout = Duration::from_secs(s);
         }
         if let Some(m) = self.max_line {
             cfg.max_line = m;
@@ -440,6 +466,9 @@ impl FileConfig {
         if let Some(v) = &self.run_as_group {
             p.run_as_group = Some(v.clone());
         }
+        if let Some(v) = self.max_login_checks_per_ip {
+            p.max_login_checks_per_ip = v;
+        }
     }
 
     /// The [`Policies`] this file gives, defaults filled in.
@@ -498,6 +527,7 @@ buffers = 256
 buffer_size = 131072
 idle_timeout = 600
 data_timeout = 20
+control_send_timeout = 45
 login_timeout = 15
 max_line = 8192
 max_sessions = 500
@@ -516,6 +546,7 @@ chmod_mask = "0750"
 allo_check = false
 run_as_user = "ftp"
 run_as_group = "nogroup"
+max_login_checks_per_ip = 2
 "#;
 
     #[test]
@@ -533,6 +564,7 @@ run_as_group = "nogroup"
         assert_eq!(cfg.runtime.buffer_size, 131072);
         assert_eq!(cfg.idle_timeout, Duration::from_secs(600));
         assert_eq!(cfg.data_timeout, Duration::from_secs(20));
+        assert_eq!(cfg.control_send_timeout, Duration::from_secs(45));
         assert_eq!(cfg.max_line, 8192);
         assert_eq!(cfg.max_list_entries, 5000);
         assert_eq!(cfg.chmod_mask, 0o750);
@@ -556,6 +588,7 @@ run_as_group = "nogroup"
                 max_login_failures_per_ip: 3,
                 run_as_user: Some("ftp".into()),
                 run_as_group: Some("nogroup".into()),
+                max_login_checks_per_ip: 2,
             }
         );
     }

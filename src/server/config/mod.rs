@@ -9,5 +9,5 @@ pub mod policies;
 pub mod server;
 
 pub use file::{parse_mode_mask, parse_port_range, FileConfig, SettingsError};
-pub use policies::{FsyncPolicy, LogFormat, Overwrite, Policies};
+pub use policies::{DirectIo, FsyncPolicy, LogFormat, Overwrite, Policies};
 pub use server::{DataPathKind, FsOps, ServerConfig};

@@ -65,6 +65,20 @@ macro_rules! keyword_enum {
 }
 
 keyword_enum!(Overwrite, "overwrite policy", "replace" => Overwrite::Replace, "refuse" => Overwrite::Refuse);
+/// When uploads bypass the page cache (O_DIRECT writes from the registered buffers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DirectIo {
+    /// Once an upload has passed `direct_io_threshold` bytes: small files stay in the page cache
+    /// (one buffered write is cheaper than the alignment work), large ones stop filling it.
+    #[default]
+    Auto,
+    /// Every new upload from its first byte.
+    On,
+    /// Never: every write goes through the page cache.
+    Off,
+}
+
+keyword_enum!(DirectIo, "direct_io policy", "auto" => DirectIo::Auto, "on" => DirectIo::On, "off" => DirectIo::Off);
 keyword_enum!(FsyncPolicy, "fsync policy", "none" => FsyncPolicy::None, "file" => FsyncPolicy::File, "batch" => FsyncPolicy::Batch);
 keyword_enum!(LogFormat, "log format", "human" => LogFormat::Human, "json" => LogFormat::Json);
 
@@ -101,6 +115,10 @@ pub struct Policies {
     pub run_as_user: Option<String>,
     /// The group to switch to; by default the user's primary group.
     pub run_as_group: Option<String>,
+    /// Password checks that may run at once for one client IP (each costs a slow hash); further
+    /// simultaneous attempts wait for a slot (up to the login timeout, then 421). 0: no cap beyond
+    /// the failed-login budget, which always bounds the checks in flight.
+    pub max_login_checks_per_ip: u32,
 }
 
 impl Default for Policies {
@@ -121,6 +139,7 @@ impl Default for Policies {
             max_login_failures_per_ip: 10,
             run_as_user: None,
             run_as_group: None,
+            max_login_checks_per_ip: 4,
         }
     }
 }

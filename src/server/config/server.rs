@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::engine::RuntimeConfig;
 
-use super::policies::Policies;
+use super::policies::{DirectIo, Policies};
 
 /// How MODE S binary uploads move from the data socket into the file (MODE B always decodes from
 /// registered buffers; TYPE A always converts in user space).
@@ -87,18 +87,25 @@ pub struct ServerConfig {
     pub password: String,
     /// Core threads (one per allowed CPU by default).
     pub threads: usize,
-    /// Passive port range, inclusive; split into one slice per core.
+    /// Passive port range, inclusive; each core starts its port search in its own slice of it.
     pub passive_ports: (u16, u16),
     /// Address advertised in PASV replies; by default the control connection's local address.
     pub passive_address: Option<IpAddr>,
     pub data_path: DataPathKind,
     pub fs_ops: FsOps,
+    /// When uploads switch to O_DIRECT writes (see `transfer::direct`).
+    pub direct_io: DirectIo,
+    /// Bytes after which `direct_io = auto` switches an upload to direct writes.
+    pub direct_io_threshold: u64,
     pub runtime: RuntimeConfig,
     pub max_line: usize,
     /// Idle control connection timeout (not counted while a transfer runs).
     pub idle_timeout: Duration,
     /// How long a data connection may take to open, or stall mid-transfer.
     pub data_timeout: Duration,
+    /// How long a reply may wait for a client that reads nothing on its control connection (its
+    /// receive window stays closed) before the session is closed.
+    pub control_send_timeout: Duration,
     pub listen_backlog: i32,
     /// Entries one LIST/NLST/MLSD/STAT returns at most (matching entries, for a wildcard): bounds
     /// the memory and time a listing of a huge directory, or a `*` in it, can cost.
@@ -127,10 +134,13 @@ impl ServerConfig {
             passive_address: None,
             data_path: DataPathKind::Auto,
             fs_ops: FsOps::Inline,
+            direct_io: DirectIo::Auto,
+            direct_io_threshold: 8 << 20,
             runtime: RuntimeConfig::default(),
             max_line: 4096,
             idle_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(30),
+            control_send_timeout: Duration::from_secs(60),
             listen_backlog: 4096,
             max_list_entries: 100_000,
             chmod_mask: 0o777,

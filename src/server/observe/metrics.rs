@@ -78,6 +78,8 @@ pub struct CoreMetrics {
     pub sessions_total: AtomicU64,
     pub logins_ok: AtomicU64,
     pub logins_failed: AtomicU64,
+    /// Password hashes actually verified (refused attempts never reach the hash).
+    pub password_checks: AtomicU64,
     /// Completed files, by `[direction][mode]`.
     pub files: [[AtomicU64; 2]; 2],
     /// Bytes moved over data connections (completed or not), by `[direction][mode]`.
@@ -86,6 +88,8 @@ pub struct CoreMetrics {
     pub duration_buckets: [AtomicU64; 16],
     pub duration_sum_ns: AtomicU64,
     pub data_connections: AtomicU64,
+    /// Upload bytes written with O_DIRECT (bypassing the page cache).
+    pub direct_bytes: AtomicU64,
     /// Error replies, indexed by `code - 400` for codes 400..=599.
     pub replies: [AtomicU64; ERROR_CODES],
     pub transfers_failed: AtomicU64,
@@ -100,11 +104,13 @@ impl CoreMetrics {
             sessions_total: AtomicU64::new(0),
             logins_ok: AtomicU64::new(0),
             logins_failed: AtomicU64::new(0),
+            password_checks: AtomicU64::new(0),
             files: Default::default(),
             bytes: Default::default(),
             duration_buckets: Default::default(),
             duration_sum_ns: AtomicU64::new(0),
             data_connections: AtomicU64::new(0),
+            direct_bytes: AtomicU64::new(0),
             replies: std::array::from_fn(|_| AtomicU64::new(0)),
             transfers_failed: AtomicU64::new(0),
         }
@@ -128,6 +134,18 @@ impl CoreMetrics {
         } else {
             &self.logins_failed
         });
+    }
+
+    /// A password is about to be verified against its hash.
+    pub fn password_check(&self) {
+        inc(&self.password_checks);
+    }
+
+    /// Bytes of an upload written with O_DIRECT.
+    pub fn direct_bytes(&self, n: u64) {
+        if n > 0 {
+            add(&self.direct_bytes, n);
+        }
     }
 
     /// A data connection was established (accepted or connected).
@@ -183,11 +201,13 @@ pub struct Totals {
     pub sessions_total: u64,
     pub logins_ok: u64,
     pub logins_failed: u64,
+    pub password_checks: u64,
     pub files: [[u64; 2]; 2],
     pub bytes: [[u64; 2]; 2],
     pub duration_buckets: [u64; 16],
     pub duration_sum_ns: u64,
     pub data_connections: u64,
+    pub direct_bytes: u64,
     pub replies: Vec<(u16, u64)>,
     pub transfers_failed: u64,
 }
@@ -218,6 +238,7 @@ impl Registry {
             t.sessions_total += get(&m.sessions_total);
             t.logins_ok += get(&m.logins_ok);
             t.logins_failed += get(&m.logins_failed);
+            t.password_checks += get(&m.password_checks);
             for d in 0..2 {
                 for k in 0..2 {
                     t.files[d][k] += get(&m.files[d][k]);
@@ -229,6 +250,7 @@ impl Registry {
             }
             t.duration_sum_ns += get(&m.duration_sum_ns);
             t.data_connections += get(&m.data_connections);
+            t.direct_bytes += get(&m.direct_bytes);
             for (sum, c) in replies.iter_mut().zip(&m.replies) {
                 *sum += get(c);
             }
@@ -275,6 +297,13 @@ impl Registry {
             "ringest_logins_total{{result=\"failed\"}} {}",
             t.logins_failed
         );
+        head(
+            &mut out,
+            "password_checks_total",
+            "counter",
+            "Passwords verified against their hash (attempts refused by the per-IP limits are not).",
+        );
+        let _ = writeln!(out, "ringest_password_checks_total {}", t.password_checks);
         head(
             &mut out,
             "files_total",
@@ -337,6 +366,13 @@ impl Registry {
             "Data connections established.",
         );
         let _ = writeln!(out, "ringest_data_connections_total {}", t.data_connections);
+        head(
+            &mut out,
+            "direct_io_bytes_total",
+            "counter",
+            "Upload bytes written with O_DIRECT, bypassing the page cache.",
+        );
+        let _ = writeln!(out, "ringest_direct_io_bytes_total {}", t.direct_bytes);
         head(
             &mut out,
             "replies_total",
@@ -411,7 +447,7 @@ async fn handle(fd: SharedFd, registry: Arc<Registry>, io_timeout: Duration) {
         // Closed, failed or too slow: nobody to answer.
         Ok(Err(ReadError::Io)) | Err(_) => return,
     };
-    if time::timeout(io_timeout, net::send_all(&fd, response))
+    if time::timeout(io_timeout, net::send_all(&fd, response, io_timeout))
         .await
         .is_ok_and(|(res, _)| res.is_ok())
         && unread

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use crate::engine::fd::SharedFd;
 use crate::engine::net;
@@ -70,6 +71,8 @@ pub struct Control {
     pub local: SocketAddr,
     out: Vec<u8>,
     metrics: Arc<CoreMetrics>,
+    /// How long a reply may wait for a client that reads nothing.
+    pub send_timeout: Duration,
 }
 
 impl Control {
@@ -78,6 +81,7 @@ impl Control {
         peer: SocketAddr,
         local: SocketAddr,
         metrics: Arc<CoreMetrics>,
+        send_timeout: Duration,
     ) -> Control {
         Control {
             fd,
@@ -85,6 +89,7 @@ impl Control {
             local,
             out: Vec::with_capacity(256),
             metrics,
+            send_timeout,
         }
     }
 
@@ -98,7 +103,7 @@ impl Control {
             return Ok(());
         }
         let buf = std::mem::take(&mut self.out);
-        let (res, mut buf) = net::send_all(&self.fd, buf).await;
+        let (res, mut buf) = net::send_all(&self.fd, buf, self.send_timeout).await;
         buf.clear();
         self.out = buf;
         res

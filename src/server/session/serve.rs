@@ -10,10 +10,13 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::Instant;
+
+use tracing::Instrument;
 
 use crate::engine::sync::Listener;
 use crate::engine::{net, time};
@@ -28,7 +31,7 @@ use crate::server::transfer::{self, DataConn, PassiveListener, XferEnv};
 
 use super::account::account;
 use super::io::{Control, Line, Reader};
-use super::login::authenticate;
+use super::login::{authenticate, Login};
 use super::watch::{watch, Watched};
 
 /// Serves one control connection until QUIT, EOF, an error, or a timeout.
@@ -40,6 +43,9 @@ pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd) {
     };
     let _ = net::set_nodelay(raw);
     let _ = net::set_keepalive(raw);
+    if let Err(e) = net::set_oobinline(raw) {
+        tracing::warn!(error = %e, "SO_OOBINLINE failed: an ABOR sent as urgent data will not be seen");
+    }
     let _guard = match ctx.shared.limits.admit(peer.ip()) {
         Ok(g) => g,
         Err(why) => {
@@ -48,19 +54,27 @@ pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd) {
                 Refusal::TooManyFromIp => "421 Too many connections from your address.\r\n",
             };
             tracing::info!(%peer, ?why, "connection refused");
-            let _ = net::send_all(&Rc::new(fd), text.as_bytes().to_vec()).await;
+            let stall = ctx.cfg.control_send_timeout;
+            let _ = net::send_all(&Rc::new(fd), text.as_bytes().to_vec(), stall).await;
             return;
         }
     };
     if ctx.shutdown.is_set() {
-        let _ = net::send_all(&Rc::new(fd), b"421 Server shutting down.\r\n".to_vec()).await;
+        let bye = b"421 Server shutting down.\r\n".to_vec();
+        let _ = net::send_all(&Rc::new(fd), bye, ctx.cfg.control_send_timeout).await;
         return;
     }
+    // Instrumented, not entered: a span entered across an `.await` stays entered while the core
+    // runs other sessions' tasks, and their log lines would carry this session's tag.
     let span = tracing::debug_span!("session", %peer, core = ctx.core);
-    let _enter = span.enter();
+    run_session(ctx, fd, peer, local).instrument(span).await;
+}
+
+async fn run_session(ctx: Rc<CoreCtx>, fd: OwnedFd, peer: SocketAddr, local: SocketAddr) {
     tracing::debug!("connected");
     let fd = Rc::new(fd);
-    let ctl = Control::new(fd.clone(), peer, local, ctx.metrics.clone());
+    let stall = ctx.cfg.control_send_timeout;
+    let ctl = Control::new(fd.clone(), peer, local, ctx.metrics.clone(), stall);
     ctx.metrics.session_opened();
     let reader = Reader::new(fd);
     let has_pool = crate::engine::runtime::with(|rt| rt.bufpool().is_some());
@@ -80,6 +94,7 @@ pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd) {
         kept: None,
         storage: ctx.storage.clone(),
         shutdown: ctx.shutdown.listen(),
+        force_close: ctx.force_close.listen(),
     };
     match s.drive().await {
         Ok(()) => tracing::debug!("closed"),
@@ -105,6 +120,8 @@ struct SessionIo {
     /// The logged-in user's storage.
     storage: Storage,
     shutdown: Listener,
+    /// The shutdown grace period is over: a running transfer is aborted.
+    force_close: Listener,
 }
 
 impl SessionIo {
@@ -113,6 +130,13 @@ impl SessionIo {
         let connected = Instant::now();
         loop {
             while let Some(line) = self.deferred.pop_front().or_else(|| self.lines.next_line()) {
+                // Checked between queued commands too: a client that pipelines login attempts (each
+                // one waits out the failed-login delay) must not outstay the login timeout.
+                if self.login_expired(connected, Instant::now()) {
+                    self.ctl.queue(&Reply::new(421, "Login timeout."));
+                    self.ctl.flush().await?;
+                    return Ok(());
+                }
                 if !self.handle(line).await? {
                     return Ok(());
                 }
@@ -163,6 +187,11 @@ impl SessionIo {
         at
     }
 
+    /// Whether the session is still not logged in when its login time is up.
+    fn login_expired(&self, connected: Instant, now: Instant) -> bool {
+        self.session.user().is_none() && now >= connected + self.ctx.cfg.policies.login_timeout
+    }
+
     /// Returns false when the session must end.
     async fn on_timeout(&mut self, connected: Instant) -> io::Result<bool> {
         let now = Instant::now();
@@ -180,7 +209,7 @@ impl SessionIo {
                 return Ok(true);
             }
         }
-        if self.session.user().is_none() && now >= connected + cfg.policies.login_timeout {
+        if self.login_expired(connected, now) {
             self.ctl.send(&Reply::new(421, "Login timeout.")).await?;
             return Ok(false);
         }
@@ -201,11 +230,18 @@ impl SessionIo {
             Action::Authenticate { user, password } => {
                 let ip = self.ctl.peer.ip();
                 let access = match authenticate(&self.ctx, ip, &user, &password.0).await {
-                    Some((access, storage)) => {
+                    Login::Granted(access, storage) => {
                         self.storage = storage;
                         Some(access)
                     }
-                    None => None,
+                    Login::Denied => None,
+                    Login::Unavailable(why) => {
+                        self.ctx.metrics.login(false);
+                        let r = self.session.login_unavailable(&why);
+                        self.ctl.queue(&r);
+                        self.ctl.flush().await?;
+                        return Ok(false);
+                    }
                 };
                 self.ctx.metrics.login(access.is_some());
                 let r = self.session.login_done(access);
@@ -256,7 +292,8 @@ impl SessionIo {
                     &mut self.lines,
                     &mut self.deferred,
                     &self.session,
-                    &self.ctl.fd,
+                    &self.ctl,
+                    &self.force_close,
                     fut,
                 )
                 .await?;
@@ -286,6 +323,24 @@ impl SessionIo {
                     }
                     Watched::Closed => {
                         self.account(&t, &TransferOutcome::ConnectionLost, started);
+                        return Ok(false);
+                    }
+                    Watched::ShuttingDown => {
+                        self.account(&t, &TransferOutcome::Aborted, started);
+                        let r = self.session.transfer_done(TransferOutcome::Aborted);
+                        self.ctl.queue(&r);
+                        self.ctl.queue(&Reply::new(421, "Server shutting down."));
+                        self.ctl.flush().await?;
+                        return Ok(false);
+                    }
+                    Watched::Flooded => {
+                        self.account(&t, &TransferOutcome::Aborted, started);
+                        tracing::warn!(peer = %self.ctl.peer, "too many commands during a transfer; closing");
+                        let r = self.session.transfer_done(TransferOutcome::Aborted);
+                        self.ctl.queue(&r);
+                        let r = Reply::new(421, "Too many commands during a transfer; closing.");
+                        self.ctl.queue(&r);
+                        self.ctl.flush().await?;
                         return Ok(false);
                     }
                 }

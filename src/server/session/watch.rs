@@ -7,19 +7,28 @@ use std::io;
 use std::pin::pin;
 use std::task::Poll;
 
-use crate::engine::fd::SharedFd;
 use crate::engine::net;
+use crate::engine::sync::Listener;
 use crate::proto::command::{self, Command, LineBuffer};
 use crate::proto::reply::Reply;
 use crate::proto::session::Session;
 
-use super::io::{Line, Reader};
+use super::io::{Control, Line, Reader};
+
+/// Commands a client may send during one transfer that wait for it to end. Clients pipeline a few
+/// (the next STOR, a QUIT); a client that sends more is flooding, and is disconnected rather than
+/// allowed to grow its session's memory without bound.
+pub const MAX_DEFERRED: usize = 100;
 
 /// What happened to a transfer while the control connection was watched.
 pub enum Watched<T> {
     Done(T),
     Aborted,
     Closed,
+    /// More than [`MAX_DEFERRED`] commands waited: the transfer was dropped (nothing lands).
+    Flooded,
+    /// The server's shutdown grace period ended: the transfer was dropped (nothing lands).
+    ShuttingDown,
 }
 
 /// Runs `fut` (a transfer) while reading the control connection: ABOR aborts it, STAT is answered
@@ -29,7 +38,8 @@ pub async fn watch<F: Future>(
     lines: &mut LineBuffer,
     deferred: &mut VecDeque<Line>,
     session: &Session,
-    ctl: &SharedFd,
+    ctl: &Control,
+    force_close: &Listener,
     fut: F,
 ) -> io::Result<Watched<F::Output>> {
     let mut fut = pin!(fut);
@@ -37,6 +47,9 @@ pub async fn watch<F: Future>(
         let ev = poll_fn(|cx| {
             if let Poll::Ready(v) = fut.as_mut().poll(cx) {
                 return Poll::Ready(Ok(Some(v)));
+            }
+            if force_close.poll(cx).is_ready() {
+                return Poll::Ready(Ok(None));
             }
             match reader.poll_read(cx, lines) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(Err(())),
@@ -48,6 +61,7 @@ pub async fn watch<F: Future>(
         match ev {
             Ok(Some(v)) => return Ok(Watched::Done(v)),
             Err(()) => return Ok(Watched::Closed),
+            Ok(None) if force_close.is_set() => return Ok(Watched::ShuttingDown),
             Ok(None) => {}
         }
         while let Some(line) = lines.next_line() {
@@ -55,9 +69,10 @@ pub async fn watch<F: Future>(
                 Some(Ok(Command::Abor)) => return Ok(Watched::Aborted),
                 Some(Ok(Command::Stat(None))) => {
                     let r = transfer_status(session);
-                    let (res, _) = net::send_all(ctl, r.to_bytes()).await;
+                    let (res, _) = net::send_all(&ctl.fd, r.to_bytes(), ctl.send_timeout).await;
                     res?;
                 }
+                _ if deferred.len() >= MAX_DEFERRED => return Ok(Watched::Flooded),
                 _ => deferred.push_back(line),
             }
         }

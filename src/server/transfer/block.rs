@@ -57,6 +57,7 @@ impl BlockReceiver {
         let mut writes = WriteSet::new(sink);
         let mut offset = start;
         self.markers.clear();
+        self.rx.restart_clock();
         let mut done = false;
         loop {
             if let Some((buf, mut pos)) = self.leftover.take() {
@@ -85,6 +86,8 @@ impl BlockReceiver {
                 }
             }
             if done && writes.is_empty() {
+                // Nothing more is taken from the kept connection until the next file.
+                self.rx.pause();
                 return Ok(BlockFile {
                     bytes: offset - start,
                     markers: std::mem::take(&mut self.markers),

@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::engine::bufpool::PoolBuf;
 use crate::engine::direct;
@@ -105,12 +105,19 @@ pub enum Wake {
 }
 
 /// A multishot recv on a data connection with its stall timer; survives between MODE B files.
+///
+/// The stall rule: a receive that has waited for data `stall` since its last progress fails, at that
+/// moment (the timer is armed for exactly that deadline, not in periods, so the cut comes within
+/// `stall` plus the timer's resolution, never up to twice it).
 pub struct Receiver {
     data: SharedFd,
     recv: Option<MultiOp<RecvMulti>>,
+    /// [`Receiver::pause`] stopped `recv`; its final `ECANCELED` means "re-arm", not an error.
+    paused: bool,
     tick: Sleep,
     stall: Duration,
-    progress: bool,
+    /// When data last arrived (or waiting for data began).
+    last: Instant,
     /// The peer closed its side.
     pub closed: bool,
 }
@@ -120,11 +127,29 @@ impl Receiver {
         Receiver {
             data: data.clone(),
             recv: None,
+            paused: false,
             tick: Sleep::new(stall),
             stall,
-            progress: false,
+            last: Instant::now(),
             closed: false,
         }
+    }
+
+    /// Stops taking data from the connection (between MODE B files): the multishot recv is
+    /// cancelled, so a client that keeps sending on its kept connection fills only its own socket
+    /// buffer (TCP flow control stops it) instead of this core's registered buffers. Whatever was
+    /// already received stays queued for the next file.
+    pub fn pause(&mut self) {
+        if let Some(r) = self.recv.as_mut() {
+            r.stop();
+            self.paused = true;
+        }
+    }
+
+    /// Starts the stall clock again (a new file begins: the time between files is not a stall).
+    pub fn restart_clock(&mut self) {
+        self.last = Instant::now();
+        self.tick = Sleep::until(self.last + self.stall);
     }
 
     /// Waits for a write completion (if `writes` has any), a received buffer, or the stall timer.
@@ -152,6 +177,7 @@ impl Receiver {
                     }
                     if pool.available() > 0 {
                         self.recv = Some(op::recv_multi::recv_multi(&self.data));
+                        self.paused = false;
                     }
                 }
             }
@@ -175,13 +201,18 @@ impl Receiver {
         .await
     }
 
-    /// Handles the stall timer: fails when nothing arrived for a whole period while data was awaited.
+    /// Handles the stall timer: fails when data was awaited for `stall` since the last progress;
+    /// otherwise re-arms it for the exact deadline. Time spent only waiting for writes does not count.
     pub fn on_tick(&mut self, waiting_for_data: bool) -> Result<(), StoreError> {
-        if waiting_for_data && !self.progress {
+        let now = Instant::now();
+        if !waiting_for_data {
+            self.last = now;
+        }
+        let due = self.last + self.stall;
+        if now >= due {
             return Err(stalled());
         }
-        self.progress = false;
-        self.tick = Sleep::new(self.stall);
+        self.tick = Sleep::until(due);
         Ok(())
     }
 
@@ -192,7 +223,7 @@ impl Receiver {
     ) -> Result<Option<PoolBuf>, StoreError> {
         match item {
             Some(Ok(Received::Data(buf))) => {
-                self.progress = true;
+                self.last = Instant::now();
                 Ok(Some(buf))
             }
             Some(Ok(Received::Eof)) => {
@@ -205,9 +236,16 @@ impl Receiver {
                 self.recv = None;
                 Ok(None)
             }
+            // The end of a recv we paused: the next `event` starts a new one.
+            Some(Err(e)) if self.paused && e.raw_os_error() == Some(libc::ECANCELED) => {
+                self.recv = None;
+                self.paused = false;
+                Ok(None)
+            }
             Some(Err(e)) => Err(StoreError::Net(e)),
             None => {
                 self.recv = None;
+                self.paused = false;
                 Ok(None)
             }
         }

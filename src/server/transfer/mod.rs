@@ -8,6 +8,7 @@
 
 pub mod block;
 pub mod data;
+pub mod direct;
 pub mod failure;
 pub mod fixed;
 pub mod passive;

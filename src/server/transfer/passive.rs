@@ -25,18 +25,22 @@ pub struct PassiveListener {
 }
 
 impl PassiveListener {
-    /// Binds the next free port of this core's slice on `ip` (the control connection's local address).
+    /// Binds the next free port of the passive range on `ip` (the control connection's local
+    /// address). Each core starts its search in its own slice of the range, so cores rarely try the
+    /// same port, but any free port of the whole range serves any session: a core whose sessions
+    /// outnumber its slice borrows the others' free ports. The listener belongs to the session's
+    /// core whatever its port, so the data connection is still served there.
     pub fn open(ctx: &CoreCtx, ip: IpAddr) -> io::Result<PassiveListener> {
         let (lo, hi) = ctx.passive;
         if lo > hi {
             return Err(io::Error::new(
                 io::ErrorKind::AddrNotAvailable,
-                "this core has no passive ports",
+                "no passive ports configured",
             ));
         }
         let span = u32::from(hi - lo) + 1;
         for _ in 0..span {
-            let port = ctx.passive_next.get();
+            let port = ctx.passive_next.get().clamp(lo, hi);
             ctx.passive_next.set(if port >= hi { lo } else { port + 1 });
             match net::listen_exclusive(SocketAddr::new(ip, port), 8) {
                 Ok(fd) => {
@@ -52,7 +56,7 @@ impl PassiveListener {
         }
         Err(io::Error::new(
             io::ErrorKind::AddrInUse,
-            "every passive port of this core is in use",
+            "every passive port is in use",
         ))
     }
 

@@ -10,9 +10,24 @@ use crate::engine::{op, runtime, time};
 use crate::proto::ascii::CrlfToLf;
 use crate::server::storage::Target;
 
+use super::direct::{receive_direct, DirectEnd};
 use super::failure::{stalled, StoreError};
 use super::fixed::receive_fixed;
-use super::splice::receive_splice;
+use super::splice::{receive_splice, SpliceEnd};
+
+/// What a stream-mode receive stored.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stored {
+    pub bytes: u64,
+    /// Of those, the bytes written with O_DIRECT.
+    pub direct: u64,
+}
+
+impl Stored {
+    fn buffered(bytes: u64) -> Stored {
+        Stored { bytes, direct: 0 }
+    }
+}
 
 /// Receives until the peer closes the data connection, writing from `offset` on; returns the bytes
 /// stored. A data connection with no progress for `stall` fails with a timeout.
@@ -24,15 +39,44 @@ pub async fn receive(
     target: Target<'_>,
     offset: u64,
     stall: Duration,
-) -> Result<u64, StoreError> {
+) -> Result<Stored, StoreError> {
     let has_pool = runtime::with(|rt| rt.bufpool().is_some());
     let Target::File(sink) = target;
     let file = sink.file;
-    match () {
-        _ if ascii => receive_copy(data, file, offset, stall, Some(CrlfToLf::default())).await,
-        _ if sink.splice => receive_splice(data, sink, offset, stall).await,
-        _ if has_pool => receive_fixed(data, sink, offset, stall).await,
-        _ => receive_copy(data, file, offset, stall, None).await,
+    if ascii {
+        let conv = Some(CrlfToLf::default());
+        return receive_copy(data, file, offset, stall, conv)
+            .await
+            .map(Stored::buffered);
+    }
+    let mut at = offset;
+    let direct_from_start = sink.direct_after == Some(0) && has_pool;
+    if !direct_from_start {
+        if sink.splice {
+            match receive_splice(data, sink, offset, stall).await? {
+                SpliceEnd::Eof(end) => return Ok(Stored::buffered(end - offset)),
+                SpliceEnd::Switch(from) => at = from,
+            }
+        } else if has_pool {
+            return receive_fixed(data, sink, offset, stall)
+                .await
+                .map(Stored::buffered);
+        } else {
+            return receive_copy(data, file, offset, stall, None)
+                .await
+                .map(Stored::buffered);
+        }
+    }
+    match receive_direct(data, sink, at, stall).await? {
+        DirectEnd::Done { end, direct } => Ok(Stored {
+            bytes: end - offset,
+            direct,
+        }),
+        // No buffer for direct I/O now (or an unaligned start): the copying path takes the rest.
+        DirectEnd::NotStarted(from) => {
+            let rest = receive_copy(data, file, from, stall, None).await?;
+            Ok(Stored::buffered(from - offset + rest))
+        }
     }
 }
 

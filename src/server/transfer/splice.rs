@@ -13,23 +13,38 @@ use crate::engine::pipe::Pipe;
 use crate::engine::{net, op, runtime, time};
 use crate::server::storage::FileSink;
 
+use super::direct::ALIGN;
 use super::failure::{stalled, StoreError};
 
+/// How a splice receive ended.
+pub enum SpliceEnd {
+    /// The peer closed; the file ends at this offset.
+    Eof(u64),
+    /// The upload passed its direct-I/O threshold: continue with direct writes from this offset
+    /// (aligned for them). Nothing of the stream beyond it has been taken from the socket.
+    Switch(u64),
+}
+
+/// Splices the upload into its file from `start`; with inline calls, hands over to direct I/O at
+/// the first aligned offset past `start + sink.direct_after`.
 pub async fn receive_splice(
     data: &SharedFd,
     sink: FileSink<'_>,
     start: u64,
     stall: Duration,
-) -> Result<u64, StoreError> {
+) -> Result<SpliceEnd, StoreError> {
     let file = sink.file;
     let Some(rt) = runtime::current() else {
         return Err(StoreError::Net(io::Error::other("no runtime")));
     };
     let pipe = rt.pipes().get().map_err(StoreError::File)?;
+    let switch_at = sink.direct_after.map(|t| start.saturating_add(t));
     let res = if sink.inline {
-        splice_inline(data, file, start, stall, &pipe).await
+        splice_inline(data, file, start, stall, &pipe, switch_at).await
     } else {
-        splice_ring(data, file, start, stall, &pipe).await
+        splice_ring(data, file, start, stall, &pipe)
+            .await
+            .map(SpliceEnd::Eof)
     };
     // Only a pipe known to be empty is reused; after a failure it may hold bytes.
     if res.is_ok() {
@@ -53,7 +68,8 @@ async fn splice_inline(
     start: u64,
     stall: Duration,
     pipe: &Pipe,
-) -> Result<u64, StoreError> {
+    switch_at: Option<u64>,
+) -> Result<SpliceEnd, StoreError> {
     // A TCP socket's splice waits for the whole length unless the socket itself is non-blocking
     // (SPLICE_F_NONBLOCK only covers the pipe side): without this, a client that pauses mid-upload
     // would block the core.
@@ -65,9 +81,19 @@ async fn splice_inline(
             wait_readable(data, stall).await?;
             since_turn = 0;
         }
+        // Take no more than up to the direct-I/O threshold (rounded up to the alignment, or the
+        // next aligned offset once past it), then hand over there.
+        let mut want = pipe.capacity;
+        if let Some(at) = switch_at {
+            let target = at.max(offset).next_multiple_of(ALIGN);
+            if offset == target {
+                return Ok(SpliceEnd::Switch(offset));
+            }
+            want = want.min((target - offset) as usize);
+        }
         let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
-        let n = match direct::splice(data, &pipe.write, None, pipe.capacity, flags) {
-            Ok(0) => return Ok(offset - start),
+        let n = match direct::splice(data, &pipe.write, None, want, flags) {
+            Ok(0) => return Ok(SpliceEnd::Eof(offset)),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 wait_readable(data, stall).await?;
@@ -121,7 +147,7 @@ async fn splice_ring(
             Err(_) => return Err(stalled()),
         };
         if n == 0 {
-            return Ok(offset - start);
+            return Ok(offset);
         }
         let mut left = n;
         while left > 0 {

@@ -113,7 +113,8 @@ impl Xfer<'_> {
             }
         };
         if conn.is_some() {
-            let (res, _) = net::send_all(env.ctl, self.opening.to_bytes()).await;
+            let stall = env.ctx.cfg.control_send_timeout;
+            let (res, _) = net::send_all(env.ctl, self.opening.to_bytes(), stall).await;
             res?;
         }
         Ok(conn)
@@ -162,10 +163,14 @@ impl Xfer<'_> {
         let stall = env.ctx.cfg.data_timeout;
         let ascii = self.t.ttype == TransferType::Ascii;
         let (res, markers) = match self.t.mode {
-            TransferMode::Stream => (
-                receive::receive(ascii, &conn.fd, upload.target(), offset, stall).await,
-                Vec::new(),
-            ),
+            TransferMode::Stream => {
+                let stored =
+                    receive::receive(ascii, &conn.fd, upload.target(), offset, stall).await;
+                if let Ok(s) = &stored {
+                    env.ctx.metrics.direct_bytes(s.direct);
+                }
+                (stored.map(|s| s.bytes), Vec::new())
+            }
             TransferMode::Block => {
                 let fd = conn.fd.clone();
                 let rx = conn
@@ -251,6 +256,8 @@ impl Xfer<'_> {
             return Ok(TransferOutcome::NoConnection);
         };
         let block = self.t.mode == TransferMode::Block;
+        // A client that stops reading the data connection is cut after this long without progress.
+        let stall = self.env.ctx.cfg.data_timeout;
         let mut ascii = (self.t.ttype == TransferType::Ascii).then(LfToCrlf::default);
         let mut offset = self.t.offset;
         let mut buf = Vec::with_capacity(256 * 1024);
@@ -267,7 +274,7 @@ impl Xfer<'_> {
             if n == 0 {
                 if block {
                     modeb::Encoder::eof(&mut out);
-                    let (res, _) = net::send_all(&conn.fd, std::mem::take(&mut out)).await;
+                    let (res, _) = net::send_all(&conn.fd, std::mem::take(&mut out), stall).await;
                     if res.is_err() {
                         return Ok(TransferOutcome::ConnectionLost);
                     }
@@ -290,7 +297,7 @@ impl Xfer<'_> {
             } else {
                 payload
             };
-            let (res, w) = net::send_all(&conn.fd, wire).await;
+            let (res, w) = net::send_all(&conn.fd, wire, stall).await;
             if res.is_err() {
                 return Ok(TransferOutcome::ConnectionLost);
             }
@@ -336,7 +343,8 @@ impl Xfer<'_> {
             modeb::Encoder::file(&out, &mut framed);
             out = framed;
         }
-        let (res, _) = net::send_all(&conn.fd, out).await;
+        let stall = self.env.ctx.cfg.data_timeout;
+        let (res, _) = net::send_all(&conn.fd, out, stall).await;
         Ok(match res {
             Ok(()) => self.finish(conn, bytes),
             Err(_) => TransferOutcome::ConnectionLost,

@@ -16,7 +16,8 @@ use std::os::fd::OwnedFd;
 use crate::engine::direct;
 use crate::engine::fd::{self, SharedFd};
 use crate::engine::op;
-use crate::server::config::server::{DataPathKind, FsOps};
+use crate::server::config::policies::DirectIo;
+use crate::server::config::server::{DataPathKind, FsOps, ServerConfig};
 
 /// How an anonymous O_TMPFILE is linked under a name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,18 +35,31 @@ pub enum LinkMode {
 pub struct FsCalls {
     inline: bool,
     splice: bool,
+    /// Bytes after which new uploads switch to O_DIRECT (`None`: never).
+    direct_after: Option<u64>,
     link: Cell<LinkMode>,
 }
 
 impl FsCalls {
-    /// `data_path` is resolved here too (`Auto` depends on `ops`), so a receive path never
-    /// decides it again.
-    pub fn new(ops: FsOps, data_path: DataPathKind) -> FsCalls {
+    /// `data_path` and `direct_io` are resolved here too (`Auto` depends on `fs_ops`), so a
+    /// receive path never decides them again.
+    pub fn new(cfg: &ServerConfig) -> FsCalls {
+        let ops = cfg.fs_ops;
         FsCalls {
             inline: ops == FsOps::Inline,
-            splice: data_path.resolve(ops) == DataPathKind::Splice,
+            splice: cfg.data_path.resolve(ops) == DataPathKind::Splice,
+            direct_after: match cfg.direct_io {
+                DirectIo::Off => None,
+                DirectIo::On => Some(0),
+                DirectIo::Auto => Some(cfg.direct_io_threshold),
+            },
             link: Cell::new(LinkMode::EmptyPath),
         }
+    }
+
+    /// Bytes after which a new upload switches to O_DIRECT writes, if it does.
+    pub fn direct_after(&self) -> Option<u64> {
+        self.direct_after
     }
 
     /// Whether calls run directly on the core (the receive paths write and splice accordingly).

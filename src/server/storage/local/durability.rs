@@ -10,7 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -75,16 +75,16 @@ impl SyncBatcher {
                 time::sleep(BATCH_WINDOW).await;
                 let gen = this.started.get() + 1;
                 this.started.set(gen);
-                let roots: Vec<OwnedFd> = this
-                    .roots
-                    .borrow_mut()
-                    .drain(..)
-                    .filter_map(|r| r.try_clone().ok())
-                    .collect();
+                // The worker gets the descriptors' numbers, not duplicates: a `dup` can fail (no
+                // descriptors left), and skipping a file system would acknowledge files that were
+                // never synced. `roots` keeps every descriptor open on this core until the worker
+                // is done, since this task awaits it and is never dropped before the runtime ends.
+                let roots: Vec<SharedFd> = this.roots.borrow_mut().drain(..).collect();
+                let raw: Vec<i32> = roots.iter().map(|r| r.as_raw_fd()).collect();
                 let res = blocking::spawn_blocking(move || {
-                    for r in &roots {
-                        // SAFETY: syncfs on a descriptor we own for the duration of the call.
-                        if unsafe { libc::syncfs(r.as_raw_fd()) } != 0 {
+                    for fd in raw {
+                        // SAFETY: syncfs on a descriptor the core keeps open until this returns.
+                        if unsafe { libc::syncfs(fd) } != 0 {
                             return Err(io::Error::last_os_error());
                         }
                     }
@@ -92,6 +92,7 @@ impl SyncBatcher {
                 })
                 .await
                 .and_then(|r| r);
+                drop(roots);
                 this.last_error
                     .set(res.err().map(|e| e.raw_os_error().unwrap_or(libc::EIO)));
                 this.done.set(gen);

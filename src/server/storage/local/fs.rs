@@ -38,7 +38,7 @@ pub struct LocalFs {
 impl LocalFs {
     pub fn new(cfg: &ServerConfig) -> LocalFs {
         LocalFs {
-            calls: Rc::new(FsCalls::new(cfg.fs_ops, cfg.data_path)),
+            calls: Rc::new(FsCalls::new(cfg)),
             fsync: cfg.policies.fsync,
             syncs: SyncBatcher::new(),
             refuse_overwrite: cfg.policies.overwrite == Overwrite::Refuse,

@@ -14,6 +14,8 @@ use crate::engine::op;
 use crate::engine::op::statx::FileStat;
 use crate::proto::path::VPath;
 
+use super::calls::FsCalls;
+
 /// Resolve beneath the root as if it were `/`, and never through /proc-style magic links.
 pub const RESOLVE_JAIL: u64 = 0x10 /* RESOLVE_IN_ROOT */ | 0x02 /* RESOLVE_NO_MAGICLINKS */;
 /// Resolve one name beneath an already-jailed directory.
@@ -51,13 +53,39 @@ pub fn open_root_dir(path: &std::path::Path) -> io::Result<OwnedFd> {
 
 /// Opens the directory containing `path` and returns it with the final name. Opened for reading (not
 /// O_PATH) so it can be fsync'd after a file lands in it.
+/// The root itself is not opened again: a name directly in it is taken relative to the root's own
+/// descriptor.
 pub async fn open_parent<'a>(root: &SharedFd, path: &'a VPath) -> io::Result<(SharedFd, &'a str)> {
+    let (parent, name) = split(path)?;
+    if parent.is_root() {
+        return Ok((root.clone(), name));
+    }
+    let dir = open(root, &parent, libc::O_RDONLY | libc::O_DIRECTORY, 0).await?;
+    Ok((Rc::new(dir), name))
+}
+
+/// [`open_parent`] with the directory opened by `calls`: uploads open their directory once per
+/// file, and through the ring every such open is a hand-off to an io-wq worker.
+pub async fn open_parent_with<'a>(
+    calls: &FsCalls,
+    root: &SharedFd,
+    path: &'a VPath,
+) -> io::Result<(SharedFd, &'a str)> {
+    let (parent, name) = split(path)?;
+    if parent.is_root() {
+        return Ok((root.clone(), name));
+    }
+    let rel = cstr(parent.relative())?;
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY;
+    let dir = calls.openat2(root, &rel, flags, 0, RESOLVE_JAIL).await?;
+    Ok((Rc::new(dir), name))
+}
+
+fn split(path: &VPath) -> io::Result<(VPath, &str)> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EEXIST))?;
-    let parent = path.parent().unwrap_or_else(VPath::root);
-    let dir = open(root, &parent, libc::O_RDONLY | libc::O_DIRECTORY, 0).await?;
-    Ok((Rc::new(dir), name))
+    Ok((path.parent().unwrap_or_else(VPath::root), name))
 }
 
 /// Stats `path` (following symlinks, within the root).

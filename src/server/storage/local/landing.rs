@@ -23,16 +23,20 @@ use crate::engine::op;
 use crate::proto::path::VPath;
 
 use super::calls::{FsCalls, LinkMode};
-use super::jail::{cstr, open_parent, RESOLVE_HERE};
+use super::jail::{cstr, open_parent_with, RESOLVE_HERE};
 use super::names::{partial_name, random_temp};
 
 /// A local upload's file as the receive paths see it: written at explicit offsets, by direct
-/// calls or ring ops (`inline`), and for binary stream uploads by splice (`splice`).
+/// calls or ring ops (`inline`), for binary stream uploads by splice (`splice`), and past
+/// `direct_after` bytes with O_DIRECT from the registered buffers.
 #[derive(Clone, Copy)]
 pub struct FileSink<'a> {
     pub file: &'a SharedFd,
     pub inline: bool,
     pub splice: bool,
+    /// Bytes after which the upload bypasses the page cache; `None` for files written in place
+    /// (APPE, stream REST), which keep the page cache's view of the existing bytes.
+    pub direct_after: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +64,7 @@ impl Upload {
     /// Creates the file an upload to `path` is written into: an anonymous O_TMPFILE where possible,
     /// else a new hidden file.
     pub async fn create(calls: &Rc<FsCalls>, root: &SharedFd, path: &VPath) -> io::Result<Upload> {
-        let (dir, name) = open_parent(root, path).await?;
+        let (dir, name) = open_parent_with(calls, root, path).await?;
         let name = cstr(name)?;
         if calls.link_mode() != LinkMode::None {
             let flags = libc::O_WRONLY | libc::O_TMPFILE;
@@ -144,7 +148,7 @@ impl Upload {
         path: &VPath,
         offset: u64,
     ) -> io::Result<Upload> {
-        let (dir, name) = open_parent(root, path).await?;
+        let (dir, name) = open_parent_with(calls, root, path).await?;
         let partial = cstr(&partial_name(name))?;
         let name = cstr(name)?;
         let fd = Rc::new(
@@ -175,7 +179,7 @@ impl Upload {
         offset: Option<u64>,
         create: bool,
     ) -> io::Result<(Upload, u64)> {
-        let (dir, name) = open_parent(root, path).await?;
+        let (dir, name) = open_parent_with(calls, root, path).await?;
         let name = cstr(name)?;
         let flags = libc::O_WRONLY | if create { libc::O_CREAT } else { 0 };
         let fd = Rc::new(op::open::openat2(&dir, name.clone(), flags, 0o644, RESOLVE_HERE).await?);
@@ -214,6 +218,10 @@ impl Upload {
             file: &self.file,
             inline: self.calls.is_inline(),
             splice: self.calls.splices(),
+            direct_after: self
+                .calls
+                .direct_after()
+                .filter(|_| self.kind != Kind::InPlace),
         }
     }
 

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 
 use super::jail::cstr;
 
-/// Prefix and suffix of our hidden upload names; listings hide them.
-pub const TEMP_PREFIX: &str = ".ringest-";
+/// Prefix and suffix of our hidden upload names; listings hide them. The prefix is the protocol's
+/// reserved one, which the session refuses in names clients create (STOR, APPE, STOU, MKD, RNTO).
+pub const TEMP_PREFIX: &str = crate::proto::path::RESERVED_PREFIX;
 pub const TEMP_SUFFIX: &str = ".part";
 
 /// Prefix of the resumable MODE B partials, which survive restarts (the crash sweep keeps them).

@@ -1,0 +1,235 @@
+//! The direct-I/O receive path: large uploads land with O_DIRECT writes straight from registered
+//! buffers, so they neither copy into the page cache nor fill it. An ingest server writes data once
+//! and something else reads it later; keeping every byte in its own page cache costs a copy per
+//! byte and, on a VM that hands freed memory back to its host, fresh pages that are expensive to
+//! touch.
+//!
+//! O_DIRECT needs the memory, the length and the file offset aligned to the device's logical block.
+//! Pool buffers are page-aligned, and each one is filled *completely* before it is written, so every
+//! write starts at a multiple of the buffer size. The last, partial buffer is zero-padded to the
+//! alignment and written whole; the file is then cut to its exact size. Space is preallocated in
+//! growing steps (`fallocate`), so the writes fill allocated blocks instead of extending the file one
+//! write at a time. A file system that refuses O_DIRECT (EINVAL) gets the same writes buffered.
+//!
+//! The writes are ring ops (WRITE_FIXED): a direct write can wait on the device, and the core must
+//! keep serving its other sessions meanwhile. Up to [`IN_FLIGHT`] buffers circulate: one receiving,
+//! the others being written.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
+use std::time::Duration;
+
+use crate::engine::bufpool::PoolBuf;
+use crate::engine::fd::SharedFd;
+use crate::engine::op::write::WriteFixed;
+use crate::engine::op::{self, Op};
+use crate::engine::{direct, runtime, time};
+use crate::server::storage::FileSink;
+
+use super::failure::{stalled, StoreError};
+
+/// Alignment of direct writes: a page, which covers 512-byte and 4 KiB logical blocks.
+pub const ALIGN: u64 = 4096;
+
+/// Buffers one direct upload circulates.
+const IN_FLIGHT: usize = 4;
+
+/// Preallocation: the first step, and the largest.
+const PREALLOC_MIN: u64 = 8 << 20;
+const PREALLOC_MAX: u64 = 1 << 30;
+
+/// Whether a file system's refusal of O_DIRECT was logged already: once per process is enough (a
+/// latch for the log, not a mode: every upload still tries direct I/O).
+static REFUSAL_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// How a direct receive ended.
+pub enum DirectEnd {
+    /// The peer closed; the file ends at `end`, and `direct` bytes bypassed the page cache.
+    Done { end: u64, direct: u64 },
+    /// Direct I/O could not start here (no free registered buffer, an unaligned offset): the
+    /// caller continues from this offset with another path.
+    NotStarted(u64),
+}
+
+struct Writes {
+    file: SharedFd,
+    ops: Vec<(Op<WriteFixed>, u64, usize)>,
+    /// The file system refused an O_DIRECT write: everything is written buffered from then on.
+    buffered: bool,
+}
+
+impl Writes {
+    fn submit(&mut self, buf: PoolBuf, len: usize, offset: u64) {
+        let op = op::write::write_fixed(&self.file, Rc::new(buf), 0..len, offset);
+        self.ops.push((op, offset, len));
+    }
+
+    /// Waits for one write and returns its buffer; resubmits it buffered if O_DIRECT was refused.
+    async fn complete_one(&mut self) -> Result<PoolBuf, StoreError> {
+        loop {
+            let (res, buf, offset, len) = poll_fn(|cx| {
+                for i in 0..self.ops.len() {
+                    let Some((op, offset, len)) = self.ops.get_mut(i) else {
+                        break;
+                    };
+                    if let Poll::Ready((res, buf)) = Pin::new(op).poll(cx) {
+                        let (offset, len) = (*offset, *len);
+                        self.ops.swap_remove(i);
+                        return Poll::Ready((res, buf, offset, len));
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            match res {
+                Ok(n) if n == len => {
+                    return Rc::try_unwrap(buf).map_err(|_| {
+                        StoreError::File(io::Error::other("write buffer still shared"))
+                    });
+                }
+                Ok(_) => return Err(StoreError::File(io::ErrorKind::WriteZero.into())),
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !self.buffered => {
+                    self.fall_back(&e)?;
+                    let buf = Rc::try_unwrap(buf).map_err(|_| {
+                        StoreError::File(io::Error::other("write buffer still shared"))
+                    })?;
+                    self.submit(buf, len, offset);
+                }
+                Err(e) => return Err(StoreError::File(e)),
+            }
+        }
+    }
+
+    fn fall_back(&mut self, why: &io::Error) -> Result<(), StoreError> {
+        self.buffered = true;
+        log_refusal(why);
+        direct::set_direct(&self.file, false).map_err(StoreError::File)
+    }
+
+    async fn drain(&mut self) -> Result<(), StoreError> {
+        while !self.ops.is_empty() {
+            drop(self.complete_one().await?);
+        }
+        Ok(())
+    }
+}
+
+fn log_refusal(why: &io::Error) {
+    if !REFUSAL_LOGGED.swap(true, Ordering::Relaxed) {
+        tracing::info!(error = %why, "a file system refused O_DIRECT; uploads to it are written through the page cache");
+    }
+}
+
+/// Receives the rest of an upload from `at` (a multiple of [`ALIGN`]) with direct writes.
+pub async fn receive_direct(
+    data: &SharedFd,
+    sink: FileSink<'_>,
+    at: u64,
+    stall: Duration,
+) -> Result<DirectEnd, StoreError> {
+    if at % ALIGN != 0 {
+        return Ok(DirectEnd::NotStarted(at));
+    }
+    let Some(rt) = runtime::current() else {
+        return Ok(DirectEnd::NotStarted(at));
+    };
+    let Some(pool) = rt.bufpool() else {
+        return Ok(DirectEnd::NotStarted(at));
+    };
+    let Some(first) = pool.alloc() else {
+        return Ok(DirectEnd::NotStarted(at));
+    };
+    let file = sink.file;
+    let mut writes = Writes {
+        file: file.clone(),
+        ops: Vec::new(),
+        buffered: false,
+    };
+    match direct::set_direct(file, true) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            writes.buffered = true;
+            log_refusal(&e);
+        }
+        Err(e) => return Err(StoreError::File(e)),
+    }
+    let mut spare = vec![first];
+    let mut held = 1;
+    let mut offset = at;
+    let mut allocated = at;
+    let mut prealloc = true;
+    loop {
+        // A buffer to fill: a spare one, a new one while under the cap, or the next one written.
+        let mut buf = match spare.pop() {
+            Some(b) => b,
+            None => match (held < IN_FLIGHT).then(|| pool.alloc()).flatten() {
+                Some(b) => {
+                    held += 1;
+                    b
+                }
+                None => writes.complete_one().await?,
+            },
+        };
+        buf.set_len(0);
+        let cap = buf.capacity();
+        if prealloc && offset + cap as u64 > allocated {
+            let step = (allocated - at).clamp(PREALLOC_MIN, PREALLOC_MAX);
+            match op::fallocate::fallocate(file, allocated, step, 0).await {
+                Ok(()) => allocated += step,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                    return Err(StoreError::File(e))
+                }
+                // Not supported here: write without preallocating.
+                Err(_) => prealloc = false,
+            }
+        }
+        // Fill the buffer completely (or up to the end of the stream); every recv is progress.
+        let mut eof = false;
+        while buf.len() < cap {
+            let (res, b) = match time::timeout(stall, op::recv::recv_into(data, buf)).await {
+                Ok(r) => r,
+                Err(_) => return Err(stalled()),
+            };
+            buf = b;
+            match res {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(StoreError::Net(e)),
+            }
+        }
+        let n = buf.len();
+        if n > 0 {
+            // Zero-pad the last block: the padding is cut off below, and must not carry another
+            // upload's bytes that the buffer held before.
+            let padded = (n as u64).next_multiple_of(ALIGN) as usize;
+            buf.set_len(padded);
+            buf.as_mut_slice()[n..].fill(0);
+            writes.submit(buf, padded, offset);
+            offset += n as u64;
+        } else {
+            spare.push(buf);
+        }
+        if eof {
+            writes.drain().await?;
+            // Cut the padding and any preallocation beyond the last byte.
+            if offset % ALIGN != 0 || allocated > offset {
+                op::ftruncate::ftruncate(file, offset)
+                    .await
+                    .map_err(StoreError::File)?;
+            }
+            let direct = if writes.buffered { 0 } else { offset - at };
+            return Ok(DirectEnd::Done {
+                end: offset,
+                direct,
+            });
+        }
+    }
+}
