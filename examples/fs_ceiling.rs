@@ -6,11 +6,14 @@
 //! figure can exceed it. Run with the machine otherwise idle:
 //!
 //! ```text
-//! cargo run --release --example fs_ceiling -- DIR [FILES] [SIZE] [THREADS]
+//! cargo run --release --example fs_ceiling -- [--keep] DIR [FILES] [SIZE] [THREADS]
 //! ```
 //!
 //! DIR must be on the file system under test and must not exist yet (each run writes into a new
-//! directory, like the benchmark harness; nothing is deleted).
+//! directory, like the benchmark harness). The program says where it wrote, and removes DIR and its
+//! files after the measurement unless `--keep` is given (to look at them, or to measure on a
+//! directory that already holds many files). Built like the rest of the workspace, it honours
+//! `CARGO_TARGET_DIR`.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -65,10 +68,12 @@ fn land(dir: &OwnedFd, name: &CString, data: &[u8]) -> std::io::Result<()> {
 }
 
 fn main() -> std::io::Result<()> {
-    let mut args = std::env::args().skip(1);
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let keep = all.iter().any(|a| a == "--keep");
+    let mut args = all.into_iter().filter(|a| a != "--keep");
     let dir = PathBuf::from(
         args.next()
-            .expect("usage: fs_ceiling DIR [FILES] [SIZE] [THREADS]"),
+            .expect("usage: fs_ceiling [--keep] DIR [FILES] [SIZE] [THREADS]"),
     );
     let files: usize = args.next().map_or(100_000, |s| s.parse().expect("FILES"));
     let size: usize = args
@@ -114,5 +119,15 @@ fn main() -> std::io::Result<()> {
         files as f64 / secs,
         cpu / files as f64 * 1e6
     );
+    drop(dir_fd);
+    if keep {
+        println!("wrote {files} files under {} (kept)", dir.display());
+    } else {
+        std::fs::remove_dir_all(&dir)?;
+        println!(
+            "wrote {files} files under {}, removed them (--keep keeps them)",
+            dir.display()
+        );
+    }
     Ok(())
 }

@@ -6,15 +6,18 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use ringest::server::auth::{hash_password, UserDb};
 use ringest::server::config::{
-    parse_port_range, DirectIo, FileConfig, FsOps, FsyncPolicy, LogFormat, Overwrite,
+    parse_mode_mask, parse_port_range, DirectIo, FileConfig, FsOps, FsyncPolicy, LogFormat,
+    Overwrite,
 };
+use ringest::server::service::{self, lookup_account};
+use ringest::server::storage::{check_root, RootProblem, Writer};
 use ringest::server::{self, DataPathKind, ServerConfig};
 
 #[cfg(feature = "mimalloc")]
@@ -36,12 +39,15 @@ struct Cli {
 enum Cmd {
     /// Run the server. With no flags: ./ringest-data on 127.0.0.1:2121 with a generated password.
     Serve(Box<ServeArgs>),
-    /// Validate a configuration file (and the users file it names); exits non-zero with the problem.
+    /// Validate a configuration file (and the users file it names) or a users file, and check
+    /// that every root exists and is a writable directory; exits non-zero naming each problem.
     CheckConfig {
-        /// The TOML configuration file.
+        /// The TOML configuration file, or a users file (recognised by its [[user]] or
+        /// [anonymous] tables).
         file: PathBuf,
     },
-    /// Print an argon2id hash of a password (read from stdin) for the users file.
+    /// Print an argon2id hash of a password for the users file: prompted for (twice, without
+    /// echo) on a terminal, else read from the first line of stdin.
     Passwd {
         /// Take the password from this argument instead of stdin (visible in `ps`; for scripts).
         #[arg(long)]
@@ -152,6 +158,22 @@ struct ServeArgs {
     /// Seconds SIGTERM waits for running transfers [default: 30].
     #[arg(long, env = "RINGEST_SHUTDOWN_GRACE")]
     shutdown_grace: Option<u64>,
+    /// Entries one LIST/NLST/MLSD returns at most, wildcard matches included [default: 100000].
+    #[arg(long, env = "RINGEST_MAX_LIST_ENTRIES")]
+    max_list_entries: Option<usize>,
+    /// SITE CHMOD sets the requested mode within this octal mask; 0 turns it off [default: 0777].
+    #[arg(long, env = "RINGEST_CHMOD_MASK", value_parser = parse_mode_mask)]
+    chmod_mask: Option<u32>,
+    /// Refuse (426, nothing stored) a stream-mode upload that ends short of the size the client
+    /// announced with ALLO: "true" or "false" [default: true].
+    #[arg(long, env = "RINGEST_ALLO_CHECK")]
+    allo_check: Option<bool>,
+    /// Switch to this system user once the listeners are bound (start as root to bind port 21).
+    #[arg(long, env = "RINGEST_RUN_AS_USER")]
+    run_as_user: Option<String>,
+    /// Group to switch to with --run-as-user [default: the user's primary group].
+    #[arg(long, env = "RINGEST_RUN_AS_GROUP")]
+    run_as_group: Option<String>,
 }
 
 fn generate_password() -> Result<String> {
@@ -199,7 +221,17 @@ fn build_config(a: &ServeArgs) -> Result<ServerConfig> {
         overwrite => cfg.policies.overwrite,
         fsync => cfg.policies.fsync,
         log_format => cfg.policies.log_format,
+        max_list_entries => cfg.max_list_entries,
+        chmod_mask => cfg.chmod_mask,
+        allo_check => cfg.allo_check,
     }
+    if let Some(v) = &a.run_as_user {
+        cfg.policies.run_as_user = Some(v.clone());
+    }
+    if let Some(v) = &a.run_as_group {
+        cfg.policies.run_as_group = Some(v.clone());
+    }
+    cfg.max_list_entries = cfg.max_list_entries.max(1);
     if let Some(v) = a.passive_address {
         cfg.passive_address = Some(v);
     }
@@ -258,6 +290,9 @@ fn init_logging(format: LogFormat) {
 fn serve(args: &ServeArgs) -> Result<()> {
     let mut cfg = build_config(args)?;
     init_logging(cfg.policies.log_format);
+    if cfg.root.exists() && !cfg.root.is_dir() {
+        anyhow::bail!("{}", RootProblem::NotADirectory(cfg.root.clone()));
+    }
     std::fs::create_dir_all(&cfg.root)
         .with_context(|| format!("creating root {}", cfg.root.display()))?;
     cfg.root = std::fs::canonicalize(&cfg.root)
@@ -284,34 +319,149 @@ fn serve(args: &ServeArgs) -> Result<()> {
             let _ = writeln!(out, "ringest: metrics on http://{m}/metrics");
         }
         let _ = out.flush();
+        service::notify_ready();
     })
     .context("server failed")
 }
 
-fn check_config(file: &PathBuf) -> Result<()> {
-    let cfg = FileConfig::load(file)?;
-    if let Some(users) = &cfg.users_file {
-        let db = UserDb::load(users)
-            .with_context(|| format!("{}: key \"users_file\"", file.display()))?;
-        println!(
-            "{}: ok ({} users{})",
-            file.display(),
-            db.len(),
-            if db.anonymous_enabled() {
-                ", anonymous"
-            } else {
-                ""
-            }
-        );
-    } else {
-        println!("{}: ok", file.display());
+/// Whether `text` is a users file rather than a configuration file: only the users file has the
+/// `[[user]]` and `[anonymous]` tables, and the configuration file has no tables at all.
+fn looks_like_users_file(text: &str) -> bool {
+    match text.parse::<toml::Table>() {
+        Ok(t) => !t.is_empty() && t.keys().all(|k| k == "user" || k == "anonymous"),
+        Err(_) => text.contains("[[user]]") || text.contains("[anonymous]"),
     }
+}
+
+fn describe_users(db: &UserDb) -> String {
+    format!(
+        "{} users{}",
+        db.len(),
+        if db.anonymous_enabled() {
+            ", anonymous"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Checks each root; prints every problem and fails if there was one.
+fn check_roots(file: &Path, roots: &[PathBuf], writer: &Writer) -> Result<()> {
+    let problems: Vec<String> = roots
+        .iter()
+        .filter_map(|r| check_root(r, writer).err())
+        .map(|e| format!("{}: {e}", file.display()))
+        .collect();
+    for p in &problems {
+        eprintln!("ringest: {p}");
+    }
+    anyhow::ensure!(
+        problems.is_empty(),
+        "{}: {} root problem(s)",
+        file.display(),
+        problems.len()
+    );
     Ok(())
+}
+
+fn check_config(file: &PathBuf) -> Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    if looks_like_users_file(&text) {
+        let db = UserDb::load(file)?;
+        check_roots(file, &db.roots(), &Writer::ThisProcess)?;
+        println!(
+            "{}: ok (users file: {})",
+            file.display(),
+            describe_users(&db)
+        );
+        return Ok(());
+    }
+    let cfg = FileConfig::load(file)?;
+    let policies = cfg.policies();
+    // Roots must be writable by the user the server will run as.
+    let writer = match &policies.run_as_user {
+        Some(u) => {
+            let a = lookup_account(u, policies.run_as_group.as_deref())
+                .with_context(|| format!("{}: key \"run_as_user\"", file.display()))?;
+            Writer::User {
+                name: a.name,
+                uid: a.uid,
+                gid: a.gid,
+                groups: a.groups,
+            }
+        }
+        None => Writer::ThisProcess,
+    };
+    let (roots, what) = match &cfg.users_file {
+        Some(users) => {
+            let db = UserDb::load(users)
+                .with_context(|| format!("{}: key \"users_file\"", file.display()))?;
+            (db.roots(), describe_users(&db))
+        }
+        // The built-in user's root is created at start when missing (and without a `root` key
+        // it is relative to wherever the server starts), so only an existing one is checked.
+        None => {
+            let root = cfg
+                .root
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("ringest-data"));
+            let what = "the built-in user".to_owned();
+            if root.symlink_metadata().is_err() {
+                println!(
+                    "{}: root {} does not exist yet; the server creates it at start",
+                    file.display(),
+                    root.display()
+                );
+                (Vec::new(), what)
+            } else {
+                (vec![root], what)
+            }
+        }
+    };
+    check_roots(file, &roots, &writer)?;
+    println!("{}: ok ({what})", file.display());
+    Ok(())
+}
+
+/// Reads one line from the terminal on stdin without echoing it (the newline is still shown).
+/// Echo goes off before the prompt appears, so nothing typed after the prompt is ever shown.
+fn read_hidden(prompt: &str) -> Result<String> {
+    let fd = libc::STDIN_FILENO;
+    // SAFETY: termios is plain data, filled by tcgetattr on the terminal.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is stdin, known to be a terminal; `saved` is a live termios.
+    if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("reading the terminal settings");
+    }
+    let mut quiet = saved;
+    quiet.c_lflag &= !libc::ECHO;
+    quiet.c_lflag |= libc::ECHONL;
+    // SAFETY: sets the attributes just read, with echo off.
+    if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &quiet) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("turning off echo");
+    }
+    let mut err = std::io::stderr();
+    let _ = write!(err, "{prompt}");
+    let _ = err.flush();
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    // SAFETY: restores the attributes saved above, whatever the read did.
+    unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &saved) };
+    read.context("reading the password")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 fn passwd(password: Option<String>) -> Result<()> {
     let plain = match password {
         Some(p) => p,
+        None if std::io::stdin().is_terminal() => {
+            let first = read_hidden("Password: ")?;
+            anyhow::ensure!(!first.is_empty(), "empty password");
+            let again = read_hidden("Retype password: ")?;
+            anyhow::ensure!(first == again, "the passwords do not match");
+            first
+        }
         None => {
             let mut line = String::new();
             std::io::stdin()

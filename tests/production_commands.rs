@@ -297,8 +297,15 @@ fn stat_help_allo_acct_site_feat() {
     let r = c.cmd_expect("HELP", 214);
     assert!(r.text().contains("STOR"), "HELP does not mention STOR: {r}");
     c.cmd_expect("ACCT billing", 202);
+    // SITE CHMOD is implemented (issue 10): on a missing file it is 550; an unknown SITE
+    // subcommand is still 502.
     let r = c.cmd("SITE CHMOD 777 x");
-    assert_eq!(r.code, 502, "SITE: expected 502, got {r}");
+    assert_eq!(
+        r.code, 550,
+        "SITE CHMOD on a missing file: expected 550, got {r}"
+    );
+    let r = c.cmd("SITE IDLE 60");
+    assert_eq!(r.code, 502, "SITE IDLE: expected 502, got {r}");
     // Without an argument, 501 (syntax) is as right as 502.
     let r = c.cmd("SITE");
     assert!(

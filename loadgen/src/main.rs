@@ -7,7 +7,8 @@
 //! id, offset), so `--verify` can check every file without keeping what was sent.
 //!
 //! Exit code: 0 when every file was stored (and verified, with `--verify`); 1 when some failed or
-//! mismatched; 2 on a fatal problem (cannot connect, login refused, MODE B unsupported, bad usage).
+//! mismatched; 2 on a fatal problem (cannot connect, the server gone mid-run, login refused, MODE B
+//! unsupported, bad usage).
 
 mod content;
 mod ftp;
@@ -99,6 +100,9 @@ struct Cli {
     /// Timeout for each network operation (connect, reply, send), seconds.
     #[arg(long, global = true, default_value_t = 30)]
     op_timeout: u64,
+    /// Send `ALLO <size>` before each STOR (ringest then refuses a MODE S upload cut short of it).
+    #[arg(long, global = true)]
+    allo: bool,
 }
 
 /// Whether client threads are pinned to CPUs (see `--pin`).
@@ -328,6 +332,7 @@ fn real_main(cli: &Cli) -> Result<i32> {
         epsv: cli.epsv,
         progress: !cli.json && !cli.quiet,
         nofile,
+        allo: cli.allo,
     });
     let base = cli.prefix.clone();
     let prefix_for = |name: &str, compare: bool| match (&base, compare) {

@@ -59,6 +59,9 @@ pub struct RunCfg {
     pub epsv: bool,
     pub progress: bool,
     pub nofile: u64,
+    /// Announce each upload's size with `ALLO` before its STOR, so a server that checks it (ringest
+    /// does in MODE S) can tell a cut connection from a complete file.
+    pub allo: bool,
 }
 
 /// Attempts per file: the first try and three retries.
@@ -362,6 +365,19 @@ fn no_control() -> Fail {
     }
 }
 
+/// Sends `ALLO size` when `--allo` is set and the command is an upload.
+async fn announce_size(t: &ThreadCtx, ctrl: &mut Control, verb: &str, id: u64) -> Result<(), Fail> {
+    if !t.cfg.allo || verb != "STOR" {
+        return Ok(());
+    }
+    let size = t.cfg.size.size_of(t.cfg.seed, id);
+    let r = ctrl.cmd(&format!("ALLO {size}"), "ALLO").await?;
+    if !matches!(r.code, 200 | 202) {
+        return Err(reply_fail("ALLO", &r));
+    }
+    Ok(())
+}
+
 /// Logs in if the session has no control connection yet, opens a data connection (PASV/EPSV), sends
 /// `VERB name` and waits for 150/125. Returns the data connection and when the command went out.
 async fn begin_transfer(
@@ -378,6 +394,7 @@ async fn begin_transfer(
     };
     let addr = ctrl.passive(t.cfg.epsv).await?;
     let data = data_connect(t, addr, st.src).await?;
+    announce_size(t, ctrl, verb, id).await?;
     ctrl.send(&format!("{verb} {}", file_name(&t.prefix, id)), verb)
         .await?;
     let t0 = Instant::now();
@@ -389,7 +406,17 @@ async fn begin_transfer(
 }
 
 async fn open_login(t: &ThreadCtx, src: Option<IpAddr>) -> Result<Control, Fail> {
-    let mut c = Control::open(t.cfg.server, src, t.cfg.op_timeout).await?;
+    let mut c = match Control::open(t.cfg.server, src, t.cfg.op_timeout).await {
+        // Nothing listens any more: every further file would fail the same way, so stop the run
+        // now instead of retrying each one until --duration runs out.
+        Err(f) if f.raw_os_error() == Some(libc::ECONNREFUSED) => {
+            return Err(Fail::Fatal(format!(
+                "the server at {} is gone (connection refused); stopping the run",
+                t.cfg.server
+            )))
+        }
+        other => other?,
+    };
     t.shared.ctrl_conns.fetch_add(1, Relaxed);
     c.login(&t.cfg.user, &t.cfg.password).await?;
     Ok(c)
@@ -485,6 +512,7 @@ async fn block_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcom
             msg: "no data".into(),
         });
     };
+    announce_size(t, ctrl, "STOR", id).await?;
     ctrl.send(&format!("STOR {}", file_name(&t.prefix, id)), "STOR")
         .await?;
     let t0 = Instant::now();

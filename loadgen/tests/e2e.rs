@@ -271,3 +271,56 @@ fn wrong_password_is_fatal() {
         "{out:?}"
     );
 }
+
+#[test]
+fn stream_with_allo_verify_download() {
+    check_scenario("stream", &["--verify", "--allo"]);
+}
+
+#[test]
+fn server_gone_mid_run_is_fatal_at_once() {
+    let mut server = Server::start();
+    let started = std::time::Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "stream",
+            "--port",
+            &server.port.to_string(),
+            "--user",
+            USER,
+            "--password",
+            PASSWORD,
+            "--sessions",
+            "4",
+            "--files",
+            "10000000",
+            "--size",
+            "16K",
+            "--quiet",
+            "--duration",
+            "120",
+            "--op-timeout",
+            "10",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running loadgen");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let killed = std::time::Instant::now();
+    let out = child.wait_with_output().expect("loadgen output");
+    let after_kill = killed.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is gone (connection refused)"),
+        "loadgen should say the server is gone: {stderr}"
+    );
+    assert!(
+        after_kill < std::time::Duration::from_secs(30),
+        "loadgen took {after_kill:?} after the server died (run started {:?} ago)",
+        started.elapsed()
+    );
+}

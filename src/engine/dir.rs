@@ -19,6 +19,17 @@ pub struct RawEntry {
 /// Reads all entries of the directory open on `dir` (opened O_RDONLY|O_DIRECTORY), except `.` and
 /// `..`, stopping after `limit` entries. Blocking: call it through `spawn_blocking`.
 pub fn read_dir(dir: OwnedFd, limit: usize) -> io::Result<Vec<RawEntry>> {
+    read_dir_filtered(dir, limit, &|_| true)
+}
+
+/// Like [`read_dir`], keeping only the names `keep` accepts; rejected names are never stat'ed and
+/// do not count towards `limit`, so a wildcard listing of a large directory costs one pass over
+/// its names and a stat per match.
+pub fn read_dir_filtered(
+    dir: OwnedFd,
+    limit: usize,
+    keep: &dyn Fn(&[u8]) -> bool,
+) -> io::Result<Vec<RawEntry>> {
     let raw = dir.into_raw_fd();
     // SAFETY: `raw` is an owned directory descriptor; fdopendir takes ownership (closedir closes it).
     let dp = unsafe { libc::fdopendir(raw) };
@@ -38,7 +49,7 @@ pub fn read_dir(dir: OwnedFd, limit: usize) -> io::Result<Vec<RawEntry>> {
         // SAFETY: readdir returned a valid entry whose d_name is NUL-terminated.
         let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
         let bytes = name.to_bytes();
-        if bytes == b"." || bytes == b".." {
+        if bytes == b"." || bytes == b".." || !keep(bytes) {
             continue;
         }
         // SAFETY: stat64 is plain old data; fstatat fills it.

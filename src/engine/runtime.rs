@@ -88,7 +88,15 @@ impl Runtime {
             .setup_cqsize(cfg.entries.saturating_mul(2))
             .setup_submit_all()
             .build(cfg.entries)
-            .map_err(|e| io::Error::new(e.kind(), format!("io_uring setup failed: {e}")))?;
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "io_uring setup failed: {e} (ringest needs Linux 6.1 or later, with io_uring \
+                         enabled: kernel.io_uring_disabled = 0 and not blocked by seccomp)"
+                    ),
+                )
+            })?;
         let bufpool = if cfg.buffers > 0 {
             Some(BufPool::new(&ring, 0, cfg.buffers, cfg.buffer_size)?)
         } else {

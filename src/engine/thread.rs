@@ -90,7 +90,12 @@ where
                         tracing::warn!(core = i, cpu, error = %e, "could not pin core thread");
                     }
                 }
-                block_on(i, &cfg, main(i, cpu))
+                let res = block_on(i, &cfg, main(i, cpu));
+                if let Err(e) = &res {
+                    // The caller may never join this thread: say why the core is not serving.
+                    tracing::error!(core = i, error = %e, "core thread could not run its runtime");
+                }
+                res
             })?;
         handles.push(h);
     }

@@ -8,6 +8,8 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 
+use super::site;
+
 // ---------------------------------------------------------------------------------------------------
 // Line framing
 // ---------------------------------------------------------------------------------------------------
@@ -294,6 +296,16 @@ pub enum Command {
     Epsv(EpsvArg),
     Size(String),
     Mdtm(String),
+    /// `MDTM YYYYMMDDHHMMSS path`: the two-argument form sets the time (ncftpput's fallback).
+    MdtmSet {
+        time: i64,
+        path: String,
+    },
+    /// `MFMT YYYYMMDDHHMMSS path` (draft-somers-ftp-mfxx): sets the modification time.
+    Mfmt {
+        time: i64,
+        path: String,
+    },
     Mlsd(Option<String>),
     Mlst(Option<String>),
     Host(String),
@@ -343,7 +355,8 @@ impl Command {
             Eprt(_) => "EPRT",
             Epsv(_) => "EPSV",
             Size(_) => "SIZE",
-            Mdtm(_) => "MDTM",
+            Mdtm(_) | MdtmSet { .. } => "MDTM",
+            Mfmt { .. } => "MFMT",
             Mlsd(_) => "MLSD",
             Mlst(_) => "MLST",
             Host(_) => "HOST",
@@ -387,9 +400,16 @@ pub enum ParseError {
     /// EPRT/EPSV with a network protocol other than 1 (IPv4) or 2 (IPv6); RFC 2428 answers 522.
     #[error("network protocol not supported, use (1,2)")]
     UnsupportedNetworkProtocol,
-    /// The argument is not UTF-8 or contains NUL.
+    /// The argument is not UTF-8.
     #[error("invalid characters in argument")]
     Encoding,
+    /// The line contains a NUL byte, which no command or file name may contain.
+    #[error("NUL byte in command")]
+    NulByte,
+    /// `MODE` with a mode letter we do not implement (E, Z, C...); the payload is the letter(s),
+    /// safe to echo. Answered 504 with the modes that are available.
+    #[error("MODE {0} not implemented")]
+    UnsupportedMode(String),
 }
 
 impl ParseError {
@@ -398,10 +418,11 @@ impl ParseError {
         match self {
             ParseError::Empty | ParseError::Unknown(_) => 500,
             ParseError::NotImplemented(_) => 502,
-            ParseError::MissingArgument(_) | ParseError::BadArgument(_) | ParseError::Encoding => {
-                501
-            }
-            ParseError::NotImplementedParam(_) => 504,
+            ParseError::MissingArgument(_)
+            | ParseError::BadArgument(_)
+            | ParseError::Encoding
+            | ParseError::NulByte => 501,
+            ParseError::NotImplementedParam(_) | ParseError::UnsupportedMode(_) => 504,
             ParseError::UnsupportedNetworkProtocol => 522,
         }
     }
@@ -429,6 +450,9 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     if line.is_empty() {
         return Err(ParseError::Empty);
     }
+    if line.contains(&0) {
+        return Err(ParseError::NulByte);
+    }
     let verb_end = line.iter().position(|&b| b == b' ').unwrap_or(line.len());
     let (verb, rest) = line.split_at(verb_end);
     if verb.len() > MAX_VERB || !verb.iter().all(u8::is_ascii_alphabetic) {
@@ -442,9 +466,6 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
 
     let arg_bytes = trim_start_spaces(rest);
     let arg = std::str::from_utf8(arg_bytes).map_err(|_| ParseError::Encoding)?;
-    if arg.contains('\0') {
-        return Err(ParseError::Encoding);
-    }
     let opt = || (!arg.is_empty()).then(|| arg.to_owned());
     let req = |name: &'static str| {
         if arg.is_empty() {
@@ -503,7 +524,21 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         b"EPRT" => Eprt(parse_eprt(param("EPRT")?)?),
         b"EPSV" => Epsv(parse_epsv(arg.trim_end_matches(' '))?),
         b"SIZE" => Size(req("SIZE")?),
-        b"MDTM" => Mdtm(req("MDTM")?),
+        b"MDTM" => match site::split_time_and_path(arg) {
+            Some((time, path)) => MdtmSet {
+                time,
+                path: path.to_owned(),
+            },
+            None => Mdtm(req("MDTM")?),
+        },
+        b"MFMT" => {
+            let (time, path) =
+                site::split_time_and_path(param("MFMT")?).ok_or(ParseError::BadArgument("MFMT"))?;
+            Mfmt {
+                time,
+                path: path.to_owned(),
+            }
+        }
         b"MLSD" => Mlsd(strip_options(arg)),
         b"MLST" => Mlst(opt()),
         b"HOST" => Host(param("HOST")?.to_owned()),
@@ -653,11 +688,16 @@ fn parse_stru(s: &str) -> Result<Structure, ParseError> {
     }
 }
 
+/// `S` and `B`; any other single letter is a mode we do not implement (RFC 959 C, GridFTP's E,
+/// MODE Z compression), answered 504 so that clients such as globus-url-copy fall back instead of
+/// reporting a syntax error.
 fn parse_mode(s: &str) -> Result<TransferMode, ParseError> {
     match s.to_ascii_uppercase().as_str() {
         "S" => Ok(TransferMode::Stream),
         "B" => Ok(TransferMode::Block),
-        "C" => Err(ParseError::NotImplementedParam("MODE")),
+        m if m.len() == 1 && m.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            Err(ParseError::UnsupportedMode(m.to_owned()))
+        }
         _ => Err(ParseError::BadArgument("MODE")),
     }
 }
@@ -854,7 +894,8 @@ mod tests {
         assert_eq!(parse(b"STOR"), Err(ParseError::MissingArgument("STOR")));
         assert_eq!(parse(b"CWD   "), Err(ParseError::MissingArgument("CWD")));
         assert_eq!(parse(b"STOR a\xffb"), Err(ParseError::Encoding));
-        assert_eq!(parse(b"STOR a\0b"), Err(ParseError::Encoding));
+        assert_eq!(parse(b"STOR a\0b"), Err(ParseError::NulByte));
+        assert_eq!(parse(b"NO\0OP"), Err(ParseError::NulByte));
         assert_eq!(parse(b"REST -1"), Err(ParseError::BadArgument("REST")));
         assert_eq!(
             parse(b"REST 99999999999999999999"),
@@ -872,6 +913,8 @@ mod tests {
         assert_eq!(ParseError::BadArgument("X").reply_code(), 501);
         assert_eq!(ParseError::Encoding.reply_code(), 501);
         assert_eq!(ParseError::NotImplementedParam("X").reply_code(), 504);
+        assert_eq!(ParseError::UnsupportedMode("E".into()).reply_code(), 504);
+        assert_eq!(ParseError::NulByte.reply_code(), 501);
         assert_eq!(ParseError::UnsupportedNetworkProtocol.reply_code(), 522);
     }
 
@@ -903,10 +946,15 @@ mod tests {
         assert_eq!(parse(b"STRU Q"), Err(ParseError::BadArgument("STRU")));
         assert_eq!(parse(b"MODE s"), Ok(Command::Mode(TransferMode::Stream)));
         assert_eq!(parse(b"MODE B"), Ok(Command::Mode(TransferMode::Block)));
-        assert_eq!(
-            parse(b"MODE C"),
-            Err(ParseError::NotImplementedParam("MODE"))
-        );
+        for m in ["C", "E", "z"] {
+            assert_eq!(
+                parse(format!("MODE {m}").as_bytes()),
+                Err(ParseError::UnsupportedMode(m.to_ascii_uppercase())),
+                "{m}"
+            );
+        }
+        assert_eq!(parse(b"MODE EZ"), Err(ParseError::BadArgument("MODE")));
+        assert_eq!(parse(b"MODE 1"), Err(ParseError::BadArgument("MODE")));
         assert_eq!(parse(b"MODE"), Err(ParseError::MissingArgument("MODE")));
     }
 
@@ -997,6 +1045,40 @@ mod tests {
         assert_eq!(parse(b"ALLO 1000 R 80"), Ok(Command::Allo(1000)));
         assert_eq!(parse(b"ALLO 1000 R"), Err(ParseError::BadArgument("ALLO")));
         assert_eq!(parse(b"ALLO x"), Err(ParseError::BadArgument("ALLO")));
+    }
+
+    #[test]
+    fn set_time_commands() {
+        assert_eq!(
+            parse(b"MFMT 20231114221320 a b.txt"),
+            Ok(Command::Mfmt {
+                time: 1_700_000_000,
+                path: "a b.txt".into()
+            })
+        );
+        assert_eq!(parse(b"MFMT 2023 x"), Err(ParseError::BadArgument("MFMT")));
+        assert_eq!(
+            parse(b"MFMT 20231114221320"),
+            Err(ParseError::BadArgument("MFMT"))
+        );
+        assert_eq!(parse(b"MFMT"), Err(ParseError::MissingArgument("MFMT")));
+        assert_eq!(
+            parse(b"MDTM 20231114221320 f.bin"),
+            Ok(Command::MdtmSet {
+                time: 1_700_000_000,
+                path: "f.bin".into()
+            })
+        );
+        // One argument is the query; so is a name that merely starts with digits.
+        assert_eq!(parse(b"MDTM f.bin"), Ok(Command::Mdtm("f.bin".into())));
+        assert_eq!(
+            parse(b"MDTM 2023 report.txt"),
+            Ok(Command::Mdtm("2023 report.txt".into()))
+        );
+        assert_eq!(parse(b"MDTM 20231114221320").unwrap().verb(), "MDTM");
+        assert!(!parse(b"MFMT 20231114221320 x")
+            .unwrap()
+            .allowed_before_login());
     }
 
     #[test]

@@ -216,13 +216,35 @@ pub fn facts(e: &Entry, perms: FactPerms, cdir: bool, set: FactSet) -> Option<St
     Some(out)
 }
 
-/// Appends one NLST line (the bare name).
-pub fn name_line(e: &Entry, out: &mut Vec<u8>) {
+/// Appends one NLST line: `prefix` (see [`nlst_prefix`]) and the name.
+pub fn name_line(prefix: &str, e: &Entry, out: &mut Vec<u8>) {
     if !listable(&e.name) {
         return;
     }
+    out.extend_from_slice(prefix.as_bytes());
     out.extend_from_slice(e.name.as_bytes());
     out.extend_from_slice(b"\r\n");
+}
+
+/// What NLST puts before each name so that its output can be fed back to RETR, as vsftpd and
+/// ProFTPD answer and as `mget` in tnftp and ncftp relies on: `NLST sub` gives `sub/f.bin`,
+/// `NLST sub/*.bin` gives `sub/f.bin`, `NLST *.bin` and a bare `NLST` give `f.bin`, and a file
+/// argument comes back as written. `arg` is the argument as the client wrote it; `pattern` says its
+/// last component was a wildcard; `is_dir` that it named a directory whose entries are listed.
+pub fn nlst_prefix(arg: Option<&str>, pattern: bool, is_dir: bool) -> String {
+    let Some(arg) = arg else {
+        return String::new();
+    };
+    let dir_part = |a: &str| a.rfind('/').map_or("", |i| &a[..=i]).to_owned();
+    if pattern || !is_dir {
+        return dir_part(arg);
+    }
+    let trimmed = arg.trim_end_matches('/');
+    match trimmed {
+        "" if arg.starts_with('/') => "/".to_owned(),
+        "" | "." => String::new(),
+        t => format!("{t}/"),
+    }
 }
 
 #[cfg(test)]
@@ -325,9 +347,31 @@ mod tests {
     #[test]
     fn names_with_newlines_are_skipped() {
         let mut out = Vec::new();
-        name_line(&entry("evil\r\n226 ok", EntryKind::File, 0), &mut out);
+        name_line("", &entry("evil\r\n226 ok", EntryKind::File, 0), &mut out);
         list_line(&entry("evil\nx", EntryKind::File, 0), 0, &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn nlst_names_can_be_fed_back() {
+        for (arg, pattern, is_dir, want) in [
+            (None, false, true, ""),
+            (Some("sub"), false, true, "sub/"),
+            (Some("sub/"), false, true, "sub/"),
+            (Some("/abs/dir"), false, true, "/abs/dir/"),
+            (Some("/"), false, true, "/"),
+            (Some("."), false, true, ""),
+            (Some("./"), false, true, ""),
+            (Some("*.bin"), true, true, ""),
+            (Some("sub/*.bin"), true, true, "sub/"),
+            (Some("sub/f.bin"), false, false, "sub/"),
+            (Some("f.bin"), false, false, ""),
+        ] {
+            assert_eq!(nlst_prefix(arg, pattern, is_dir), want, "{arg:?}");
+        }
+        let mut out = Vec::new();
+        name_line("sub/", &entry("g0.bin", EntryKind::File, 0), &mut out);
+        assert_eq!(out, b"sub/g0.bin\r\n");
     }
 
     proptest! {

@@ -4,8 +4,10 @@
 pub mod ascii;
 pub mod client;
 pub mod command;
+pub mod glob;
 pub mod listing;
 pub mod modeb;
 pub mod path;
 pub mod reply;
 pub mod session;
+pub mod site;

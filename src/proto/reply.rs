@@ -2,8 +2,10 @@
 //!
 //! The encoder is the last line of defence against reply injection: reply text often echoes
 //! client-controlled data (file names, arguments), so every CR, LF and NUL in a line is replaced by a
-//! space and a line can never end early or forge another reply. Codes outside `100..=599` are clamped
-//! to 500 instead of panicking, so a bug upstream degrades into a visible error, not a broken stream.
+//! space and a line can never end early or forge another reply. Every other control character (a
+//! file name may hold ESC, BEL, backspace...) is written as `\xNN`, so a name cannot drive the
+//! terminal of someone reading the reply or a log of it. Codes outside `100..=599` are clamped to 500
+//! instead of panicking, so a bug upstream degrades into a visible error, not a broken stream.
 
 /// One reply: a 3-digit code and one or more text lines.
 ///
@@ -119,18 +121,27 @@ fn code_digits(code: u16) -> [u8; 3] {
     [d(code / 100), d(code / 10), d(code)]
 }
 
-/// Appends `text`, replacing CR, LF and NUL by spaces. These are ASCII, so replacing bytes keeps the
-/// UTF-8 valid.
+/// Appends `text`, replacing CR, LF and NUL by spaces and escaping every other control character
+/// (C0, DEL and the C1 range U+0080..U+009F) as `\xNN`. Only whole characters are replaced, so the
+/// result stays valid UTF-8.
 fn push_sanitized(text: &str, out: &mut Vec<u8>) {
     let bytes = text.as_bytes();
-    if !bytes.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
+    // Fast path: C1 controls are encoded as 0xC2 0x80..=0x9F, so no byte < 0x20, no DEL and no
+    // 0xC2 means nothing to replace.
+    if !bytes.iter().any(|&b| b < 0x20 || b == 0x7f || b == 0xc2) {
         out.extend_from_slice(bytes);
         return;
     }
-    out.extend(bytes.iter().map(|&b| match b {
-        b'\r' | b'\n' | 0 => b' ',
-        other => other,
-    }));
+    let mut utf8 = [0u8; 4];
+    for c in text.chars() {
+        match c {
+            '\r' | '\n' | '\0' => out.push(b' '),
+            c if c.is_control() => {
+                out.extend_from_slice(format!("\\x{:02x}", u32::from(c)).as_bytes());
+            }
+            c => out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +190,15 @@ mod tests {
     fn injection_is_neutralized() {
         let r = Reply::new(550, "evil\r\n230 Logged in\0");
         assert_eq!(r.to_bytes(), b"550 evil  230 Logged in \r\n");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let r = Reply::new(257, "\"/a\x1b[31mred\x07\t\u{85}\x7f\u{e9}\" created.");
+        assert_eq!(
+            r.to_bytes(),
+            "257 \"/a\\x1b[31mred\\x07\\x09\\x85\\x7f\u{e9}\" created.\r\n".as_bytes()
+        );
     }
 
     #[test]
@@ -236,6 +256,11 @@ mod tests {
                 p
             };
             assert!(!line.contains(&b'\r') && !line.contains(&b'\n') && !line.contains(&0));
+            let text = std::str::from_utf8(line).expect("replies stay UTF-8");
+            assert!(
+                !text.chars().any(char::is_control),
+                "control character in {text:?}"
+            );
             if i + 1 == parts.len() {
                 assert!(line.starts_with(prefix.as_bytes()));
             } else if i == 0 {

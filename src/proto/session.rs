@@ -10,9 +10,11 @@ use std::net::{IpAddr, SocketAddr};
 use super::command::{
     self, Command, EpsvArg, LineError, ParseError, Password, TransferMode, TransferType,
 };
+use super::glob::{self, Glob};
 use super::listing::FactSet;
 use super::path::VPath;
 use super::reply::{quote_path, Reply};
+use super::site::{self, OctalMode, SiteCmd, SiteError};
 
 /// Static behaviour of sessions, fixed at start-up.
 #[derive(Clone, Debug)]
@@ -122,10 +124,17 @@ pub struct Transfer {
     pub mode: TransferMode,
     /// Restart offset from REST (0 when none): where STOR resumes or RETR starts.
     pub offset: u64,
-    /// Size announced by ALLO, to reserve space up front.
+    /// Size announced by ALLO, to reserve space up front and, for stream-mode binary uploads, to
+    /// tell a cut connection from a complete file.
     pub allocate: Option<u64>,
     /// Refuse to replace an existing file (drop box uploads).
     pub no_overwrite: bool,
+    /// LIST/NLST with a wildcard in the last component: `path` is then the directory to list and
+    /// only the entries matching this pattern are listed.
+    pub pattern: Option<Box<Glob>>,
+    /// LIST/NLST: the argument as the client wrote it (options stripped), from which NLST builds
+    /// names that can be fed back to RETR (`sub/f.bin` for `NLST sub`, as vsftpd answers).
+    pub arg: Option<String>,
 }
 
 /// A filesystem operation the server must run, then report with [`Session::fs_done`].
@@ -148,6 +157,19 @@ pub enum FsOp {
     Facts(VPath),
     /// STAT with a path: a listing over the control connection.
     StatList(VPath),
+    /// MFMT, two-argument MDTM, SITE UTIME: set the modification time (and, when given, the
+    /// access time), seconds since the epoch.
+    SetTimes {
+        path: VPath,
+        mtime: i64,
+        atime: Option<i64>,
+    },
+    /// SITE CHMOD: the mode the client asked for; the server applies its mask and reports the
+    /// mode it set with [`FsOutcome::Mode`].
+    Chmod {
+        path: VPath,
+        mode: u32,
+    },
 }
 
 /// The next thing the server must do for this session.
@@ -237,6 +259,8 @@ pub enum FsOutcome {
     ModifyTime(i64),
     /// Preformatted text lines (MLST facts, STAT listing).
     Lines(Vec<String>),
+    /// The permission bits SITE CHMOD set (the requested mode within the server's mask).
+    Mode(u32),
 }
 
 /// How a transfer ended.
@@ -253,6 +277,9 @@ pub enum TransferOutcome {
     Local(FsError),
     /// The client sent ABOR while the transfer ran.
     Aborted,
+    /// A stream-mode upload whose data connection closed before the size announced with ALLO
+    /// arrived: a cut connection, not a complete file. Nothing was stored.
+    Short { received: u64, announced: u64 },
 }
 
 /// One control connection's protocol state.
@@ -278,6 +305,9 @@ pub struct Session {
     allocate: Option<u64>,
     /// MLSx facts selected with OPTS MLST.
     mlst: FactSet,
+    /// The verb a pending file operation replies for when it is not the op's own (MFMT and SITE
+    /// UTIME share [`FsOp::SetTimes`] but answer differently).
+    fs_verb: Option<&'static str>,
 }
 
 const NOT_LOGGED_IN: &str = "Please login with USER and PASS.";
@@ -301,6 +331,7 @@ impl Session {
             rename_from: None,
             allocate: None,
             mlst: FactSet::ALL,
+            fs_verb: None,
         }
     }
 
@@ -360,6 +391,17 @@ impl Session {
         match command::parse(&line) {
             Ok(cmd) => self.on_command(cmd),
             Err(ParseError::Empty) => Action::Reply(Reply::new(500, "Empty command.")),
+            Err(ParseError::UnsupportedMode(m)) => {
+                let available = if self.cfg.block_mode {
+                    "S (stream) and B (block)"
+                } else {
+                    "S (stream)"
+                };
+                reply(
+                    504,
+                    format!("MODE {m} not implemented; available modes: {available}."),
+                )
+            }
             Err(e) => Action::Reply(Reply::new(e.reply_code(), parse_error_text(&e))),
         }
     }
@@ -407,6 +449,10 @@ impl Session {
                     }
                     _ => reply(501, "Option not understood."),
                 }
+            }
+            // RFC 7151: HOST selects the virtual host before USER; afterwards it is out of sequence.
+            Command::Host(_) if !matches!(self.auth, Auth::AwaitUser) => {
+                reply(503, "HOST must be sent before USER and PASS (RFC 7151).")
             }
             Command::Host(_) => reply(220, "Host accepted."),
             Command::Type(t) => {
@@ -463,8 +509,8 @@ impl Session {
                 self.rest = n;
                 reply(350, format!("Restart position accepted ({n})."))
             }
-            Command::Port(addr) => self.active(SocketAddr::V4(addr)),
-            Command::Eprt(addr) => self.active(addr),
+            Command::Port(addr) => self.active(SocketAddr::V4(addr), "PORT"),
+            Command::Eprt(addr) => self.active(addr, "EPRT"),
             Command::Pwd => reply(
                 257,
                 format!(
@@ -479,6 +525,9 @@ impl Session {
             Command::Size(arg) => self.fs(&arg, FsOp::Size),
             Command::Rmd(arg) => self.fs(&arg, FsOp::RemoveDir),
             Command::Mdtm(arg) => self.fs(&arg, FsOp::ModifyTime),
+            Command::Mfmt { time, path } => self.set_times(&path, time, None, "MFMT"),
+            Command::MdtmSet { time, path } => self.set_times(&path, time, None, "MDTM"),
+            Command::Site(arg) => self.site(&arg),
             Command::Mlst(arg) => self.fs(arg.as_deref().unwrap_or("."), FsOp::Facts),
             Command::Stat(Some(arg)) => self.fs(&arg, FsOp::StatList),
             Command::Stat(None) => Action::Reply(self.status()),
@@ -489,6 +538,7 @@ impl Session {
                     Ok(to) => {
                         let op = FsOp::Rename { from, to };
                         self.pending_fs = Some(op.clone());
+                        self.fs_verb = None;
                         Action::Fs(op)
                     }
                     Err(a) => a,
@@ -511,13 +561,16 @@ impl Session {
                 self.block_open = false;
                 reply(226, "No transfer to ABOR.")
             }
+            Command::Help(Some(topic)) if topic.trim().eq_ignore_ascii_case("SITE") => {
+                Action::Reply(site_help())
+            }
             Command::Help(_) => Action::Reply(Reply::multi(
                 214,
                 vec![
                     "The following commands are recognized.".into(),
-                    "ABOR ACCT ALLO APPE CDUP CWD DELE EPRT EPSV FEAT HELP LIST MDTM MKD MLSD MLST MODE".into(),
-                    "NLST NOOP OPTS PASS PASV PORT PWD QUIT REST RETR RMD RNFR RNTO SIZE STAT STOR STOU".into(),
-                    "STRU SYST TYPE USER XCUP XCWD XMKD XPWD XRMD".into(),
+                    "ABOR ACCT ALLO APPE CDUP CWD DELE EPRT EPSV FEAT HELP HOST LIST MDTM MFMT MKD MLSD".into(),
+                    "MLST MODE NLST NOOP OPTS PASS PASV PORT PWD QUIT REST RETR RMD RNFR RNTO SITE SIZE".into(),
+                    "STAT STOR STOU STRU SYST TYPE USER XCUP XCWD XMKD XPWD XRMD".into(),
                     "Help OK.".into(),
                 ],
             )),
@@ -541,6 +594,10 @@ impl Session {
             | Command::Stat(Some(_)) => access.read,
             Command::Stor(_) | Command::Stou(_) | Command::Rnto(_) | Command::Allo(_) => {
                 access.write
+            }
+            // Changing what is already stored is not a drop box's business.
+            Command::Mfmt { .. } | Command::MdtmSet { .. } => {
+                access.write && access.upload_only.is_none()
             }
             Command::Appe(_) => access.write && access.upload_only.is_none(),
             Command::Dele(_) | Command::Rmd(_) | Command::Rnfr(_) => access.delete,
@@ -666,17 +723,66 @@ impl Session {
 
     /// PORT/EPRT: only to the control connection's own peer and an unprivileged port, so the server can
     /// never be used to bounce connections to third parties.
-    fn active(&mut self, addr: SocketAddr) -> Action {
+    fn active(&mut self, addr: SocketAddr, verb: &str) -> Action {
         if self.epsv_all {
             return reply(501, "PORT not allowed after EPSV ALL.");
         }
         self.block_open = false;
         if addr.ip().to_canonical() != self.peer.ip().to_canonical() || addr.port() < 1024 {
             self.endpoint = None;
-            return reply(500, "Illegal PORT command.");
+            return reply(500, format!("Illegal {verb} command."));
         }
         self.endpoint = Some(DataEndpoint::Active(addr));
-        reply(200, "PORT command successful. Consider using PASV.")
+        let passive = if verb == "EPRT" { "EPSV" } else { "PASV" };
+        reply(
+            200,
+            format!("{verb} command successful. Consider using {passive}."),
+        )
+    }
+
+    /// MFMT, two-argument MDTM and SITE UTIME: set a file's times. `verb` is what the replies
+    /// name (SITE UTIME answers 200, the others 213 with the new time).
+    fn set_times(
+        &mut self,
+        arg: &str,
+        mtime: i64,
+        atime: Option<i64>,
+        verb: &'static str,
+    ) -> Action {
+        match self.resolve(arg) {
+            Ok(path) => {
+                let op = FsOp::SetTimes { path, mtime, atime };
+                self.pending_fs = Some(op.clone());
+                self.fs_verb = Some(verb);
+                Action::Fs(op)
+            }
+            Err(a) => a,
+        }
+    }
+
+    /// SITE: CHMOD, UTIME and HELP; anything else is 502.
+    fn site(&mut self, arg: &str) -> Action {
+        let may_change = self
+            .access()
+            .is_some_and(|a| a.write && a.upload_only.is_none());
+        match site::parse_site(arg) {
+            Ok(SiteCmd::Help) => Action::Reply(site_help()),
+            Ok(SiteCmd::Unknown(name)) => reply(502, format!("SITE {name} not implemented.")),
+            Ok(_) if !may_change => reply(550, "Permission denied."),
+            Ok(SiteCmd::Utime { path, mtime, atime }) => {
+                self.set_times(&path, mtime, atime, "SITE UTIME")
+            }
+            Ok(SiteCmd::Chmod { path, mode }) => match self.resolve(&path) {
+                Ok(path) => {
+                    let op = FsOp::Chmod { path, mode };
+                    self.pending_fs = Some(op.clone());
+                    self.fs_verb = Some("SITE CHMOD");
+                    Action::Fs(op)
+                }
+                Err(a) => a,
+            },
+            Err(SiteError::Usage(usage)) => reply(501, format!("Usage: {usage}.")),
+        }
     }
 
     fn resolve(&self, arg: &str) -> Result<VPath, Action> {
@@ -690,6 +796,7 @@ impl Session {
             Ok(path) => {
                 let op = op(path);
                 self.pending_fs = Some(op.clone());
+                self.fs_verb = None;
                 Action::Fs(op)
             }
             Err(a) => a,
@@ -701,7 +808,23 @@ impl Session {
         let Some(op) = self.pending_fs.take() else {
             return Reply::new(503, "No filesystem operation pending.");
         };
+        let verb = self.fs_verb.take();
         match (op, result) {
+            (FsOp::SetTimes { .. }, Ok(_)) if verb == Some("SITE UTIME") => {
+                Reply::new(200, "SITE UTIME command successful.")
+            }
+            (FsOp::SetTimes { path, mtime, .. }, Ok(_)) => Reply::new(
+                213,
+                format!(
+                    "Modify={}; {}",
+                    super::listing::timeval(mtime),
+                    path.as_str()
+                ),
+            ),
+            (FsOp::Chmod { .. }, Ok(FsOutcome::Mode(m))) => Reply::new(
+                200,
+                format!("SITE CHMOD command ok (mode {}).", OctalMode(m)),
+            ),
             (FsOp::ChangeDir(p), Ok(_)) => {
                 self.cwd = p;
                 Reply::new(250, "Directory successfully changed.")
@@ -741,7 +864,7 @@ impl Session {
                 all.push("End of status".into());
                 Reply::multi(213, all)
             }
-            (op, Err(e)) => e.reply(op_name(&op)),
+            (op, Err(e)) => e.reply(verb.unwrap_or_else(|| op_name(&op))),
             (op, Ok(_)) => Reply::new(451, format!("{}: unexpected result.", op_name(&op))),
         }
     }
@@ -756,21 +879,38 @@ impl Session {
                 None => return reply(425, "Use PORT or PASV first."),
             }
         };
-        if offset > 0 && matches!(kind, TransferKind::List | TransferKind::NameList) {
+        let listing = matches!(kind, TransferKind::List | TransferKind::NameList);
+        if offset > 0 && listing {
             return reply(501, "REST not allowed with listings.");
         }
-        let path = match arg {
+        let mut path = match arg {
             Some(a) => match self.resolve(a) {
                 Ok(p) => p,
                 Err(a) => return a,
             },
             None => self.cwd.clone(),
         };
+        // A wildcard in the last component lists the matching entries of its directory.
+        let mut pattern = None;
+        if let (true, Some(name), Some(parent)) = (listing, path.file_name(), path.parent()) {
+            if glob::has_wildcards(name) {
+                match Glob::new(name) {
+                    Ok(g) => pattern = Some(Box::new(g)),
+                    Err(_) => return reply(553, "Wildcard pattern too long."),
+                }
+                path = parent;
+            }
+        }
         if matches!(kind, TransferKind::Store | TransferKind::Append) && path.is_root() {
             return reply(553, "File name not allowed.");
         }
         let no_overwrite = self.access().is_some_and(|a| a.upload_only.is_some());
-        let allocate = self.allocate.take();
+        let upload = matches!(
+            kind,
+            TransferKind::Store | TransferKind::Append | TransferKind::StoreUnique
+        );
+        // ALLO announces the next upload; a listing in between neither uses nor clears it.
+        let allocate = if upload { self.allocate.take() } else { None };
         let t = Transfer {
             kind,
             path,
@@ -780,6 +920,12 @@ impl Session {
             offset,
             allocate,
             no_overwrite,
+            pattern,
+            arg: if listing {
+                arg.map(str::to_owned)
+            } else {
+                None
+            },
         };
         self.pending_transfer = Some(t.clone());
         Action::Transfer(t)
@@ -859,6 +1005,16 @@ impl Session {
             TransferOutcome::ConnectionLost => {
                 Reply::new(426, "Connection closed; transfer aborted.")
             }
+            TransferOutcome::Short {
+                received,
+                announced,
+            } => Reply::new(
+                426,
+                format!(
+                    "Connection closed after {received} of the {announced} bytes announced by ALLO; \
+                     upload discarded."
+                ),
+            ),
             TransferOutcome::Local(e) => {
                 let what = match t.map(|t| t.kind) {
                     Some(TransferKind::Store) => "STOR",
@@ -890,6 +1046,7 @@ impl Session {
                 "EPRT",
                 "EPSV",
                 "MDTM",
+                "MFMT",
                 "PASV",
                 "REST STREAM",
                 "SIZE",
@@ -921,6 +1078,8 @@ fn op_name(op: &FsOp) -> &'static str {
         FsOp::ModifyTime(_) => "MDTM",
         FsOp::Facts(_) => "MLST",
         FsOp::StatList(_) => "STAT",
+        FsOp::SetTimes { .. } => "MFMT",
+        FsOp::Chmod { .. } => "SITE CHMOD",
     }
 }
 
@@ -932,6 +1091,8 @@ fn parse_error_text(e: &ParseError) -> String {
         ParseError::BadArgument(verb) => format!("Bad argument to {verb}."),
         ParseError::NotImplementedParam(verb) => format!("{verb} parameter not implemented."),
         ParseError::Encoding => "Command is not valid UTF-8.".into(),
+        ParseError::NulByte => "Command contains a NUL byte; refused.".into(),
+        ParseError::UnsupportedMode(m) => format!("MODE {m} not implemented."),
         ParseError::Empty => "Empty command.".into(),
         ParseError::UnsupportedNetworkProtocol => {
             "Network protocol not supported, use (1,2).".into()
@@ -946,6 +1107,20 @@ fn is_within(p: &VPath, dir: &VPath) -> bool {
         || p.as_str()
             .strip_prefix(dir.as_str())
             .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// `HELP SITE` and `SITE HELP`: the SITE subcommands and their usage.
+fn site_help() -> Reply {
+    Reply::multi(
+        214,
+        vec![
+            "The following SITE commands are recognized.".into(),
+            "CHMOD HELP UTIME".into(),
+            site::CHMOD_USAGE.into(),
+            site::UTIME_USAGE.into(),
+            "Help OK.".into(),
+        ],
+    )
 }
 
 fn reply(code: u16, text: impl Into<String>) -> Action {

@@ -2,6 +2,8 @@
 //! point down this list, never up, and never in a circle:
 //!
 //! - `start`: start-up, signals, the per-core accept loop (builds the `context`).
+//! - `service`: running as a system service (switching to `run_as_user`, systemd readiness, root
+//!   warnings); used by `start` and the binary, uses `auth`, `storage` and `config`.
 //! - `session/`: one control connection's loop, login, ABOR/STAT during transfers.
 //! - `transfer/`: data connections and passive listeners; the receive and send paths.
 //! - `context`: the state shared by all cores and each core's own, handed to everything below.
@@ -14,6 +16,7 @@ pub mod auth;
 pub mod config;
 pub mod context;
 pub mod observe;
+pub mod service;
 pub mod session;
 pub mod start;
 pub mod storage;

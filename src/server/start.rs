@@ -120,6 +120,8 @@ pub fn run(mut cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<
         None => None,
     };
     let metrics_listener = Mutex::new(metrics_listener);
+    // Everything privileged is done: drop to run_as_user before the rings exist.
+    super::service::after_bind(&cfg.policies, (&cfg.root, &root), &users)?;
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         limits: limits.clone(),

@@ -381,8 +381,8 @@ pub fn tail_of_file(path: &Path, n: usize) -> String {
 pub fn require_tool(tool: &str) {
     if which(tool).is_none() {
         panic!(
-            "required FTP client `{tool}` not found in PATH; this test cannot run without it \
-             (install it: apt-get install -y lftp curl python3; .ci/run does this)"
+            "required tool `{tool}` not found in PATH; this test cannot run without it \
+             (install it: apt-get install -y lftp curl python3 tnftp ncftp systemd; .ci/run does this)"
         );
     }
 }
@@ -462,15 +462,32 @@ pub fn truncate_middle(s: &str, max: usize) -> String {
 /// Runs `cmd` (stdin = /dev/null, stdout/stderr captured) and kills its process group
 /// if it does not finish within `timeout`.
 pub fn run_cmd(cmd: &mut Command, timeout: Duration) -> CmdOutput {
+    run_cmd_input(cmd, None, timeout)
+}
+
+/// Like [`run_cmd`], with `input` written to the command's stdin (then closed): drives
+/// interactive clients (tnftp, ncftp) from a script, the timeout turning a hang into a
+/// failure.
+pub fn run_cmd_input(cmd: &mut Command, input: Option<&[u8]>, timeout: Duration) -> CmdOutput {
     let desc = format!("{cmd:?}");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0);
     let start = Instant::now();
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot spawn {desc}: {e}"));
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        let input = input.to_vec();
+        thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
     let pid = child.id() as i32;
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();

@@ -212,7 +212,231 @@ fn unknown_and_unimplemented() {
     assert_eq!(code(&s.on_line(line("XYZZY"))), 500);
     assert_eq!(code(&s.on_line(Err(LineError::TooLong))), 500);
     assert_eq!(code(&s.on_line(line("MODE B"))), 504);
-    assert_eq!(code(&s.on_line(line("SITE CHMOD 777 x"))), 502);
+    assert_eq!(code(&s.on_line(line("SITE IDLE 60"))), 502);
+    assert_eq!(code(&s.on_line(line("SITE CHMOD 9 x"))), 501);
+}
+
+#[test]
+fn mode_e_and_z_name_the_available_modes() {
+    let mut s = logged_in();
+    for m in ["E", "Z", "C"] {
+        let Action::Reply(r) = s.on_line(line(&format!("MODE {m}"))) else {
+            panic!()
+        };
+        assert_eq!(r.code, 504, "{m}");
+        assert_eq!(
+            r.lines[0],
+            format!("MODE {m} not implemented; available modes: S (stream).")
+        );
+    }
+    let mut s = Session::new(
+        SessionConfig {
+            block_mode: true,
+            ..SessionConfig::default()
+        },
+        peer(),
+    );
+    let Action::Reply(r) = s.on_line(line("MODE E")) else {
+        panic!()
+    };
+    assert!(r.lines[0].ends_with("S (stream) and B (block)."), "{r:?}");
+    assert_eq!(code(&s.on_line(line("MODE x1"))), 501);
+}
+
+#[test]
+fn host_only_before_login() {
+    let mut s = Session::new(SessionConfig::default(), peer());
+    assert_eq!(code(&s.on_line(line("HOST ftp.example.com"))), 220);
+    s.on_line(line("USER alice"));
+    assert_eq!(code(&s.on_line(line("HOST ftp.example.com"))), 503);
+    let mut s = logged_in();
+    let Action::Reply(r) = s.on_line(line("HOST ftp.example.com")) else {
+        panic!()
+    };
+    assert_eq!(r.code, 503);
+    assert!(r.lines[0].contains("RFC 7151"), "{r:?}");
+}
+
+#[test]
+fn eprt_and_port_name_themselves() {
+    let mut s = logged_in();
+    let Action::Reply(r) = s.on_line(line("EPRT |1|127.0.0.1|40000|")) else {
+        panic!()
+    };
+    assert_eq!(
+        r,
+        Reply::new(200, "EPRT command successful. Consider using EPSV.")
+    );
+    let Action::Reply(r) = s.on_line(line("PORT 127,0,0,1,156,64")) else {
+        panic!()
+    };
+    assert_eq!(
+        r,
+        Reply::new(200, "PORT command successful. Consider using PASV.")
+    );
+    let Action::Reply(r) = s.on_line(line("EPRT |1|127.0.0.2|40000|")) else {
+        panic!()
+    };
+    assert_eq!(r, Reply::new(500, "Illegal EPRT command."));
+}
+
+#[test]
+fn nul_byte_is_named() {
+    let mut s = logged_in();
+    let Action::Reply(r) = s.on_line(Ok(b"STOR a\0b".to_vec())) else {
+        panic!()
+    };
+    assert_eq!(r, Reply::new(501, "Command contains a NUL byte; refused."));
+}
+
+#[test]
+fn set_times_and_chmod() {
+    let mut s = logged_in();
+    let want = FsOp::SetTimes {
+        path: VPath::root().join("f.bin").unwrap(),
+        mtime: 1_700_000_000,
+        atime: None,
+    };
+    for (cmd, reply) in [
+        (
+            "MFMT 20231114221320 f.bin",
+            Reply::new(213, "Modify=20231114221320; /f.bin"),
+        ),
+        (
+            "MDTM 20231114221320 f.bin",
+            Reply::new(213, "Modify=20231114221320; /f.bin"),
+        ),
+        (
+            "SITE UTIME 20231114221320 f.bin",
+            Reply::new(200, "SITE UTIME command successful."),
+        ),
+    ] {
+        assert_eq!(s.on_line(line(cmd)), Action::Fs(want.clone()), "{cmd}");
+        assert_eq!(s.fs_done(Ok(FsOutcome::Done)), reply, "{cmd}");
+    }
+    assert_eq!(
+        s.on_line(line(
+            "SITE UTIME f.bin 19700101000000 20231114221320 20231114221320 UTC"
+        )),
+        Action::Fs(FsOp::SetTimes {
+            path: VPath::root().join("f.bin").unwrap(),
+            mtime: 1_700_000_000,
+            atime: Some(0),
+        })
+    );
+    assert_eq!(
+        s.fs_done(Err(FsError::NotFound)),
+        Reply::new(550, "SITE UTIME: No such file or directory.")
+    );
+    s.on_line(line("MFMT 20231114221320 gone"));
+    assert_eq!(
+        s.fs_done(Err(FsError::NotFound)),
+        Reply::new(550, "MFMT: No such file or directory.")
+    );
+    assert_eq!(
+        s.on_line(line("SITE CHMOD 644 f.bin")),
+        Action::Fs(FsOp::Chmod {
+            path: VPath::root().join("f.bin").unwrap(),
+            mode: 0o644
+        })
+    );
+    assert_eq!(
+        s.fs_done(Ok(FsOutcome::Mode(0o644))),
+        Reply::new(200, "SITE CHMOD command ok (mode 0644).")
+    );
+    // A plain MDTM afterwards still answers the query.
+    s.on_line(line("MDTM f.bin"));
+    assert_eq!(
+        s.fs_done(Ok(FsOutcome::ModifyTime(0))),
+        Reply::new(213, "19700101000000")
+    );
+    let Action::Reply(r) = s.on_line(line("SITE HELP")) else {
+        panic!()
+    };
+    assert_eq!(r.code, 214);
+    assert!(r.lines.iter().any(|l| l.contains("UTIME")));
+    let Action::Reply(r) = s.on_line(line("FEAT")) else {
+        panic!()
+    };
+    assert!(r.lines.iter().any(|l| l == "MFMT"), "{r:?}");
+}
+
+#[test]
+fn drop_box_cannot_change_attributes() {
+    let mut s = Session::new(SessionConfig::default(), peer());
+    s.on_line(line("USER anonymous"));
+    s.on_line(line("PASS x@y"));
+    let incoming = VPath::root().join("incoming").unwrap();
+    s.login_done(Some(Access::drop_box(incoming)));
+    for cmd in [
+        "MFMT 20231114221320 incoming/a",
+        "MDTM 20231114221320 incoming/a",
+        "SITE UTIME 20231114221320 incoming/a",
+        "SITE CHMOD 777 incoming/a",
+    ] {
+        assert_eq!(code(&s.on_line(line(cmd))), 550, "{cmd}");
+    }
+}
+
+#[test]
+fn wildcards_list_the_parent_with_a_pattern() {
+    let mut s = logged_in();
+    for (cmd, dir, pat, arg) in [
+        ("NLST *.bin", "/", Some("*.bin"), Some("*.bin")),
+        (
+            "NLST sub/g?.bin",
+            "/sub",
+            Some("g?.bin"),
+            Some("sub/g?.bin"),
+        ),
+        ("LIST -l [ab]*", "/", Some("[ab]*"), Some("[ab]*")),
+        ("NLST sub", "/sub", None, Some("sub")),
+        ("NLST", "/", None, None),
+        // Only the last component is a pattern.
+        ("NLST *x/y", "/*x/y", None, Some("*x/y")),
+    ] {
+        s.on_line(line("PASV"));
+        s.passive_done(false, Some(peer()));
+        let Action::Transfer(t) = s.on_line(line(cmd)) else {
+            panic!("{cmd}")
+        };
+        assert_eq!(t.path.as_str(), dir, "{cmd}");
+        assert_eq!(t.pattern.as_ref().map(|g| g.as_str()), pat, "{cmd}");
+        assert_eq!(t.arg.as_deref(), arg, "{cmd}");
+        s.transfer_done(TransferOutcome::Complete {
+            bytes: 0,
+            kept_open: false,
+        });
+    }
+}
+
+#[test]
+fn short_upload_is_426() {
+    let mut s = logged_in();
+    s.on_line(line("ALLO 1000"));
+    s.on_line(line("PASV"));
+    s.passive_done(false, Some(peer()));
+    // A listing in between does not use up the ALLO.
+    let Action::Transfer(t) = s.on_line(line("NLST")) else {
+        panic!()
+    };
+    assert_eq!(t.allocate, None);
+    s.transfer_done(TransferOutcome::Complete {
+        bytes: 0,
+        kept_open: false,
+    });
+    s.on_line(line("PASV"));
+    s.passive_done(false, Some(peer()));
+    let Action::Transfer(t) = s.on_line(line("STOR x")) else {
+        panic!()
+    };
+    assert_eq!(t.allocate, Some(1000));
+    let r = s.transfer_done(TransferOutcome::Short {
+        received: 10,
+        announced: 1000,
+    });
+    assert_eq!(r.code, 426);
+    assert!(r.lines[0].contains("10 of the 1000 bytes"), "{r:?}");
 }
 
 proptest! {

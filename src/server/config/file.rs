@@ -35,6 +35,11 @@
 //! login_fail_delay_ms = 1000
 //! login_cache_secs = 300            # repeat logins skip the hash for this long; 0: hash every time
 //! max_login_failures_per_ip = 10    # per minute; 0: unlimited
+//! max_list_entries = 100000         # entries one LIST/NLST/MLSD returns at most (wildcards too)
+//! chmod_mask = "0777"               # SITE CHMOD sets mode & mask (octal); "0" turns it off
+//! allo_check = true                 # 426 and nothing stored when a MODE S upload ends short of ALLO
+//! run_as_user = "ftp"               # drop root after binding the listeners; default: keep the user
+//! run_as_group = "ftp"              # default: run_as_user's primary group
 //! max_login_checks_per_ip = 4       # password checks at once per client IP (more wait); 0: no cap
 //! ```
 //!
@@ -113,6 +118,12 @@ pub struct FileConfig {
     pub login_cache_secs: Option<u64>,
     /// Failed logins per minute per client IP before further attempts are refused; 0 disables.
     pub max_login_failures_per_ip: Option<u32>,
+    pub max_list_entries: Option<usize>,
+    /// Octal, as a string ("0755"): TOML has no octal literal a reader would not misread.
+    pub chmod_mask: Option<String>,
+    pub allo_check: Option<bool>,
+    pub run_as_user: Option<String>,
+    pub run_as_group: Option<String>,
     /// Password verifications running at once per client IP; 0 disables.
     pub max_login_checks_per_ip: Option<u32>,
 }
@@ -158,6 +169,28 @@ fn check_range<T: PartialOrd + fmt::Display>(v: T, lo: T, hi: T) -> Result<(), S
     } else {
         Ok(())
     }
+}
+
+/// Parses an octal permission mask such as `"0755"` (at most `07777`).
+pub fn parse_mode_mask(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let bad = || format!("expected an octal mode between \"0\" and \"7777\", got {s:?}");
+    if t.is_empty() || t.len() > 5 || !t.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(bad());
+    }
+    let v = u32::from_str_radix(t, 8).map_err(|_| bad())?;
+    if v > 0o7777 {
+        return Err(bad());
+    }
+    Ok(v)
+}
+
+/// A user or group name as `getpwnam`/`getgrnam` take it.
+fn check_account_name(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 64 || s.chars().any(|c| c.is_control() || c == ' ' || c == ':') {
+        return Err(format!("expected a user or group name, got {s:?}"));
+    }
+    Ok(())
 }
 
 fn check_path(p: &Path) -> Result<(), String> {
@@ -295,6 +328,18 @@ impl FileConfig {
         if let Some(v) = self.login_cache_secs {
             key("login_cache_secs", check_range(v, 0, 86_400))?;
         }
+        if let Some(v) = self.max_list_entries {
+            key("max_list_entries", check_range(v, 1, 100_000_000))?;
+        }
+        if let Some(v) = &self.chmod_mask {
+            key("chmod_mask", parse_mode_mask(v))?;
+        }
+        if let Some(v) = &self.run_as_user {
+            key("run_as_user", check_account_name(v))?;
+        }
+        if let Some(v) = &self.run_as_group {
+            key("run_as_group", check_account_name(v))?;
+        }
         Ok(())
     }
 
@@ -355,6 +400,19 @@ impl FileConfig {
         if let Some(m) = self.max_line {
             cfg.max_line = m;
         }
+        if let Some(v) = self.max_list_entries {
+            cfg.max_list_entries = v;
+        }
+        if let Some(v) = self
+            .chmod_mask
+            .as_deref()
+            .and_then(|s| parse_mode_mask(s).ok())
+        {
+            cfg.chmod_mask = v;
+        }
+        if let Some(v) = self.allo_check {
+            cfg.allo_check = v;
+        }
     }
 
     /// Overwrites the fields of `p` that this file sets.
@@ -401,6 +459,12 @@ impl FileConfig {
         }
         if let Some(v) = self.max_login_failures_per_ip {
             p.max_login_failures_per_ip = v;
+        }
+        if let Some(v) = &self.run_as_user {
+            p.run_as_user = Some(v.clone());
+        }
+        if let Some(v) = &self.run_as_group {
+            p.run_as_group = Some(v.clone());
         }
         if let Some(v) = self.max_login_checks_per_ip {
             p.max_login_checks_per_ip = v;
@@ -477,6 +541,11 @@ shutdown_grace = 5
 login_fail_delay_ms = 250
 login_cache_secs = 0
 max_login_failures_per_ip = 3
+max_list_entries = 5000
+chmod_mask = "0750"
+allo_check = false
+run_as_user = "ftp"
+run_as_group = "nogroup"
 max_login_checks_per_ip = 2
 "#;
 
@@ -497,6 +566,9 @@ max_login_checks_per_ip = 2
         assert_eq!(cfg.data_timeout, Duration::from_secs(20));
         assert_eq!(cfg.control_send_timeout, Duration::from_secs(45));
         assert_eq!(cfg.max_line, 8192);
+        assert_eq!(cfg.max_list_entries, 5000);
+        assert_eq!(cfg.chmod_mask, 0o750);
+        assert!(!cfg.allo_check);
         let p = f.policies();
         assert_eq!(
             p,
@@ -514,6 +586,8 @@ max_login_checks_per_ip = 2
                 login_fail_delay: Duration::from_millis(250),
                 login_cache: Duration::ZERO,
                 max_login_failures_per_ip: 3,
+                run_as_user: Some("ftp".into()),
+                run_as_group: Some("nogroup".into()),
                 max_login_checks_per_ip: 2,
             }
         );
@@ -573,6 +647,13 @@ max_login_checks_per_ip = 2
                 "max_login_failures_per_ip",
             ),
             ("passive_port = \"1-2\"", "passive_port"),
+            ("max_list_entries = 0", "max_list_entries"),
+            ("chmod_mask = \"0999\"", "chmod_mask"),
+            ("chmod_mask = \"17777\"", "chmod_mask"),
+            ("chmod_mask = 755", "chmod_mask"),
+            ("allo_check = \"yes\"", "allo_check"),
+            ("run_as_user = \"\"", "run_as_user"),
+            ("run_as_group = \"a b\"", "run_as_group"),
         ];
         for (text, key) in cases {
             let e = FileConfig::parse(&format!("# c\n{text}\n")).unwrap_err();

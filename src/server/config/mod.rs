@@ -8,6 +8,6 @@ pub mod file;
 pub mod policies;
 pub mod server;
 
-pub use file::{parse_port_range, FileConfig, SettingsError};
+pub use file::{parse_mode_mask, parse_port_range, FileConfig, SettingsError};
 pub use policies::{DirectIo, FsyncPolicy, LogFormat, Overwrite, Policies};
 pub use server::{DataPathKind, FsOps, ServerConfig};

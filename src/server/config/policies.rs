@@ -110,6 +110,11 @@ pub struct Policies {
     pub login_cache: Duration,
     /// Failed logins per minute per client IP before further attempts are refused; 0 disables.
     pub max_login_failures_per_ip: u32,
+    /// The system user the server switches to once its listeners are bound and its roots and logs
+    /// are open (so it can start as root to bind port 21); `None` keeps the starting user.
+    pub run_as_user: Option<String>,
+    /// The group to switch to; by default the user's primary group.
+    pub run_as_group: Option<String>,
     /// Password checks that may run at once for one client IP (each costs a slow hash); further
     /// simultaneous attempts wait for a slot (up to the login timeout, then 421). 0: no cap beyond
     /// the failed-login budget, which always bounds the checks in flight.
@@ -132,6 +137,8 @@ impl Default for Policies {
             login_fail_delay: Duration::from_millis(1000),
             login_cache: Duration::from_secs(300),
             max_login_failures_per_ip: 10,
+            run_as_user: None,
+            run_as_group: None,
             max_login_checks_per_ip: 4,
         }
     }

@@ -107,8 +107,14 @@ pub struct ServerConfig {
     /// receive window stays closed) before the session is closed.
     pub control_send_timeout: Duration,
     pub listen_backlog: i32,
-    /// Entries returned by one LIST/NLST at most.
+    /// Entries one LIST/NLST/MLSD/STAT returns at most (matching entries, for a wildcard): bounds
+    /// the memory and time a listing of a huge directory, or a `*` in it, can cost.
     pub max_list_entries: usize,
+    /// SITE CHMOD sets `mode & chmod_mask`; 0 turns SITE CHMOD off.
+    pub chmod_mask: u32,
+    /// A stream-mode binary upload announced with ALLO that ends short of the announced size is
+    /// refused with 426 and nothing lands (a cut connection looks like a complete file otherwise).
+    pub allo_check: bool,
     /// Admission, login, landing, logging and shutdown policies.
     pub policies: Policies,
 }
@@ -137,6 +143,8 @@ impl ServerConfig {
             control_send_timeout: Duration::from_secs(60),
             listen_backlog: 4096,
             max_list_entries: 100_000,
+            chmod_mask: 0o777,
+            allo_check: true,
             policies: Policies::default(),
         }
     }

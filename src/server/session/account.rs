@@ -30,6 +30,8 @@ pub fn account(
     };
     let (bytes, complete) = match outcome {
         TransferOutcome::Complete { bytes, .. } => (*bytes, true),
+        // Logged as incomplete with what arrived, so the xferlog shows the cut upload.
+        TransferOutcome::Short { received, .. } => (*received, false),
         _ => (0, false),
     };
     let m = &ctx.metrics;

@@ -34,4 +34,5 @@ pub mod seam;
 pub use local::landing::FileSink;
 pub use local::names::{is_temp_name, sweep_interrupted};
 pub use local::ops::{fs_error, now_secs};
+pub use local::roots::{check_root, RootProblem, Writer};
 pub use seam::{Backend, Download, Opened, Storage, Target, Upload, UserRoot};

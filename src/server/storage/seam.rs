@@ -10,6 +10,7 @@ use std::rc::Rc;
 
 use crate::engine::fd::SharedFd;
 use crate::engine::op;
+use crate::proto::glob::Glob;
 use crate::proto::listing::{Entry, FactPerms, FactSet};
 use crate::proto::path::VPath;
 use crate::proto::session::{FsError, FsOp, FsOutcome, Transfer};
@@ -18,6 +19,7 @@ use crate::server::config::server::ServerConfig;
 use super::local::fs::{LocalFs, LocalRoot};
 use super::local::jail::open_root_dir;
 use super::local::landing::{self, FileSink};
+use super::local::roots::process_can_write;
 
 /// One core's storage backend, made once when the core starts.
 pub enum Backend {
@@ -48,6 +50,13 @@ impl UserRoot {
     /// pool.
     pub fn open(path: &Path) -> io::Result<UserRoot> {
         Ok(UserRoot::Local(open_root_dir(path)?))
+    }
+
+    /// Whether this process can create files in the root (for the start-up warning: an open root
+    /// is judged by its descriptor, whatever the directories above it allow).
+    pub fn is_writable(&self) -> bool {
+        let UserRoot::Local(fd) = self;
+        process_can_write(fd)
     }
 
     /// The same root again, for another core.
@@ -103,10 +112,15 @@ impl Storage {
         Ok(Download::Local(l.open_download(path).await?))
     }
 
-    /// Directory entries (sorted by name), or the single entry of a file (`false`).
-    pub async fn list(&self, path: &VPath) -> io::Result<(Vec<Entry>, bool)> {
+    /// Directory entries (sorted by name; with a wildcard `pattern`, only the matching ones), or
+    /// the single entry of a file (`false`).
+    pub async fn list(
+        &self,
+        path: &VPath,
+        pattern: Option<&Glob>,
+    ) -> io::Result<(Vec<Entry>, bool)> {
         let Storage::Local(l) = self;
-        l.list(path).await
+        l.list(path, pattern).await
     }
 
     /// Runs a session's file command (CWD, MKD, DELE, RMD, SIZE, MDTM, RNFR/RNTO, MLST, STAT).
@@ -149,6 +163,13 @@ impl Upload {
     pub async fn keep_partial(self, upto: u64) -> io::Result<()> {
         let Upload::Local(up) = self;
         up.keep_partial(upto).await
+    }
+
+    /// Drops an upload known to be incomplete (short of its ALLO size): nothing becomes visible,
+    /// and a file continued in place is cut back to `len`, its size before the transfer.
+    pub async fn abandon(self, len: u64) {
+        let Upload::Local(up) = self;
+        up.abandon(len).await
     }
 
     /// Drops the upload (abort, error): nothing becomes visible.

@@ -142,7 +142,14 @@ impl Xfer<'_> {
         if let Some(u) = &unique {
             self.opening = Reply::new(150, format!("FILE: {}", u.file_name().unwrap_or("")));
         }
-        if let Some(n) = self.t.allocate {
+        // ALLO announces the size of the whole file (lftp sends it with REST), so a resumed upload
+        // needs only the rest of it.
+        if let Some(n) = self
+            .t
+            .allocate
+            .map(|n| n.saturating_sub(offset))
+            .filter(|&n| n > 0)
+        {
             if let Err(e) = upload.reserve(offset, n).await {
                 upload.discard().await;
                 return Ok(TransferOutcome::Local(fs_error(e)).into());
@@ -181,7 +188,24 @@ impl Xfer<'_> {
             .iter()
             .map(|(m, at)| Reply::new(110, format!("MARK {} = {at}", String::from_utf8_lossy(m))))
             .collect();
+        // In MODE S the end of the file is the close of the data connection, so a cut connection
+        // looks complete; an ALLO size tells the two apart. TYPE A changes the size in transit and
+        // MODE B marks the end in-band, so neither is checked.
+        let announced = self
+            .t
+            .allocate
+            .filter(|_| env.ctx.cfg.allo_check && self.t.mode == TransferMode::Stream && !ascii);
         let outcome = match res {
+            Ok(bytes) if announced.is_some_and(|n| offset + bytes < n) => {
+                drop(conn);
+                upload.abandon(offset).await;
+                let (received, announced) = (offset + bytes, announced.unwrap_or(0));
+                tracing::info!(path = %self.t.path, received, announced, "upload shorter than its ALLO; discarded");
+                TransferOutcome::Short {
+                    received,
+                    announced,
+                }
+            }
             Ok(bytes) => {
                 let noreplace =
                     env.storage.refuses_overwrite() || self.t.no_overwrite || unique.is_some();
@@ -287,7 +311,8 @@ impl Xfer<'_> {
     }
 
     async fn list(&mut self) -> io::Result<TransferOutcome> {
-        let (entries, is_dir) = match self.env.storage.list(&self.t.path).await {
+        let pattern = self.t.pattern.as_deref();
+        let (entries, is_dir) = match self.env.storage.list(&self.t.path, pattern).await {
             Ok(e) => e,
             Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
         };
@@ -295,10 +320,11 @@ impl Xfer<'_> {
             return Ok(TransferOutcome::Local(FsError::NotADirectory));
         }
         let now = storage::now_secs();
+        let prefix = listing::nlst_prefix(self.t.arg.as_deref(), pattern.is_some(), is_dir);
         let mut out = Vec::with_capacity(entries.len() * 64);
         for e in &entries {
             match self.t.kind {
-                TransferKind::NameList => listing::name_line(e, &mut out),
+                TransferKind::NameList => listing::name_line(&prefix, e, &mut out),
                 TransferKind::MachineList => {
                     if let Some(f) = listing::facts(e, self.env.perms, false, self.env.facts) {
                         out.extend_from_slice(f.as_bytes());

@@ -12,6 +12,7 @@ use std::rc::Rc;
 use crate::engine::fd::SharedFd;
 use crate::engine::op;
 use crate::proto::command::TransferMode;
+use crate::proto::glob::Glob;
 use crate::proto::listing::{Entry, FactPerms, FactSet};
 use crate::proto::path::VPath;
 use crate::proto::session::{FsError, FsOp, FsOutcome, Transfer, TransferKind};
@@ -31,6 +32,7 @@ pub struct LocalFs {
     syncs: Rc<SyncBatcher>,
     refuse_overwrite: bool,
     list_limit: usize,
+    chmod_mask: u32,
 }
 
 impl LocalFs {
@@ -41,6 +43,7 @@ impl LocalFs {
             syncs: SyncBatcher::new(),
             refuse_overwrite: cfg.policies.overwrite == Overwrite::Refuse,
             list_limit: cfg.max_list_entries,
+            chmod_mask: cfg.chmod_mask,
         }
     }
 }
@@ -119,9 +122,14 @@ impl LocalRoot {
         Ok(file)
     }
 
-    /// The entries of the directory at `path`, or the single entry of a file (`false`).
-    pub async fn list(&self, path: &VPath) -> io::Result<(Vec<Entry>, bool)> {
-        ops::read_entries(&self.root, path, self.fs.list_limit).await
+    /// The entries of the directory at `path` (those matching `pattern`, if given), or the
+    /// single entry of a file (`false`).
+    pub async fn list(
+        &self,
+        path: &VPath,
+        pattern: Option<&Glob>,
+    ) -> io::Result<(Vec<Entry>, bool)> {
+        ops::read_entries(&self.root, path, pattern, self.fs.list_limit).await
     }
 
     /// Performs a session's file-system command.
@@ -137,6 +145,7 @@ impl LocalRoot {
             facts,
             refuse_overwrite: self.fs.refuse_overwrite,
             list_limit: self.fs.list_limit,
+            chmod_mask: self.fs.chmod_mask,
         };
         ops::run(&fx, fsop).await
     }

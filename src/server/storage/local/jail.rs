@@ -39,7 +39,15 @@ pub fn open_root_dir(path: &std::path::Path) -> io::Result<OwnedFd> {
         .read(true)
         .custom_flags(libc::O_DIRECTORY)
         .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("opening root {}: {e}", path.display())))?;
+        .map_err(|e| {
+            // Say what the operator has to fix, not just the errno.
+            let what = match e.raw_os_error() {
+                Some(libc::ENOTDIR) => "is a file, not a directory".to_owned(),
+                Some(libc::ENOENT) => "does not exist".to_owned(),
+                _ => e.to_string(),
+            };
+            io::Error::new(e.kind(), format!("opening root {}: {what}", path.display()))
+        })?;
     Ok(OwnedFd::from(f))
 }
 

@@ -302,6 +302,19 @@ impl Upload {
         Ok(())
     }
 
+    /// Abandons an upload known to be incomplete (it ended short of the size announced with ALLO):
+    /// like [`discard`](Self::discard), and a file written in place (REST + STOR, APPE) is cut
+    /// back to `len`, its size before this transfer, so nothing of the short upload remains.
+    pub async fn abandon(mut self, len: u64) {
+        if self.kind != Kind::InPlace {
+            return self.discard().await;
+        }
+        self.finished = true;
+        if let Err(e) = op::ftruncate::ftruncate(&self.file, len).await {
+            tracing::warn!(error = %e, "could not cut a short upload back to its previous size");
+        }
+    }
+
     /// Drops the upload (abort, error): an anonymous file vanishes when closed, a hidden one is
     /// unlinked. A file written in place stays as far as it got.
     pub async fn discard(mut self) {

@@ -1,5 +1,5 @@
 //! The session's file-system commands on the local backend (CWD, MKD, DELE, RMD, SIZE, MDTM,
-//! RNFR/RNTO, MLST, STAT of a path) and directory listings, all confined to the user's root
+//! RNFR/RNTO, MLST, STAT of a path, and through `attrs` MFMT/SITE UTIME/SITE CHMOD) and directory listings, all confined to the user's root
 //! through `jail`. Reserved names (`names`) are hidden from listings and refused as names.
 
 use std::io;
@@ -7,10 +7,12 @@ use std::io;
 use crate::engine::fd::SharedFd;
 use crate::engine::op::statx::FileStat;
 use crate::engine::{blocking, dir, op};
+use crate::proto::glob::Glob;
 use crate::proto::listing::{self, Entry, EntryKind, FactPerms, FactSet};
 use crate::proto::path::VPath;
 use crate::proto::session::{FsError, FsOp, FsOutcome};
 
+use super::attrs;
 use super::jail::{cstr, open, open_parent, stat};
 use super::names::is_temp_name;
 
@@ -48,19 +50,35 @@ pub fn kind_of(mode: u32) -> EntryKind {
 }
 
 /// Entries of the directory at `path` (sorted by name), or the single entry if it names a file.
-/// Temporary upload files are hidden: they are not files yet. Reading runs on a blocking worker.
+/// With a `pattern`, `path` must be a directory and only its matching entries are read. At most
+/// `limit` entries are returned. Temporary upload files are hidden: they are not files yet.
+/// Reading runs on a blocking worker.
 pub async fn read_entries(
     root: &SharedFd,
     path: &VPath,
+    pattern: Option<&Glob>,
     limit: usize,
 ) -> io::Result<(Vec<Entry>, bool)> {
     let st = stat(root, path).await?;
     if !st.is_dir() {
+        if pattern.is_some() {
+            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+        }
         let name = path.file_name().unwrap_or("").to_string();
         return Ok((vec![entry_of(name, &st)], false));
     }
     let fd = open(root, path, libc::O_RDONLY | libc::O_DIRECTORY, 0).await?;
-    let raw = blocking::spawn_blocking(move || dir::read_dir(fd, limit)).await??;
+    let pattern = pattern.cloned();
+    let raw = blocking::spawn_blocking(move || match &pattern {
+        Some(g) => dir::read_dir_filtered(fd, limit, &|name| {
+            std::str::from_utf8(name).is_ok_and(|n| g.matches(n))
+        }),
+        None => dir::read_dir(fd, limit),
+    })
+    .await??;
+    if raw.len() >= limit {
+        tracing::info!(path = %path, limit, "listing cut at max_list_entries");
+    }
     let mut entries: Vec<Entry> = raw
         .into_iter()
         .filter_map(|r| {
@@ -91,6 +109,8 @@ pub struct FsContext<'a> {
     pub facts: FactSet,
     pub refuse_overwrite: bool,
     pub list_limit: usize,
+    /// SITE CHMOD applies `mode & chmod_mask`.
+    pub chmod_mask: u32,
 }
 
 /// Performs a session's filesystem operation.
@@ -171,8 +191,16 @@ pub async fn run(fx: &FsContext<'_>, fsop: &FsOp) -> Result<FsOutcome, FsError> 
                     .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
                 Ok(FsOutcome::Lines(vec![line]))
             }
+            FsOp::SetTimes { path, mtime, atime } => {
+                attrs::set_times(root, path, *mtime, *atime).await?;
+                Ok(FsOutcome::Done)
+            }
+            FsOp::Chmod { path, mode } => {
+                let applied = attrs::chmod(root, path, *mode, fx.chmod_mask).await?;
+                Ok(FsOutcome::Mode(applied))
+            }
             FsOp::StatList(p) => {
-                let (entries, _) = read_entries(root, p, fx.list_limit).await?;
+                let (entries, _) = read_entries(root, p, None, fx.list_limit).await?;
                 let now = now_secs();
                 let mut out = Vec::new();
                 for e in &entries {
