@@ -11,7 +11,7 @@ use crate::engine::{blocking, time};
 use crate::proto::session::Access;
 use crate::server::auth::limits::LoginRefusal;
 use crate::server::context::CoreCtx;
-use crate::server::storage::{Storage, UserRoot};
+use crate::server::storage::{errno_of, Storage, UserRoot};
 
 /// How long a login waits before it asks again for one of its address's password-check slots.
 const BUSY_RETRY: Duration = Duration::from_millis(2);
@@ -105,7 +105,7 @@ pub async fn authenticate(ctx: &CoreCtx, ip: IpAddr, user: &str, password: &str)
 
 /// What a client may be told about a server-side error: its kind, never a server path.
 fn why(e: &io::Error) -> &'static str {
-    match e.raw_os_error() {
+    match errno_of(e) {
         Some(libc::EMFILE | libc::ENFILE) => "server out of file descriptors",
         Some(libc::ENOMEM | libc::EAGAIN) => "server out of memory or threads",
         Some(libc::ENOENT) => "it does not exist",

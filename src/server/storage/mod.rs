@@ -31,6 +31,7 @@
 pub mod local;
 pub mod seam;
 
+pub use local::jail::errno_of;
 pub use local::landing::FileSink;
 pub use local::names::{is_temp_name, sweep_interrupted};
 pub use local::ops::{fs_error, now_secs};

@@ -46,9 +46,37 @@ pub fn open_root_dir(path: &std::path::Path) -> io::Result<OwnedFd> {
                 Some(libc::ENOENT) => "does not exist".to_owned(),
                 _ => e.to_string(),
             };
-            io::Error::new(e.kind(), format!("opening root {}: {what}", path.display()))
+            let path = path.display().to_string();
+            io::Error::new(
+                e.kind(),
+                RootError {
+                    path,
+                    what,
+                    cause: e,
+                },
+            )
         })?;
     Ok(OwnedFd::from(f))
+}
+
+/// Why a root could not be opened: the operator's message, with the system error kept so the
+/// login path can tell a client the kind of failure (never the path).
+#[derive(Debug, thiserror::Error)]
+#[error("opening root {path}: {what}")]
+pub struct RootError {
+    path: String,
+    what: String,
+    #[source]
+    pub cause: io::Error,
+}
+
+/// The errno behind `e`, also when it is a [`RootError`] wrapped in an `io::Error`.
+pub fn errno_of(e: &io::Error) -> Option<i32> {
+    e.raw_os_error().or_else(|| {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<RootError>())
+            .and_then(|r| r.cause.raw_os_error())
+    })
 }
 
 /// Opens the directory containing `path` and returns it with the final name. Opened for reading (not
