@@ -173,17 +173,8 @@ fn lftp_process_killed_mid_upload_lands_nothing() {
 
 #[test]
 fn ftplib_allo_replies() {
-    require_tool("python3");
     let srv = Server::start();
-    let script = format!("{}/tests/py/client_habits.py", env!("CARGO_MANIFEST_DIR"));
-    let r = run_cmd(
-        Command::new("python3")
-            .arg(script)
-            .args(["127.0.0.1", &srv.port.to_string(), &srv.user, &srv.pass])
-            .arg("allo")
-            .env("PYTHONDONTWRITEBYTECODE", "1"),
-        CLIENT_TIMEOUT,
-    );
+    let r = client_habits(&srv, "allo", CLIENT_TIMEOUT);
     r.assert_success("ftplib client_habits.py allo");
     let root = srv.root();
     assert!(!root.join("short.bin").exists(), "short upload landed");

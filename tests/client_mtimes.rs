@@ -161,17 +161,8 @@ fn ncftpput_keeps_mtimes() {
 
 #[test]
 fn ftplib_time_and_chmod_replies() {
-    require_tool("python3");
     let srv = Server::start();
-    let script = format!("{}/tests/py/client_habits.py", env!("CARGO_MANIFEST_DIR"));
-    let r = run_cmd(
-        Command::new("python3")
-            .arg(script)
-            .args(["127.0.0.1", &srv.port.to_string(), &srv.user, &srv.pass])
-            .arg("times")
-            .env("PYTHONDONTWRITEBYTECODE", "1"),
-        CLIENT_TIMEOUT,
-    );
+    let r = client_habits(&srv, "times", CLIENT_TIMEOUT);
     r.assert_success("ftplib client_habits.py times");
     let t = srv.root().join("t.bin");
     assert_eq!(mtime(&t), 1_483_326_245, "t.bin: 2017-01-02 03:04:05");

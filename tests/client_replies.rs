@@ -6,22 +6,12 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 use std::time::Duration;
 
 #[test]
 fn ftplib_replies() {
-    require_tool("python3");
     let srv = Server::start();
-    let script = format!("{}/tests/py/client_habits.py", env!("CARGO_MANIFEST_DIR"));
-    let r = run_cmd(
-        Command::new("python3")
-            .arg(script)
-            .args(["127.0.0.1", &srv.port.to_string(), &srv.user, &srv.pass])
-            .arg("replies")
-            .env("PYTHONDONTWRITEBYTECODE", "1"),
-        Duration::from_secs(60),
-    );
+    let r = client_habits(&srv, "replies", Duration::from_secs(60));
     r.assert_success("ftplib client_habits.py replies");
     // The directory itself has the real name; only the replies escape it.
     assert!(

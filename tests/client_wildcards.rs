@@ -35,19 +35,7 @@ fn local_dir(srv: &Server, name: &str) -> std::path::PathBuf {
 }
 
 fn ftplib_check(srv: &Server, check: &str) {
-    require_tool("python3");
-    let script = format!("{}/tests/py/client_habits.py", env!("CARGO_MANIFEST_DIR"));
-    let r = run_cmd(
-        Command::new("python3")
-            .arg(script)
-            .arg("127.0.0.1")
-            .arg(srv.port.to_string())
-            .arg(&srv.user)
-            .arg(&srv.pass)
-            .arg(check)
-            .env("PYTHONDONTWRITEBYTECODE", "1"),
-        CLIENT_TIMEOUT,
-    );
+    let r = client_habits(srv, check, CLIENT_TIMEOUT);
     r.assert_success(&format!("ftplib client_habits.py {check}"));
 }
 

@@ -11,20 +11,6 @@ use std::time::Duration;
 
 const SIZES: [u64; 3] = [0, 1, MIB + 1];
 
-fn curl(max_time_s: u64) -> Command {
-    require_tool("curl");
-    let mut c = Command::new("curl");
-    c.args([
-        "-sS",
-        "--fail",
-        "--connect-timeout",
-        "10",
-        "--max-time",
-        &max_time_s.to_string(),
-    ]);
-    c
-}
-
 fn run_curl(cmd: &mut Command, max_time_s: u64) -> CmdOutput {
     run_cmd(cmd, Duration::from_secs(max_time_s + 30))
 }

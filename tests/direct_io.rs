@@ -12,20 +12,6 @@ use std::time::Duration;
 
 const SIZES: [u64; 9] = [0, 1, 4095, 4096, 4097, MIB - 1, MIB, MIB + 1, 256 * MIB + 7];
 
-fn curl() -> Command {
-    require_tool("curl");
-    let mut c = Command::new("curl");
-    c.args([
-        "-sS",
-        "--fail",
-        "--connect-timeout",
-        "10",
-        "--max-time",
-        "300",
-    ]);
-    c
-}
-
 /// Uploads `file` as `name` with curl (EPSV), then downloads it back and compares both.
 fn roundtrip(
     addr: std::net::SocketAddr,
@@ -37,14 +23,14 @@ fn roundtrip(
 ) {
     let url = format!("ftp://{user}:{pass}@{addr}/{name}");
     run_cmd(
-        curl().arg("-T").arg(file).arg(&url),
+        curl(300).arg("-T").arg(file).arg(&url),
         Duration::from_secs(330),
     )
     .assert_success(&format!("curl upload {name}"));
     assert_same_file(file, &root.join(name), &format!("{name} on disk"));
     let back = file.with_extension("back");
     run_cmd(
-        curl().arg("-o").arg(&back).arg(&url),
+        curl(300).arg("-o").arg(&back).arg(&url),
         Duration::from_secs(330),
     )
     .assert_success(&format!("curl download {name}"));
@@ -139,23 +125,10 @@ fn buffered_path_is_unchanged_with_direct_io_off() {
 /// Serves a root on `root` with `direct_io = on`, uploads a few sizes, and returns the bytes
 /// written with O_DIRECT and the server's stderr.
 fn direct_uploads_into(root: &Path, scratch: &Path) -> (f64, String) {
-    let args: Vec<String> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--root",
-        root.to_str().unwrap(),
-        "--user",
-        "u",
-        "--password",
-        "p",
-        "--direct-io",
-        "on",
-        "--metrics-listen",
-        "127.0.0.1:0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = proc_args(
+        root,
+        &["--direct-io", "on", "--metrics-listen", "127.0.0.1:0"],
+    );
     let stderr = scratch.join("stderr.log");
     let srv = ServerProc::start(&args, &[], &stderr);
     for &size in &[1, 4097, MIB + 1, 16 * MIB + 3] {

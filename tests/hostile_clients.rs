@@ -653,21 +653,7 @@ fn concurrent_sessions_log_only_their_own_tag_and_no_colour_codes() {
         .unwrap();
     let root = base.path().join("root");
     std::fs::create_dir(&root).unwrap();
-    let args: Vec<String> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--root",
-        root.to_str().unwrap(),
-        "--user",
-        "u",
-        "--password",
-        "p",
-        "--threads",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = proc_args(&root, &["--threads", "1"]);
     let stderr = base.path().join("stderr.log");
     let srv = ServerProc::start(&args, &[("RINGEST_LOG", "debug")], &stderr);
     let handles: Vec<_> = (0..8)

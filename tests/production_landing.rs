@@ -126,26 +126,6 @@ fn killed_client_mid_upload_leaves_nothing() {
     });
 }
 
-fn proc_args(root: &Path, extra: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--root",
-        root.to_str().unwrap(),
-        "--user",
-        "u",
-        "--password",
-        "p",
-        "--threads",
-        "2",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
-}
-
 #[test]
 fn kill9_mid_upload_then_restart_sweeps_leftovers() {
     let base = tempfile::Builder::new()

@@ -1759,6 +1759,58 @@ pub fn run_modeb_edge(srv: &Server) {
 }
 
 /// An argon2id hash of `pw`, made by `ringest passwd`.
+/// `serve` arguments for a server on a free loopback port with root `root`, user `u` / `p`, two
+/// core threads unless `extra` says otherwise, then `extra`.
+pub fn proc_args(root: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "--listen",
+        "127.0.0.1:0",
+        "--root",
+        root.to_str().unwrap(),
+        "--user",
+        "u",
+        "--password",
+        "p",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if !extra.contains(&"--threads") {
+        v.extend(["--threads".to_string(), "2".to_string()]);
+    }
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+/// A curl command line with the options every test uses: fail on errors, bounded in time.
+pub fn curl(max_time_s: u64) -> Command {
+    require_tool("curl");
+    let mut c = Command::new("curl");
+    c.args([
+        "-sS",
+        "--fail",
+        "--connect-timeout",
+        "10",
+        "--max-time",
+        &max_time_s.to_string(),
+    ]);
+    c
+}
+
+/// Runs one part of `tests/py/client_habits.py` (ftplib) against `srv`.
+pub fn client_habits(srv: &Server, part: &str, timeout: Duration) -> CmdOutput {
+    require_tool("python3");
+    let script = format!("{}/tests/py/client_habits.py", env!("CARGO_MANIFEST_DIR"));
+    run_cmd(
+        Command::new("python3")
+            .arg(script)
+            .args(["127.0.0.1", &srv.port.to_string(), &srv.user, &srv.pass])
+            .arg(part)
+            .env("PYTHONDONTWRITEBYTECODE", "1"),
+        timeout,
+    )
+}
+
 /// GET `path` from `addr` (HOST:PORT) with curl: the status code and the body.
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     require_tool("curl");
