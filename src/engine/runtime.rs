@@ -3,7 +3,11 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 use io_uring::{cqueue, squeue, IoUring};
@@ -303,27 +307,45 @@ where
 {
     let rt = Rc::new(Runtime::new(core, cfg)?);
     CURRENT.with(|c| *c.borrow_mut() = Some(rt.clone()));
-    let result = Rc::new(RefCell::new(None));
-    let slot = result.clone();
-    executor::spawn_local(async move {
-        let out = future.await;
-        *slot.borrow_mut() = Some(out);
-    })
-    .detach();
+    let mut main = executor::spawn_local(future);
+    // The main task's handle is polled only once the task has finished, so its waker never fires.
+    let waker = Waker::from(Arc::new(NoWake));
     let outcome = loop {
         executor::run_ready(256);
-        if let Some(out) = result.borrow_mut().take() {
-            break Ok(out);
+        if main.is_finished() {
+            // A panic of the main future is caught by the executor like any task's; polling its
+            // handle resumes it, and it is raised again below, once this thread's runtime is torn
+            // down, instead of leaving the loop to wait for a result that never comes.
+            let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                Pin::new(&mut main).poll(&mut Context::from_waker(&waker))
+            }));
+            match polled {
+                Ok(Poll::Ready(out)) => break Ok(Ok(out)),
+                Ok(Poll::Pending) => {}
+                Err(panic) => break Ok(Err(panic)),
+            }
         }
         let idle = !executor::has_ready();
         if let Err(e) = rt.turn(idle) {
             break Err(e);
         }
     };
+    drop(main);
     executor::clear();
     CURRENT.with(|c| *c.borrow_mut() = None);
     drop(rt);
-    outcome
+    match outcome {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(e) => Err(e),
+    }
+}
+
+/// A waker for a handle that is polled only when already finished.
+struct NoWake;
+
+impl Wake for NoWake {
+    fn wake(self: Arc<Self>) {}
 }
 
 /// Spawns a task on the current core; it never migrates.

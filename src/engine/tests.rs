@@ -357,6 +357,26 @@ fn a_panicking_task_does_not_stop_the_core() {
 }
 
 #[test]
+fn a_panic_in_the_main_future_ends_block_on() {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let out = std::panic::catch_unwind(|| {
+        block_on(0, &cfg(), async {
+            time::sleep(Duration::from_millis(1)).await;
+            panic!("an assertion in a test");
+        })
+    });
+    std::panic::set_hook(prev);
+    let panic = out.expect_err("block_on must raise the panic, not wait forever");
+    assert_eq!(
+        panic.downcast_ref::<&str>(),
+        Some(&"an assertion in a test")
+    );
+    // The thread's runtime was torn down first: a new one starts cleanly.
+    assert_eq!(block_on(0, &cfg(), async { 7 }).expect("runtime"), 7);
+}
+
+#[test]
 fn socket_helpers_set_what_they_say() {
     use socket2::SockRef;
 
