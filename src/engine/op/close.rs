@@ -11,7 +11,8 @@ pub struct Close {
     fd: Option<i32>,
 }
 
-impl OpData for Close {
+// SAFETY: no pointers; the descriptor is owned by the op and handed to the kernel, which closes it.
+unsafe impl OpData for Close {
     type Output = std::io::Result<()>;
     fn sqe(&mut self) -> squeue::Entry {
         opcode::Close::new(types::Fd(self.fd.take().unwrap_or(-1))).build()

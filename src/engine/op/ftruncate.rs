@@ -10,7 +10,8 @@ pub struct Ftruncate {
     len: u64,
 }
 
-impl OpData for Ftruncate {
+// SAFETY: no pointers; the file's SharedFd is held until completion.
+unsafe impl OpData for Ftruncate {
     type Output = std::io::Result<()>;
     fn sqe(&mut self) -> squeue::Entry {
         opcode::Ftruncate::new(fd::target(&self.fd), self.len).build()

@@ -1,10 +1,21 @@
 //! io_uring operations, one per file, and the lifecycle they share.
 //!
-//! Each op's data type implements [`OpData`]: it builds its SQE from pointers into heap memory it
-//! owns, and turns the completion into a result. [`Op`] submits it at creation and is a future of that
-//! result. The ownership rule for every op: the memory an SQE points to belongs to the op's data, and
-//! the data lives until the kernel posts the completion, even when the future is dropped first (then the
-//! data moves into the slab as [`Lifecycle::Ignored`] and is freed when the completion is reaped).
+//! Each op's data type implements [`OpData`] (or [`MultiData`] for a multishot op): it builds its
+//! SQE from pointers into heap memory it owns, and turns the completion into a result. [`Op`]
+//! submits it at creation and is a future of that result. The ownership rule for every op: the
+//! memory an SQE points to belongs to the op's data, and the data lives until the kernel posts the
+//! completion, even when the future is dropped first (then the data moves into the slab as
+//! [`Lifecycle::Ignored`] and is freed when the completion is reaped).
+//!
+//! **Why the two traits are `unsafe trait`s, not sealed ones.** [`Op`] hands the SQE to the kernel
+//! as it is, so a wrong pointer in it is undefined behaviour however safe the code that built it
+//! looks. That is a proof obligation the type system cannot check, and Rust's tool for one is an
+//! unsafe trait: every implementation is an `unsafe impl` with a `// SAFETY:` comment next to the
+//! SQE it builds, which is where the op's buffer-ownership rule is written anyway, and `grep
+//! "unsafe impl"` lists every place that can break it. Sealing would only move the trust to "every
+//! implementation inside this crate is right" while those implementations stayed safe-looking
+//! code, and it would shut out an op defined elsewhere (loadgen, a storage backend) for no gain.
+//! loadgen implements neither trait; it builds ops with the constructors.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -142,10 +153,41 @@ impl Lifecycle {
     }
 }
 
-/// The data of one io_uring operation.
-pub trait OpData: Unpin + 'static {
+/// The data of one single-shot io_uring operation.
+///
+/// # Safety
+///
+/// [`Op`] gives the entry that [`sqe`](OpData::sqe) builds to the kernel without looking at it, so
+/// the implementor guarantees, for that entry:
+///
+/// - Every pointer in it (buffer, path, `open_how`, `statx` buffer, timespec, socket address)
+///   points into memory that `self` owns and that stays where it is when `self` moves: a heap
+///   allocation (`Vec`, `Box`, `CString`) or a registered pool buffer held by a [`PoolBuf`]. `self`
+///   is moved after `sqe` returns (into the `Op`, and into the runtime's slab if the `Op` is dropped
+///   early) and is dropped only after the completion has been reaped, so such memory is valid until
+///   then. The memory is valid for the length the entry states, for writing where the kernel writes
+///   (and nothing else reads or writes it until the completion), for reading where it reads (and
+///   nothing else writes or frees it until the completion; shared read-only handles such as
+///   `Rc<PoolBuf>` are fine).
+/// - Every file descriptor in it is kept open by `self` (a [`SharedFd`] clone) until the
+///   completion, so the number cannot be closed and reused for another file meanwhile, or, as for
+///   CLOSE, is owned by the op and given to the kernel.
+/// - It produces exactly one completion: no multishot flag, no `IOSQE_CQE_SKIP_SUCCESS`, no
+///   `IO_LINK`/`IO_HARDLINK` (the runtime links entries itself). A second completion would reach the
+///   slab key after it was given to another op and be taken as that op's result (a byte count for a
+///   buffer nobody wrote). Its `user_data` is overwritten.
+///
+/// And for the other methods:
+///
+/// - [`complete`](OpData::complete) and [`cleanup`](OpData::cleanup) trust a non-negative result
+///   only as far as the opcode defines it (bytes the kernel wrote into the op's buffer, a descriptor
+///   it created), and are sound for any negative result.
+///
+/// [`PoolBuf`]: crate::engine::bufpool::PoolBuf
+/// [`SharedFd`]: crate::engine::fd::SharedFd
+pub unsafe trait OpData: Unpin + 'static {
     type Output;
-    /// Builds the SQE. Pointers in it must point into heap memory owned by `self`.
+    /// Builds the SQE; called once, right before it is queued.
     fn sqe(&mut self) -> squeue::Entry;
     /// Turns the completion into the op's result, handing back the owned memory.
     fn complete(self, cqe: Cqe) -> Self::Output;
@@ -165,8 +207,9 @@ impl<T: OpData> Op<T> {
         runtime::with(|rt| {
             let key = rt.ops.borrow_mut().insert(Lifecycle::Submitted);
             let entry = data.sqe().user_data(key as u64);
-            // SAFETY: the entry points into heap memory owned by `data`, which this Op (or, once it is
-            // dropped, the slab) keeps alive until the completion for `key` is reaped.
+            // SAFETY: by `OpData`'s contract the entry points only into memory owned by `data`,
+            // which this Op (or, once it is dropped, the slab) keeps alive until the completion for
+            // `key` is reaped.
             unsafe { rt.push(&entry) };
             Op {
                 key,
@@ -259,7 +302,16 @@ impl<T: OpData> Drop for Op<T> {
 }
 
 /// The data of a multishot operation: one SQE, many completions.
-pub trait MultiData: Unpin + 'static {
+///
+/// # Safety
+///
+/// As for [`OpData`], with "until the completion" read as "until the final completion, the one
+/// without `IORING_CQE_F_MORE`": the entry's pointers and descriptors stay valid that long, every
+/// completion before the final one carries `MORE`, and [`item`](MultiData::item) and
+/// [`cleanup`](MultiData::cleanup) are sound for any negative result. Buffers the
+/// kernel selects from the provided-buffer ring belong to the pool, not to the op; `item` takes
+/// the one a completion names and `cleanup` returns it.
+pub unsafe trait MultiData: Unpin + 'static {
     type Item;
     fn sqe(&mut self) -> squeue::Entry;
     /// Turns one completion into an item.
@@ -286,7 +338,8 @@ impl<T: MultiData> MultiOp<T> {
                 done: false,
             });
             let entry = data.sqe().user_data(key as u64);
-            // SAFETY: as for `Op::new`: the entry points into `data`, kept alive until the final CQE.
+            // SAFETY: as for `Op::new`: by `MultiData`'s contract the entry points into `data`, kept
+            // alive until the final CQE.
             unsafe { rt.push(&entry) };
             MultiOp {
                 key,

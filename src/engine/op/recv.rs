@@ -11,7 +11,10 @@ pub struct Recv {
     buf: Vec<u8>,
 }
 
-impl OpData for Recv {
+// SAFETY: the kernel writes into the spare capacity of the Vec the op owns (heap; `spare` states
+// exactly that room), which nothing else touches until completion; `appended` trusts only a
+// non-negative count, clamped to that room. The socket's SharedFd is held until completion.
+unsafe impl OpData for Recv {
     type Output = (std::io::Result<usize>, Vec<u8>);
     fn sqe(&mut self) -> squeue::Entry {
         let (ptr, spare) = super::spare(&mut self.buf);
