@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::ffi::CString;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -470,5 +471,124 @@ fn connect_from_a_local_address() {
         let (res, _) = op::recv::recv(&server, Vec::with_capacity(16)).await;
         assert_eq!(res.unwrap(), 1);
         assert!(net::incoming_cpu(server.as_raw_fd()).is_some_and(|c| c < 4096));
+    });
+}
+
+/// Sets its flag to false when dropped: shows when the runtime frees an op's data.
+struct Alive(Rc<Cell<bool>>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+/// A recv whose data reports when it is freed.
+struct TrackedRecv {
+    inner: op::recv::Recv,
+    _alive: Alive,
+}
+
+// SAFETY: the SQE is Recv's, pointing into the Vec that `inner` owns; `_alive` is not shared with
+// the kernel.
+unsafe impl op::OpData for TrackedRecv {
+    type Output = (std::io::Result<usize>, Vec<u8>);
+    fn sqe(&mut self) -> io_uring::squeue::Entry {
+        self.inner.sqe()
+    }
+    fn complete(self, cqe: op::Cqe) -> Self::Output {
+        self.inner.complete(cqe)
+    }
+}
+
+/// Polls `f` once; true when it is still pending.
+async fn poll_once<F: Future + Unpin>(f: &mut F) -> bool {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::pin::Pin::new(&mut *f).poll(cx).is_pending())
+    })
+    .await
+}
+
+#[test]
+fn an_op_polled_after_ready_leaves_the_reused_slot_alone() {
+    run(async {
+        let (client, server) = tcp_pair().await;
+        let (res, _) = net::send_all(&client, b"a".to_vec(), LONG).await;
+        res.unwrap();
+        settle().await;
+        // A completes and frees its slab slot.
+        let mut a = op::recv::recv(&server, Vec::with_capacity(16));
+        let slot = a.key().unwrap();
+        let (res, buf) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut a).poll(cx)).await;
+        assert_eq!((res.unwrap(), &buf[..]), (1, &b"a"[..]));
+
+        // B takes the slot and is dropped while its recv is queued: the slab now owns B's buffer.
+        let alive = Rc::new(Cell::new(true));
+        let b = Op::new(TrackedRecv {
+            inner: op::recv::Recv::new(&server, Vec::with_capacity(64)),
+            _alive: Alive(alive.clone()),
+        });
+        assert_eq!(b.key(), Some(slot), "B reuses A's slot");
+        drop(b);
+        assert!(
+            poll_once(&mut a).await,
+            "a finished op never resolves again"
+        );
+        assert!(
+            alive.get(),
+            "polling A again freed B's buffer while the kernel may write into it"
+        );
+        // B's cancel completes; only then is its buffer freed.
+        settle().await;
+        assert!(!alive.get());
+        assert_eq!(runtime::with(|rt| rt.ops_in_flight()), 0);
+
+        // C takes the slot, and its completion arrives before C is polled.
+        let c = op::recv::recv(&server, Vec::with_capacity(64));
+        assert_eq!(c.key(), Some(slot), "C reuses A's slot");
+        let (res, _) = net::send_all(&client, b"hello".to_vec(), LONG).await;
+        res.unwrap();
+        time::sleep(Duration::from_millis(20)).await;
+        assert!(poll_once(&mut a).await);
+        let (res, buf) = time::timeout(Duration::from_secs(2), c)
+            .await
+            .expect("polling A again stole C's completion");
+        assert_eq!(&buf[..res.unwrap()], b"hello");
+    });
+}
+
+#[test]
+fn a_finished_multishot_stays_finished() {
+    run(async {
+        let (client, server) = tcp_pair().await;
+        let (_idle_client, idle) = tcp_pair().await;
+        settle().await;
+        let mut m = op::recv_multi::recv_multi(&server);
+        let slot = m.key().unwrap();
+        drop(client);
+        // The peer's close ends the multishot: EOF is its final item.
+        let mut eof = false;
+        while let Some(item) = m.next().await {
+            eof |= matches!(item, Ok(op::recv_multi::Received::Eof));
+        }
+        assert!(eof && m.is_finished());
+
+        // The freed slot goes to B, dropped while its recv is queued (the slab owns its buffer).
+        let alive = Rc::new(Cell::new(true));
+        let b = Op::new(TrackedRecv {
+            inner: op::recv::Recv::new(&idle, Vec::with_capacity(64)),
+            _alive: Alive(alive.clone()),
+        });
+        assert_eq!(b.key(), Some(slot), "B reuses the multishot's slot");
+        drop(b);
+        // The finished stream neither yields again nor cancels or touches B.
+        assert!(m.next().await.is_none());
+        m.stop();
+        assert!(alive.get());
+        drop(m);
+        assert!(alive.get());
+        settle().await;
+        assert!(!alive.get(), "B's own cancel frees its buffer");
+        assert_eq!(runtime::with(|rt| rt.ops_in_flight()), 0);
     });
 }

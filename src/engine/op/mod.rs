@@ -16,6 +16,13 @@
 //! implementation inside this crate is right" while those implementations stayed safe-looking
 //! code, and it would shut out an op defined elsewhere (loadgen, a storage backend) for no gain.
 //! loadgen implements neither trait; it builds ops with the constructors.
+//!
+//! **An op is fused.** Its slab key is given back when the op completes and goes to the next op
+//! submitted, so a finished [`Op`] must never look it up again: it could take that op's completion,
+//! or replace its `Ignored` entry and free a buffer the kernel is writing into. After `Ready`, an
+//! `Op` returns `Pending` forever without touching the runtime (it cannot build an error of a
+//! generic output type, and a panic would take down a task for a caller's mistake);
+//! [`MultiOp::poll_next`] returns `Ready(None)` forever after its last item.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -195,9 +202,17 @@ pub unsafe trait OpData: Unpin + 'static {
     fn cleanup(_res: i32, _flags: u32) {}
 }
 
+/// Where an [`Op`] is.
+enum State {
+    /// Queued under this slab key; the slab holds its lifecycle.
+    InFlight(usize),
+    /// Returned `Ready`: owns no key any more.
+    Done,
+}
+
 /// A submitted single-shot operation; await it for the result.
 pub struct Op<T: OpData> {
-    key: usize,
+    state: State,
     data: Option<T>,
 }
 
@@ -212,7 +227,7 @@ impl<T: OpData> Op<T> {
             // `key` is reaped.
             unsafe { rt.push(&entry) };
             Op {
-                key,
+                state: State::InFlight(key),
                 data: Some(data),
             }
         })
@@ -235,10 +250,19 @@ impl<T: OpData> Op<T> {
             // into the boxed timespec the slab owns until that SQE completes.
             unsafe { rt.push_linked(&entry, &tentry) };
             Op {
-                key,
+                state: State::InFlight(key),
                 data: Some(data),
             }
         })
+    }
+
+    /// The slab key while the op is in flight (tests check which slot an op took).
+    #[cfg(test)]
+    pub(crate) fn key(&self) -> Option<usize> {
+        match self.state {
+            State::InFlight(key) => Some(key),
+            _ => None,
+        }
     }
 }
 
@@ -247,27 +271,40 @@ impl<T: OpData> Future for Op<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
         let this = self.get_mut();
-        let cqe = runtime::with(|rt| {
-            let mut ops = rt.ops.borrow_mut();
-            let lc = ops.get_mut(this.key)?;
-            match lc {
-                Lifecycle::Completed(cqe) => {
-                    let cqe = *cqe;
-                    ops.remove(this.key);
-                    Some(cqe)
-                }
-                Lifecycle::Waiting(w) if w.will_wake(cx.waker()) => None,
-                _ => {
-                    *lc = Lifecycle::Waiting(cx.waker().clone());
-                    None
+        let cqe = match this.state {
+            // Fused: the key may belong to another op by now (see the module docs).
+            State::Done => return Poll::Pending,
+            State::InFlight(key) => {
+                let cqe = runtime::with(|rt| {
+                    let mut ops = rt.ops.borrow_mut();
+                    match ops.get_mut(key) {
+                        Some(Lifecycle::Completed(cqe)) => {
+                            let cqe = *cqe;
+                            ops.remove(key);
+                            Some(cqe)
+                        }
+                        Some(Lifecycle::Waiting(w)) if w.will_wake(cx.waker()) => None,
+                        Some(lc @ (Lifecycle::Submitted | Lifecycle::Waiting(_))) => {
+                            *lc = Lifecycle::Waiting(cx.waker().clone());
+                            None
+                        }
+                        // Only this Op removes its key, and only after its completion; another
+                        // state here is a bug, and overwriting it could free someone's buffer.
+                        _ => {
+                            tracing::error!(key, "in-flight op's slab entry is missing or foreign");
+                            None
+                        }
+                    }
+                });
+                match cqe {
+                    Some(cqe) => cqe,
+                    None => return Poll::Pending,
                 }
             }
-        });
-        match cqe {
-            Some(cqe) => match this.data.take() {
-                Some(data) => Poll::Ready(data.complete(cqe)),
-                None => Poll::Pending, // polled after completion: never resolves again
-            },
+        };
+        this.state = State::Done;
+        match this.data.take() {
+            Some(data) => Poll::Ready(data.complete(cqe)),
             None => Poll::Pending,
         }
     }
@@ -275,29 +312,37 @@ impl<T: OpData> Future for Op<T> {
 
 impl<T: OpData> Drop for Op<T> {
     fn drop(&mut self) {
+        let state = std::mem::replace(&mut self.state, State::Done);
         let Some(data) = self.data.take() else { return };
+        let key = match state {
+            State::InFlight(key) => key,
+            State::Done => return,
+        };
         let Some(rt) = runtime::current() else {
             // No runtime: the thread is shutting down and the ring is going away asynchronously; the
             // kernel may still write into `data`, so it must not be freed.
             std::mem::forget(data);
             return;
         };
-        let key = self.key;
         let mut ops = rt.ops.borrow_mut();
-        let Some(lc) = ops.get_mut(key) else { return };
-        if let Lifecycle::Completed(cqe) = lc {
-            let cqe = *cqe;
-            ops.remove(key);
-            drop(ops);
-            T::cleanup(cqe.res, cqe.flags);
-            return;
+        match ops.get_mut(key) {
+            Some(Lifecycle::Completed(cqe)) => {
+                let cqe = *cqe;
+                ops.remove(key);
+                drop(ops);
+                T::cleanup(cqe.res, cqe.flags);
+            }
+            Some(lc @ (Lifecycle::Submitted | Lifecycle::Waiting(_))) => {
+                *lc = Lifecycle::Ignored {
+                    _data: Box::new(data),
+                    cleanup: T::cleanup,
+                };
+                drop(ops);
+                rt.cancel(key);
+            }
+            // Not ours (a bug; see `poll`): keep the memory rather than risk freeing it early.
+            _ => std::mem::forget(data),
         }
-        *lc = Lifecycle::Ignored {
-            _data: Box::new(data),
-            cleanup: T::cleanup,
-        };
-        drop(ops);
-        rt.cancel(key);
     }
 }
 
@@ -320,16 +365,24 @@ pub unsafe trait MultiData: Unpin + 'static {
     fn cleanup(_res: i32, _flags: u32) {}
 }
 
+/// Where a [`MultiOp`] is.
+enum MultiState {
+    /// Queued under this slab key until the stream has taken the final completion.
+    InFlight(usize),
+    /// The final item was taken: owns no key any more.
+    Finished,
+}
+
 /// A submitted multishot operation: a stream of completions, ending with the one without MORE.
 pub struct MultiOp<T: MultiData> {
-    key: usize,
+    state: MultiState,
     data: Option<T>,
-    finished: bool,
     /// [`MultiOp::stop`] asked the kernel to end it.
     stopping: bool,
 }
 
 impl<T: MultiData> MultiOp<T> {
+    /// Submits the multishot now.
     pub fn new(mut data: T) -> MultiOp<T> {
         runtime::with(|rt| {
             let key = rt.ops.borrow_mut().insert(Lifecycle::Multi {
@@ -342,9 +395,8 @@ impl<T: MultiData> MultiOp<T> {
             // alive until the final CQE.
             unsafe { rt.push(&entry) };
             MultiOp {
-                key,
+                state: MultiState::InFlight(key),
                 data: Some(data),
-                finished: false,
                 stopping: false,
             }
         })
@@ -355,19 +407,23 @@ impl<T: MultiData> MultiOp<T> {
     /// ends with the final one (usually `-ECANCELED`). Unlike dropping the op, nothing received is
     /// thrown away; it only stops taking new resources (e.g. pool buffers) from now on.
     pub fn stop(&mut self) {
-        if self.finished || self.stopping {
+        let MultiState::InFlight(key) = self.state else {
+            return;
+        };
+        if self.stopping {
             return;
         }
         self.stopping = true;
-        runtime::with(|rt| rt.cancel(self.key));
+        runtime::with(|rt| rt.cancel(key));
     }
 
-    /// The next completion's item, or `None` after the final one.
+    /// The next completion's item, or `None` after the final one (and forever after).
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<T::Item>> {
-        if self.finished {
-            return Poll::Ready(None);
-        }
-        let key = self.key;
+        let key = match self.state {
+            // Fused: the key may belong to another op by now (see the module docs).
+            MultiState::Finished => return Poll::Ready(None),
+            MultiState::InFlight(key) => key,
+        };
         let next = runtime::with(|rt| {
             let mut ops = rt.ops.borrow_mut();
             let Some(Lifecycle::Multi { queue, waker, done }) = ops.get_mut(key) else {
@@ -392,7 +448,7 @@ impl<T: MultiData> MultiOp<T> {
         match next {
             Poll::Ready(Some((cqe, last))) => {
                 if last {
-                    self.finished = true;
+                    self.state = MultiState::Finished;
                 }
                 match self.data.as_mut() {
                     Some(data) => Poll::Ready(Some(data.item(cqe))),
@@ -400,7 +456,7 @@ impl<T: MultiData> MultiOp<T> {
                 }
             }
             Poll::Ready(None) => {
-                self.finished = true;
+                self.state = MultiState::Finished;
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -412,34 +468,45 @@ impl<T: MultiData> MultiOp<T> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
-    /// Whether the kernel has ended the multishot (no more completions will come).
+    /// Whether the stream has yielded its final item (no more completions will come).
     pub fn is_finished(&self) -> bool {
-        self.finished
+        matches!(self.state, MultiState::Finished)
+    }
+
+    /// The slab key while the multishot is in flight (tests check which slot an op took).
+    #[cfg(test)]
+    pub(crate) fn key(&self) -> Option<usize> {
+        match self.state {
+            MultiState::InFlight(key) => Some(key),
+            _ => None,
+        }
     }
 }
 
 impl<T: MultiData> Drop for MultiOp<T> {
     fn drop(&mut self) {
+        let state = std::mem::replace(&mut self.state, MultiState::Finished);
         let Some(data) = self.data.take() else { return };
-        if self.finished {
-            return;
-        }
+        let key = match state {
+            MultiState::InFlight(key) => key,
+            MultiState::Finished => return,
+        };
         let Some(rt) = runtime::current() else {
             // See `Op`'s Drop: without a runtime the memory must outlive the ring.
             std::mem::forget(data);
             return;
         };
-        let key = self.key;
         let mut ops = rt.ops.borrow_mut();
-        let Some(lc) = ops.get_mut(key) else { return };
-        let Lifecycle::Multi { queue, done, .. } = lc else {
+        let Some(Lifecycle::Multi { queue, done, .. }) = ops.get_mut(key) else {
+            // Not ours (a bug; see `Op::poll`): keep the memory rather than risk freeing it early.
+            std::mem::forget(data);
             return;
         };
         let queued: Vec<Cqe> = queue.drain(..).collect();
         let done = *done;
         if done {
             ops.remove(key);
-        } else {
+        } else if let Some(lc) = ops.get_mut(key) {
             *lc = Lifecycle::Ignored {
                 _data: Box::new(data),
                 cleanup: T::cleanup,
