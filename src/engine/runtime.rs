@@ -21,6 +21,10 @@ use super::pipe::PipePool;
 /// `user_data` of SQEs whose completion nobody waits for (async cancel requests).
 pub(crate) const IGNORE_KEY: u64 = u64::MAX;
 
+/// Submits tried on a full submission queue before a push fails. One that succeeds makes room;
+/// several failing in a row mean the kernel will not take more now.
+const SUBMIT_ATTEMPTS: u32 = 8;
+
 /// Sizes of one core's runtime.
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
@@ -59,6 +63,8 @@ pub struct Runtime {
     core: usize,
     /// SQEs pushed since the last submit; lets the loop skip an enter when idle.
     pending: Cell<u32>,
+    #[cfg(test)]
+    refuse_submits: Cell<bool>,
 }
 
 thread_local! {
@@ -106,6 +112,8 @@ impl Runtime {
             pipes,
             core,
             pending: Cell::new(0),
+            #[cfg(test)]
+            refuse_submits: Cell::new(false),
         })
     }
 
@@ -129,63 +137,113 @@ impl Runtime {
         self.ops.borrow().len()
     }
 
-    /// Pushes an SQE, flushing the submission queue to the kernel when it is full.
+    /// Pushes an SQE, flushing the submission queue to the kernel when it is full. Fails, with
+    /// nothing queued, when the queue stays full (see [`make_room`](Self::make_room)).
     ///
     /// # Safety
     /// Every pointer inside `entry` must stay valid until the op's completion is reaped: callers pass
     /// only pointers into heap memory owned by an op's data, which the cancellation rule keeps alive.
-    pub(crate) unsafe fn push(&self, entry: &squeue::Entry) {
+    pub(crate) unsafe fn push(&self, entry: &squeue::Entry) -> io::Result<()> {
         let mut ring = self.ring.borrow_mut();
-        loop {
-            // SAFETY: forwarded from this function's contract.
-            if unsafe { ring.submission().push(entry) }.is_ok() {
-                self.pending.set(self.pending.get() + 1);
-                return;
-            }
-            // Queue full: hand what is queued to the kernel and try again.
-            if let Err(e) = ring.submit() {
-                if e.raw_os_error() != Some(libc::EBUSY) && e.raw_os_error() != Some(libc::EINTR) {
-                    tracing::error!(error = %e, "io_uring submit failed while the queue was full");
-                }
-            }
-        }
+        self.make_room(&mut ring, 1)?;
+        // SAFETY: forwarded from this function's contract.
+        unsafe { ring.submission().push(entry) }
+            .map_err(|_| io::Error::from_raw_os_error(libc::EBUSY))?;
+        self.pending.set(self.pending.get() + 1);
+        Ok(())
     }
 
     /// Pushes two SQEs linked together (the second is usually a link timeout). Both land in one
-    /// submission batch because a link must not be split across the queue's wrap.
+    /// submission batch because a link must not be split across the queue's wrap; either both are
+    /// queued or, on error, neither.
     ///
     /// # Safety
     /// As for [`push`](Self::push), for both entries.
-    pub(crate) unsafe fn push_linked(&self, first: &squeue::Entry, second: &squeue::Entry) {
+    pub(crate) unsafe fn push_linked(
+        &self,
+        first: &squeue::Entry,
+        second: &squeue::Entry,
+    ) -> io::Result<()> {
         let mut ring = self.ring.borrow_mut();
-        loop {
-            {
-                let mut sq = ring.submission();
-                if sq.capacity() - sq.len() >= 2 {
-                    let first = first.clone().flags(squeue::Flags::IO_LINK);
-                    // SAFETY: forwarded from this function's contract; room for both was checked.
-                    unsafe {
-                        let _ = sq.push(&first);
-                        let _ = sq.push(second);
-                    }
-                    self.pending.set(self.pending.get() + 2);
-                    return;
-                }
+        self.make_room(&mut ring, 2)?;
+        let first = first.clone().flags(squeue::Flags::IO_LINK);
+        let mut sq = ring.submission();
+        // SAFETY: forwarded from this function's contract; `make_room` left room for both, so
+        // neither push fails and the pair is never split.
+        unsafe {
+            sq.push(&first)
+                .and_then(|()| sq.push(second))
+                .map_err(|_| io::Error::from_raw_os_error(libc::EBUSY))?;
+        }
+        drop(sq);
+        self.pending.set(self.pending.get() + 2);
+        Ok(())
+    }
+
+    /// Makes room for `need` SQEs, handing what is queued to the kernel when the queue is full.
+    ///
+    /// Submitting consumes the queued SQEs whatever their outcome, so one successful submit makes
+    /// room; a submit that keeps failing (the kernel out of memory for requests, completions it
+    /// could not post, a ring broken by a bug) would otherwise spin the core forever. After
+    /// [`SUBMIT_ATTEMPTS`] it gives up with the last error, and the caller's op fails instead.
+    fn make_room(&self, ring: &mut IoUring, need: usize) -> io::Result<()> {
+        let mut last = None;
+        for _ in 0..SUBMIT_ATTEMPTS {
+            let sq = ring.submission();
+            if sq.capacity() < need {
+                // A queue smaller than a linked pair can never take one.
+                return Err(io::Error::from_raw_os_error(libc::EINVAL));
             }
-            if let Err(e) = ring.submit() {
-                if e.raw_os_error() != Some(libc::EBUSY) && e.raw_os_error() != Some(libc::EINTR) {
-                    tracing::error!(error = %e, "io_uring submit failed while the queue was full");
-                }
+            if sq.capacity() - sq.len() >= need {
+                return Ok(());
+            }
+            drop(sq);
+            if let Err(e) = self.submit_for_room(ring) {
+                last = Some(e);
             }
         }
+        let sq = ring.submission();
+        if sq.capacity() - sq.len() >= need {
+            return Ok(());
+        }
+        let e = last.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EBUSY));
+        tracing::warn!(
+            error = %e,
+            attempts = SUBMIT_ATTEMPTS,
+            "io_uring submission queue stays full; failing the op"
+        );
+        Err(e)
+    }
+
+    /// One submit to empty a full queue; tests can make it fail.
+    fn submit_for_room(&self, ring: &IoUring) -> io::Result<usize> {
+        #[cfg(test)]
+        if self.refuse_submits.get() {
+            return Err(io::Error::from_raw_os_error(libc::EAGAIN));
+        }
+        ring.submit()
+    }
+
+    /// Makes every submit that would empty a full queue fail, as a kernel out of request memory
+    /// would.
+    #[cfg(test)]
+    pub(crate) fn refuse_submits(&self, refuse: bool) {
+        self.refuse_submits.set(refuse);
     }
 
     /// Asks the kernel to cancel the op with `key`; its completion (-ECANCELED or the real result)
-    /// still arrives and is handled by the op's lifecycle.
-    pub(crate) fn cancel(&self, key: usize) {
+    /// still arrives and is handled by the op's lifecycle. Returns whether the cancel was queued:
+    /// when it was not, the op runs until it completes by itself, its memory still owned.
+    pub(crate) fn cancel(&self, key: usize) -> bool {
         let entry = super::op::cancel::entry(key);
         // SAFETY: an async cancel carries no pointers.
-        unsafe { self.push(&entry) };
+        match unsafe { self.push(&entry) } {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(key, error = %e, "could not queue a cancel");
+                false
+            }
+        }
     }
 
     /// Submits pending SQEs and, when `wait` is set, blocks until at least one completion is ready;

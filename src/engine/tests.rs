@@ -592,3 +592,104 @@ fn a_finished_multishot_stays_finished() {
         assert_eq!(runtime::with(|rt| rt.ops_in_flight()), 0);
     });
 }
+
+/// A runtime whose submission queue holds two entries, so pushes often find it full.
+fn tiny() -> RuntimeConfig {
+    RuntimeConfig {
+        entries: 2,
+        ..cfg()
+    }
+}
+
+#[test]
+fn a_tiny_ring_runs_many_ops() {
+    let out = block_on(0, &tiny(), async {
+        let (_client, server) = tcp_pair().await;
+        let done = Rc::new(Cell::new(0u32));
+        let mut tasks = Vec::new();
+        for i in 0..300u64 {
+            let done = done.clone();
+            let server = server.clone();
+            tasks.push(spawn(async move {
+                op::timeout::timeout(Duration::from_millis(1 + i % 3)).await;
+                // A linked pair needs the whole two-entry queue at once.
+                let (res, _) = Op::with_timeout(
+                    op::recv::Recv::new(&server, Vec::with_capacity(16)),
+                    Duration::from_millis(2),
+                )
+                .await;
+                assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+                done.set(done.get() + 1);
+            }));
+        }
+        for t in tasks {
+            t.await;
+        }
+        settle().await;
+        (done.get(), runtime::with(|rt| rt.ops_in_flight()))
+    });
+    assert_eq!(out.expect("runtime"), (300, 0));
+}
+
+#[test]
+fn a_refused_submission_completes_the_op_with_an_error() {
+    let out = block_on(0, &tiny(), async {
+        let efd: SharedFd = Rc::new(super::fd::eventfd().unwrap());
+        let (sock, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let sock: SharedFd = Rc::new(sock.into());
+        // The refused CLOSE gets a pipe's only write end: the read end sees EOF once it is closed.
+        let mut ends = [0; 2];
+        // SAFETY: pipe2 fills the two-int array it is given.
+        assert_eq!(
+            unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) },
+            0
+        );
+        // SAFETY: both descriptors are new and owned by nobody else.
+        let (read_end, write_end) = unsafe {
+            use std::os::fd::FromRawFd;
+            (
+                std::os::fd::OwnedFd::from_raw_fd(ends[0]),
+                std::os::fd::OwnedFd::from_raw_fd(ends[1]),
+            )
+        };
+        // Start from an empty submission queue.
+        time::sleep(Duration::from_millis(1)).await;
+
+        runtime::with(|rt| rt.refuse_submits(true));
+        // Two polls fill the queue; everything after them is refused.
+        let p1 = op::poll::poll(&efd, libc::POLLIN as u32);
+        let p2 = op::poll::poll(&efd, libc::POLLIN as u32);
+        let p3 = op::poll::poll(&efd, libc::POLLIN as u32);
+        let mut multi = op::recv_multi::recv_multi(&sock);
+        let linked = Op::with_timeout(
+            op::recv::Recv::new(&sock, Vec::with_capacity(100)),
+            Duration::from_secs(1),
+        );
+        let close = op::close::close(write_end);
+        let queued = runtime::with(|rt| rt.ops_in_flight());
+        runtime::with(|rt| rt.refuse_submits(false));
+        assert_eq!(queued, 2, "refused ops leave nothing in the slab");
+
+        let again = Some(libc::EAGAIN);
+        assert_eq!(p3.await.unwrap_err().raw_os_error(), again);
+        let item = multi.next().await.expect("the error is the stream's item");
+        assert_eq!(item.err().and_then(|e| e.raw_os_error()), again);
+        assert!(multi.next().await.is_none() && multi.is_finished());
+        let (res, buf) = linked.await;
+        assert_eq!(res.unwrap_err().raw_os_error(), again);
+        assert_eq!(buf.capacity(), 100, "the buffer comes back");
+        assert_eq!(close.await.unwrap_err().raw_os_error(), again);
+        let mut byte = [0u8; 1];
+        // SAFETY: reads at most one byte into a live one-byte buffer.
+        let n = unsafe { libc::read(read_end.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
+        assert_eq!(n, 0, "the refused close closed the write end itself");
+
+        // The queued polls were not disturbed.
+        super::fd::signal_eventfd(&efd);
+        assert!(p1.await.unwrap() & libc::POLLIN as u32 != 0);
+        assert!(p2.await.unwrap() & libc::POLLIN as u32 != 0);
+        settle().await;
+        runtime::with(|rt| rt.ops_in_flight())
+    });
+    assert_eq!(out.expect("runtime"), 0);
+}

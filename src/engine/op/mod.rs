@@ -23,10 +23,15 @@
 //! `Op` returns `Pending` forever without touching the runtime (it cannot build an error of a
 //! generic output type, and a panic would take down a task for a caller's mistake);
 //! [`MultiOp::poll_next`] returns `Ready(None)` forever after its last item.
+//!
+//! **An SQE the ring refuses** (the submission queue stays full because submitting keeps failing,
+//! see `Runtime::push`) is never seen by the kernel, so nothing points
+//! into the op's data: the op completes at once with that error, as if the kernel had returned it.
 
 use std::any::Any;
 use std::collections::VecDeque;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -70,6 +75,17 @@ impl Cqe {
             Err(std::io::Error::from_raw_os_error(-self.res))
         } else {
             Ok(self.res as u32)
+        }
+    }
+
+    /// The completion of an SQE that never reached the kernel: `err` as a negative errno, no flags.
+    /// Being negative, it claims nothing about memory or descriptors, which is why ops can be
+    /// completed with it safely.
+    fn refused(err: &io::Error) -> Cqe {
+        let errno = err.raw_os_error().filter(|&e| e > 0).unwrap_or(libc::EIO);
+        Cqe {
+            res: -errno,
+            flags: 0,
         }
     }
 }
@@ -188,7 +204,10 @@ impl Lifecycle {
 ///
 /// - [`complete`](OpData::complete) and [`cleanup`](OpData::cleanup) trust a non-negative result
 ///   only as far as the opcode defines it (bytes the kernel wrote into the op's buffer, a descriptor
-///   it created), and are sound for any negative result.
+///   it created), and are sound for any negative result with no flags: that is how an op whose SQE
+///   the ring refused completes.
+/// - [`not_queued`](OpData::not_queued) undoes what `sqe` handed to the kernel, for an entry the
+///   kernel never saw.
 ///
 /// [`PoolBuf`]: crate::engine::bufpool::PoolBuf
 /// [`SharedFd`]: crate::engine::fd::SharedFd
@@ -200,12 +219,17 @@ pub unsafe trait OpData: Unpin + 'static {
     fn complete(self, cqe: Cqe) -> Self::Output;
     /// Releases what a completion produced if the future was dropped before it arrived.
     fn cleanup(_res: i32, _flags: u32) {}
+    /// The SQE from `sqe` was never queued (the ring refused it): take back what it handed over,
+    /// e.g. a descriptor CLOSE was to consume. The op then completes with the ring's error.
+    fn not_queued(&mut self) {}
 }
 
 /// Where an [`Op`] is.
 enum State {
     /// Queued under this slab key; the slab holds its lifecycle.
     InFlight(usize),
+    /// Never queued; this is its result (the ring's error, or what a direct call returned).
+    Settled(Cqe),
     /// Returned `Ready`: owns no key any more.
     Done,
 }
@@ -217,7 +241,8 @@ pub struct Op<T: OpData> {
 }
 
 impl<T: OpData> Op<T> {
-    /// Submits the op now (SQEs are pushed eagerly and flushed by the completion loop).
+    /// Submits the op now (SQEs are pushed eagerly and flushed by the completion loop). If the ring
+    /// refuses the SQE, the op completes with that error instead.
     pub fn new(mut data: T) -> Op<T> {
         runtime::with(|rt| {
             let key = rt.ops.borrow_mut().insert(Lifecycle::Submitted);
@@ -225,10 +250,15 @@ impl<T: OpData> Op<T> {
             // SAFETY: by `OpData`'s contract the entry points only into memory owned by `data`,
             // which this Op (or, once it is dropped, the slab) keeps alive until the completion for
             // `key` is reaped.
-            unsafe { rt.push(&entry) };
-            Op {
-                state: State::InFlight(key),
-                data: Some(data),
+            match unsafe { rt.push(&entry) } {
+                Ok(()) => Op {
+                    state: State::InFlight(key),
+                    data: Some(data),
+                },
+                Err(e) => {
+                    rt.ops.borrow_mut().remove(key);
+                    Op::refused(data, &e)
+                }
             }
         })
     }
@@ -248,12 +278,30 @@ impl<T: OpData> Op<T> {
             let tentry = tentry.user_data(tkey as u64);
             // SAFETY: `entry` points into `data` (kept alive by this Op or the slab); `tentry` points
             // into the boxed timespec the slab owns until that SQE completes.
-            unsafe { rt.push_linked(&entry, &tentry) };
-            Op {
-                state: State::InFlight(key),
-                data: Some(data),
+            match unsafe { rt.push_linked(&entry, &tentry) } {
+                Ok(()) => Op {
+                    state: State::InFlight(key),
+                    data: Some(data),
+                },
+                Err(e) => {
+                    // Neither entry was queued (both or none): the timespec can go.
+                    let mut ops = rt.ops.borrow_mut();
+                    ops.remove(tkey);
+                    ops.remove(key);
+                    drop(ops);
+                    Op::refused(data, &e)
+                }
             }
         })
+    }
+
+    /// An op whose SQE the ring refused: it completes with `err` when polled.
+    fn refused(mut data: T, err: &io::Error) -> Op<T> {
+        data.not_queued();
+        Op {
+            state: State::Settled(Cqe::refused(err)),
+            data: Some(data),
+        }
     }
 
     /// The slab key while the op is in flight (tests check which slot an op took).
@@ -274,6 +322,7 @@ impl<T: OpData> Future for Op<T> {
         let cqe = match this.state {
             // Fused: the key may belong to another op by now (see the module docs).
             State::Done => return Poll::Pending,
+            State::Settled(cqe) => cqe,
             State::InFlight(key) => {
                 let cqe = runtime::with(|rt| {
                     let mut ops = rt.ops.borrow_mut();
@@ -316,6 +365,13 @@ impl<T: OpData> Drop for Op<T> {
         let Some(data) = self.data.take() else { return };
         let key = match state {
             State::InFlight(key) => key,
+            State::Settled(cqe) => {
+                // The kernel never saw `data`; release what the result produced, as for a
+                // completion nobody took.
+                drop(data);
+                T::cleanup(cqe.res, cqe.flags);
+                return;
+            }
             State::Done => return,
         };
         let Some(rt) = runtime::current() else {
@@ -353,7 +409,7 @@ impl<T: OpData> Drop for Op<T> {
 /// As for [`OpData`], with "until the completion" read as "until the final completion, the one
 /// without `IORING_CQE_F_MORE`": the entry's pointers and descriptors stay valid that long, every
 /// completion before the final one carries `MORE`, and [`item`](MultiData::item) and
-/// [`cleanup`](MultiData::cleanup) are sound for any negative result. Buffers the
+/// [`cleanup`](MultiData::cleanup) are sound for any negative result with no flags. Buffers the
 /// kernel selects from the provided-buffer ring belong to the pool, not to the op; `item` takes
 /// the one a completion names and `cleanup` returns it.
 pub unsafe trait MultiData: Unpin + 'static {
@@ -369,6 +425,8 @@ pub unsafe trait MultiData: Unpin + 'static {
 enum MultiState {
     /// Queued under this slab key until the stream has taken the final completion.
     InFlight(usize),
+    /// Never queued: its only item is the ring's error.
+    Settled(Cqe),
     /// The final item was taken: owns no key any more.
     Finished,
 }
@@ -382,7 +440,8 @@ pub struct MultiOp<T: MultiData> {
 }
 
 impl<T: MultiData> MultiOp<T> {
-    /// Submits the multishot now.
+    /// Submits the multishot now; if the ring refuses the SQE, the stream yields that error as its
+    /// only item.
     pub fn new(mut data: T) -> MultiOp<T> {
         runtime::with(|rt| {
             let key = rt.ops.borrow_mut().insert(Lifecycle::Multi {
@@ -393,9 +452,15 @@ impl<T: MultiData> MultiOp<T> {
             let entry = data.sqe().user_data(key as u64);
             // SAFETY: as for `Op::new`: by `MultiData`'s contract the entry points into `data`, kept
             // alive until the final CQE.
-            unsafe { rt.push(&entry) };
+            let state = match unsafe { rt.push(&entry) } {
+                Ok(()) => MultiState::InFlight(key),
+                Err(e) => {
+                    rt.ops.borrow_mut().remove(key);
+                    MultiState::Settled(Cqe::refused(&e))
+                }
+            };
             MultiOp {
-                state: MultiState::InFlight(key),
+                state,
                 data: Some(data),
                 stopping: false,
             }
@@ -405,7 +470,8 @@ impl<T: MultiData> MultiOp<T> {
     /// Asks the kernel to end the multishot, keeping what it already produced: completions that
     /// arrive before the cancel takes effect stay queued for [`MultiOp::poll_next`], which then
     /// ends with the final one (usually `-ECANCELED`). Unlike dropping the op, nothing received is
-    /// thrown away; it only stops taking new resources (e.g. pool buffers) from now on.
+    /// thrown away; it only stops taking new resources (e.g. pool buffers) from now on. If the
+    /// cancel cannot be queued, the multishot goes on and a later `stop` tries again.
     pub fn stop(&mut self) {
         let MultiState::InFlight(key) = self.state else {
             return;
@@ -413,8 +479,7 @@ impl<T: MultiData> MultiOp<T> {
         if self.stopping {
             return;
         }
-        self.stopping = true;
-        runtime::with(|rt| rt.cancel(key));
+        self.stopping = runtime::with(|rt| rt.cancel(key));
     }
 
     /// The next completion's item, or `None` after the final one (and forever after).
@@ -422,6 +487,10 @@ impl<T: MultiData> MultiOp<T> {
         let key = match self.state {
             // Fused: the key may belong to another op by now (see the module docs).
             MultiState::Finished => return Poll::Ready(None),
+            MultiState::Settled(cqe) => {
+                self.state = MultiState::Finished;
+                return Poll::Ready(self.data.as_mut().map(|data| data.item(cqe)));
+            }
             MultiState::InFlight(key) => key,
         };
         let next = runtime::with(|rt| {
@@ -489,6 +558,11 @@ impl<T: MultiData> Drop for MultiOp<T> {
         let Some(data) = self.data.take() else { return };
         let key = match state {
             MultiState::InFlight(key) => key,
+            MultiState::Settled(cqe) => {
+                drop(data);
+                T::cleanup(cqe.res, cqe.flags);
+                return;
+            }
             MultiState::Finished => return,
         };
         let Some(rt) = runtime::current() else {
