@@ -7,8 +7,9 @@
 //!   `TASKRUN_FLAG` (5.19), `SUBMIT_ALL` (5.18) and `CQSIZE` (5.5); the provided-buffer ring
 //!   behind multishot recv (`IORING_REGISTER_PBUF_RING`, 5.19); registered buffers (5.1); waiting
 //!   with a timeout (`IORING_ENTER_EXT_ARG`, 5.11); multishot accept (5.19) and multishot recv
-//!   (6.0), which are flags of ACCEPT and RECV that the probe cannot see. A kernel without them
-//!   fails ring setup, so [`check`] turns that failure into the minimum kernel, [`MIN_KERNEL`].
+//!   (6.0), which are flags of ACCEPT and RECV that the probe cannot see. All are in 6.1, and an
+//!   older kernel already fails ring setup on DEFER_TASKRUN, so [`setup_error`] turns that failure
+//!   into the minimum kernel, [`MIN_KERNEL`].
 //! - The opcodes in [`OPS`], asked of the ring with `IORING_REGISTER_PROBE` (5.6). All but
 //!   FTRUNCATE exist in every kernel that can set the ring up; a kernel can still lack one (built
 //!   without networking, or with ops disabled), and then the engine refuses to start, naming it.
@@ -187,9 +188,21 @@ pub fn kernel_release() -> String {
         .into_owned()
 }
 
-/// Asks `ring` which opcodes it supports and decides; fails with one line when a required one is
-/// missing.
-pub fn probe(ring: &IoUring) -> io::Result<Caps> {
+/// Whether a release string (`uname -r`, e.g. "5.15.0-91-generic") names a kernel older than
+/// [`MIN_KERNEL`]; false when it cannot be read.
+pub fn older_than_min(release: &str) -> bool {
+    let version = |s: &str| -> Option<(u32, u32)> {
+        let mut parts = s.split(|c: char| !c.is_ascii_digit());
+        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    };
+    match (version(release), version(MIN_KERNEL)) {
+        (Some(have), Some(need)) => have < need,
+        _ => false,
+    }
+}
+
+/// Asks `ring` which opcodes it supports.
+fn ask(ring: &IoUring) -> io::Result<Decision> {
     let mut p = Probe::new();
     ring.submitter().register_probe(&mut p).map_err(|e| {
         io::Error::new(
@@ -200,7 +213,13 @@ pub fn probe(ring: &IoUring) -> io::Result<Caps> {
             ),
         )
     })?;
-    let d = decide(|code| p.is_supported(code));
+    Ok(decide(|code| p.is_supported(code)))
+}
+
+/// Probes `ring` (every runtime does, on its own ring): its capabilities, or one line naming the
+/// missing opcodes.
+pub fn probe(ring: &IoUring) -> io::Result<Caps> {
+    let d = ask(ring)?;
     match d.error(&kernel_release()) {
         Some(msg) => Err(io::Error::new(io::ErrorKind::Unsupported, msg)),
         None => Ok(d.caps()),
@@ -211,9 +230,10 @@ pub fn probe(ring: &IoUring) -> io::Result<Caps> {
 /// flag) or io_uring switched off (ENOSYS, EPERM).
 pub fn setup_error(e: io::Error) -> io::Error {
     let why = match e.raw_os_error() {
-        Some(libc::EINVAL) => format!(
-            "the kernel ({}) does not know the ring's setup flags (SINGLE_ISSUER|DEFER_TASKRUN); \
-             ringest needs Linux {MIN_KERNEL} or newer",
+        // EINVAL also means a bad size; blame the flags only on a kernel older than the minimum.
+        Some(libc::EINVAL) if older_than_min(&kernel_release()) => format!(
+            "kernel {} rejects the ring's setup flags (SINGLE_ISSUER|DEFER_TASKRUN); ringest \
+             needs Linux {MIN_KERNEL} or newer",
             kernel_release()
         ),
         Some(libc::ENOSYS | libc::EPERM) => {
@@ -227,21 +247,17 @@ pub fn setup_error(e: io::Error) -> io::Error {
 }
 
 /// The start-up check: sets up a ring the way every core will and probes it, so a kernel that
-/// cannot run the engine stops the server with one line before it binds anything. Returns what
-/// the cores will find, and logs the fallbacks once.
+/// cannot run the engine stops the server with one line before it binds anything. Logs the
+/// fallbacks once and returns what the cores will find.
 pub fn check() -> io::Result<Caps> {
     let ring = super::runtime::ring_builder(2)
         .build(2)
         .map_err(setup_error)?;
-    let mut p = Probe::new();
-    ring.submitter().register_probe(&mut p).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("io_uring probe failed: {e}; ringest needs Linux {MIN_KERNEL} or newer"),
-        )
-    })?;
-    let caps = probe(&ring)?;
-    for op in decide(|code| p.is_supported(code)).fallbacks {
+    let d = ask(&ring)?;
+    if let Some(msg) = d.error(&kernel_release()) {
+        return Err(io::Error::new(io::ErrorKind::Unsupported, msg));
+    }
+    for op in &d.fallbacks {
         tracing::info!(
             op = op.name,
             since = op.since,
@@ -249,7 +265,7 @@ pub fn check() -> io::Result<Caps> {
             "io_uring lacks this op; the engine makes the call directly on the core thread"
         );
     }
-    Ok(caps)
+    Ok(d.caps())
 }
 
 #[cfg(test)]
@@ -299,7 +315,10 @@ mod tests {
         let msg = d.error("5.10.0").unwrap();
         assert!(!msg.contains('\n'));
         assert!(msg.contains("IORING_OP_MKDIRAT (Linux 5.15)"), "{msg}");
-        assert!(msg.contains("5.10.0") && msg.contains("Linux 6.1 or newer"), "{msg}");
+        assert!(
+            msg.contains("5.10.0") && msg.contains("Linux 6.1 or newer"),
+            "{msg}"
+        );
 
         // A kernel built without networking lacks the socket ops, whatever its version.
         let no_net = [
@@ -311,6 +330,18 @@ mod tests {
         let d = decide(|c| !no_net.contains(&c));
         assert_eq!(names(&d.missing), ["ACCEPT", "CONNECT", "SEND", "RECV"]);
         assert!(d.fallbacks.is_empty());
+    }
+
+    #[test]
+    fn only_an_older_kernel_is_blamed_for_a_refused_setup() {
+        assert!(older_than_min("5.15.0-91-generic"));
+        assert!(older_than_min("6.0.19"));
+        assert!(!older_than_min("6.1.0"));
+        assert!(!older_than_min("6.18.44-fc-v669"));
+        assert!(!older_than_min("10.0"));
+        assert!(!older_than_min("weird"));
+        let e = setup_error(io::Error::from_raw_os_error(libc::ENOSYS));
+        assert!(e.to_string().contains("io_uring is unavailable"), "{e}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use io_uring::{cqueue, squeue, IoUring};
 use slab::Slab;
 
 use super::bufpool::BufPool;
+use super::caps::{self, Caps};
 use super::executor;
 use super::op::Lifecycle;
 use super::pipe::PipePool;
@@ -24,6 +25,18 @@ pub(crate) const IGNORE_KEY: u64 = u64::MAX;
 /// Submits tried on a full submission queue before a push fails. One that succeeds makes room;
 /// several failing in a row mean the kernel will not take more now.
 const SUBMIT_ATTEMPTS: u32 = 8;
+
+/// A ring builder with the engine's setup flags and a completion queue twice `entries`; the start-up
+/// check builds its probe ring with it too, so it tests exactly what the cores will ask for.
+pub(crate) fn ring_builder(entries: u32) -> io_uring::Builder {
+    let mut b = IoUring::builder();
+    b.setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_taskrun_flag()
+        .setup_cqsize(entries.saturating_mul(2))
+        .setup_submit_all();
+    b
+}
 
 /// Sizes of one core's runtime.
 #[derive(Clone, Debug)]
@@ -61,6 +74,8 @@ pub struct Runtime {
     bufpool: Option<BufPool>,
     pipes: PipePool,
     core: usize,
+    /// What this ring supports beyond the minimum (probed at creation).
+    caps: Cell<Caps>,
     /// SQEs pushed since the last submit; lets the loop skip an enter when idle.
     pending: Cell<u32>,
     #[cfg(test)]
@@ -91,14 +106,10 @@ impl Runtime {
     /// Builds a runtime for core `core`. Fails with a message naming RLIMIT_MEMLOCK when buffer
     /// registration is refused, because that is nearly always the cause.
     pub fn new(core: usize, cfg: &RuntimeConfig) -> io::Result<Runtime> {
-        let ring = IoUring::builder()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .setup_taskrun_flag()
-            .setup_cqsize(cfg.entries.saturating_mul(2))
-            .setup_submit_all()
+        let ring = ring_builder(cfg.entries)
             .build(cfg.entries)
-            .map_err(|e| io::Error::new(e.kind(), format!("io_uring setup failed: {e}")))?;
+            .map_err(caps::setup_error)?;
+        let caps = caps::probe(&ring)?;
         let bufpool = if cfg.buffers > 0 {
             Some(BufPool::new(&ring, 0, cfg.buffers, cfg.buffer_size)?)
         } else {
@@ -111,6 +122,7 @@ impl Runtime {
             bufpool,
             pipes,
             core,
+            caps: Cell::new(caps),
             pending: Cell::new(0),
             #[cfg(test)]
             refuse_submits: Cell::new(false),
@@ -120,6 +132,17 @@ impl Runtime {
     /// The core index this runtime serves.
     pub fn core(&self) -> usize {
         self.core
+    }
+
+    /// Which optional opcodes this ring supports; the others fall back to direct calls.
+    pub fn caps(&self) -> Caps {
+        self.caps.get()
+    }
+
+    /// Pretends the ring lacks what `caps` says, to test the fallbacks on a new kernel.
+    #[cfg(test)]
+    pub(crate) fn set_caps(&self, caps: Caps) {
+        self.caps.set(caps);
     }
 
     /// The registered buffer pool, if configured.

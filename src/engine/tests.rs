@@ -693,3 +693,51 @@ fn a_refused_submission_completes_the_op_with_an_error() {
     });
     assert_eq!(out.expect("runtime"), 0);
 }
+
+#[test]
+fn ftruncate_falls_back_to_a_direct_call_without_the_ring_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    run(async move {
+        let d = dir_fd(&root);
+        let flags = libc::O_RDWR | libc::O_CREAT;
+        let f = Rc::new(
+            op::open::openat2(&d, c("t"), flags, 0o644, 0)
+                .await
+                .unwrap(),
+        );
+        let ro = Rc::new(
+            op::open::openat2(&d, c("t"), libc::O_RDONLY, 0, 0)
+                .await
+                .unwrap(),
+        );
+        let (res, _) = op::write::write(&f, vec![1u8; 4096], 0, 0).await;
+        res.unwrap();
+        let size = |f: SharedFd| async move {
+            op::statx::statx(&f, CString::default(), libc::AT_EMPTY_PATH)
+                .await
+                .unwrap()
+                .size
+        };
+        // Through the ring where this kernel has FTRUNCATE (6.9+), directly where it has not.
+        let ring_has_it = runtime::with(|rt| rt.caps().ring_ftruncate);
+        op::ftruncate::ftruncate(&f, 1000).await.unwrap();
+        assert_eq!(size(f.clone()).await, 1000);
+        let ring_err = op::ftruncate::ftruncate(&ro, 0).await.unwrap_err();
+
+        runtime::with(|rt| {
+            rt.set_caps(super::caps::Caps {
+                ring_ftruncate: false,
+            })
+        });
+        let t = op::ftruncate::ftruncate(&f, 10);
+        assert_eq!(t.key(), None, "the fallback does not go through the ring");
+        t.await.unwrap();
+        assert_eq!(size(f.clone()).await, 10);
+        let direct_err = op::ftruncate::ftruncate(&ro, 0).await.unwrap_err();
+        if ring_has_it {
+            assert_eq!(direct_err.raw_os_error(), ring_err.raw_os_error());
+        }
+        assert!(direct_err.raw_os_error().is_some());
+    });
+}

@@ -304,6 +304,20 @@ impl<T: OpData> Op<T> {
         }
     }
 
+    /// An op that never goes to the ring because the call was made directly (a fallback for an
+    /// opcode the kernel lacks); it completes with `cqe` when polled.
+    ///
+    /// # Safety
+    /// `cqe` must be what the kernel would have posted for `data`'s SQE after doing what the direct
+    /// call did: `complete` trusts a non-negative result as the opcode defines it (bytes in the
+    /// op's buffer, a new descriptor).
+    pub(crate) unsafe fn completed(data: T, cqe: Cqe) -> Op<T> {
+        Op {
+            state: State::Settled(cqe),
+            data: Some(data),
+        }
+    }
+
     /// The slab key while the op is in flight (tests check which slot an op took).
     #[cfg(test)]
     pub(crate) fn key(&self) -> Option<usize> {
