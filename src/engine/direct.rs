@@ -165,3 +165,12 @@ pub fn set_direct(fd: &SharedFd, on: bool) -> io::Result<()> {
     // SAFETY: fcntl F_SETFL with an int argument on a live descriptor.
     check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, want) } as libc::c_long).map(drop)
 }
+
+/// ftruncate(2): the fallback for kernels whose io_uring has no FTRUNCATE (before 6.9). Cutting a
+/// file back frees its blocks past `len`, which for a large resumed upload can take a while; it
+/// runs only on REST/APPE, where the client waits for the reply anyway.
+pub fn ftruncate(fd: &SharedFd, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: plain ftruncate on a live descriptor; no pointers.
+    check(unsafe { libc::ftruncate(fd.as_raw_fd(), len) } as libc::c_long).map(drop)
+}

@@ -12,6 +12,7 @@
 
 pub mod blocking;
 pub mod bufpool;
+pub mod caps;
 pub mod dir;
 pub mod direct;
 pub mod executor;

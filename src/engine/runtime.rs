@@ -3,19 +3,40 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 use io_uring::{cqueue, squeue, IoUring};
 use slab::Slab;
 
 use super::bufpool::BufPool;
+use super::caps::{self, Caps};
 use super::executor;
 use super::op::Lifecycle;
 use super::pipe::PipePool;
 
 /// `user_data` of SQEs whose completion nobody waits for (async cancel requests).
 pub(crate) const IGNORE_KEY: u64 = u64::MAX;
+
+/// Submits tried on a full submission queue before a push fails. One that succeeds makes room;
+/// several failing in a row mean the kernel will not take more now.
+const SUBMIT_ATTEMPTS: u32 = 8;
+
+/// A ring builder with the engine's setup flags and a completion queue twice `entries`; the start-up
+/// check builds its probe ring with it too, so it tests exactly what the cores will ask for.
+pub(crate) fn ring_builder(entries: u32) -> io_uring::Builder {
+    let mut b = IoUring::builder();
+    b.setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_taskrun_flag()
+        .setup_cqsize(entries.saturating_mul(2))
+        .setup_submit_all();
+    b
+}
 
 /// Sizes of one core's runtime.
 #[derive(Clone, Debug)]
@@ -53,8 +74,12 @@ pub struct Runtime {
     bufpool: Option<BufPool>,
     pipes: PipePool,
     core: usize,
+    /// What this ring supports beyond the minimum (probed at creation).
+    caps: Cell<Caps>,
     /// SQEs pushed since the last submit; lets the loop skip an enter when idle.
     pending: Cell<u32>,
+    #[cfg(test)]
+    refuse_submits: Cell<bool>,
 }
 
 thread_local! {
@@ -81,22 +106,10 @@ impl Runtime {
     /// Builds a runtime for core `core`. Fails with a message naming RLIMIT_MEMLOCK when buffer
     /// registration is refused, because that is nearly always the cause.
     pub fn new(core: usize, cfg: &RuntimeConfig) -> io::Result<Runtime> {
-        let ring = IoUring::builder()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .setup_taskrun_flag()
-            .setup_cqsize(cfg.entries.saturating_mul(2))
-            .setup_submit_all()
+        let ring = ring_builder(cfg.entries)
             .build(cfg.entries)
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!(
-                        "io_uring setup failed: {e} (ringest needs Linux 6.1 or later, with io_uring \
-                         enabled: kernel.io_uring_disabled = 0 and not blocked by seccomp)"
-                    ),
-                )
-            })?;
+            .map_err(caps::setup_error)?;
+        let caps = caps::probe(&ring)?;
         let bufpool = if cfg.buffers > 0 {
             Some(BufPool::new(&ring, 0, cfg.buffers, cfg.buffer_size)?)
         } else {
@@ -109,13 +122,27 @@ impl Runtime {
             bufpool,
             pipes,
             core,
+            caps: Cell::new(caps),
             pending: Cell::new(0),
+            #[cfg(test)]
+            refuse_submits: Cell::new(false),
         })
     }
 
     /// The core index this runtime serves.
     pub fn core(&self) -> usize {
         self.core
+    }
+
+    /// Which optional opcodes this ring supports; the others fall back to direct calls.
+    pub fn caps(&self) -> Caps {
+        self.caps.get()
+    }
+
+    /// Pretends the ring lacks what `caps` says, to test the fallbacks on a new kernel.
+    #[cfg(test)]
+    pub(crate) fn set_caps(&self, caps: Caps) {
+        self.caps.set(caps);
     }
 
     /// The registered buffer pool, if configured.
@@ -133,63 +160,113 @@ impl Runtime {
         self.ops.borrow().len()
     }
 
-    /// Pushes an SQE, flushing the submission queue to the kernel when it is full.
+    /// Pushes an SQE, flushing the submission queue to the kernel when it is full. Fails, with
+    /// nothing queued, when the queue stays full (see [`make_room`](Self::make_room)).
     ///
     /// # Safety
     /// Every pointer inside `entry` must stay valid until the op's completion is reaped: callers pass
     /// only pointers into heap memory owned by an op's data, which the cancellation rule keeps alive.
-    pub(crate) unsafe fn push(&self, entry: &squeue::Entry) {
+    pub(crate) unsafe fn push(&self, entry: &squeue::Entry) -> io::Result<()> {
         let mut ring = self.ring.borrow_mut();
-        loop {
-            // SAFETY: forwarded from this function's contract.
-            if unsafe { ring.submission().push(entry) }.is_ok() {
-                self.pending.set(self.pending.get() + 1);
-                return;
-            }
-            // Queue full: hand what is queued to the kernel and try again.
-            if let Err(e) = ring.submit() {
-                if e.raw_os_error() != Some(libc::EBUSY) && e.raw_os_error() != Some(libc::EINTR) {
-                    tracing::error!(error = %e, "io_uring submit failed while the queue was full");
-                }
-            }
-        }
+        self.make_room(&mut ring, 1)?;
+        // SAFETY: forwarded from this function's contract.
+        unsafe { ring.submission().push(entry) }
+            .map_err(|_| io::Error::from_raw_os_error(libc::EBUSY))?;
+        self.pending.set(self.pending.get() + 1);
+        Ok(())
     }
 
     /// Pushes two SQEs linked together (the second is usually a link timeout). Both land in one
-    /// submission batch because a link must not be split across the queue's wrap.
+    /// submission batch because a link must not be split across the queue's wrap; either both are
+    /// queued or, on error, neither.
     ///
     /// # Safety
     /// As for [`push`](Self::push), for both entries.
-    pub(crate) unsafe fn push_linked(&self, first: &squeue::Entry, second: &squeue::Entry) {
+    pub(crate) unsafe fn push_linked(
+        &self,
+        first: &squeue::Entry,
+        second: &squeue::Entry,
+    ) -> io::Result<()> {
         let mut ring = self.ring.borrow_mut();
-        loop {
-            {
-                let mut sq = ring.submission();
-                if sq.capacity() - sq.len() >= 2 {
-                    let first = first.clone().flags(squeue::Flags::IO_LINK);
-                    // SAFETY: forwarded from this function's contract; room for both was checked.
-                    unsafe {
-                        let _ = sq.push(&first);
-                        let _ = sq.push(second);
-                    }
-                    self.pending.set(self.pending.get() + 2);
-                    return;
-                }
+        self.make_room(&mut ring, 2)?;
+        let first = first.clone().flags(squeue::Flags::IO_LINK);
+        let mut sq = ring.submission();
+        // SAFETY: forwarded from this function's contract; `make_room` left room for both, so
+        // neither push fails and the pair is never split.
+        unsafe {
+            sq.push(&first)
+                .and_then(|()| sq.push(second))
+                .map_err(|_| io::Error::from_raw_os_error(libc::EBUSY))?;
+        }
+        drop(sq);
+        self.pending.set(self.pending.get() + 2);
+        Ok(())
+    }
+
+    /// Makes room for `need` SQEs, handing what is queued to the kernel when the queue is full.
+    ///
+    /// Submitting consumes the queued SQEs whatever their outcome, so one successful submit makes
+    /// room; a submit that keeps failing (the kernel out of memory for requests, completions it
+    /// could not post, a ring broken by a bug) would otherwise spin the core forever. After
+    /// [`SUBMIT_ATTEMPTS`] it gives up with the last error, and the caller's op fails instead.
+    fn make_room(&self, ring: &mut IoUring, need: usize) -> io::Result<()> {
+        let mut last = None;
+        for _ in 0..SUBMIT_ATTEMPTS {
+            let sq = ring.submission();
+            if sq.capacity() < need {
+                // A queue smaller than a linked pair can never take one.
+                return Err(io::Error::from_raw_os_error(libc::EINVAL));
             }
-            if let Err(e) = ring.submit() {
-                if e.raw_os_error() != Some(libc::EBUSY) && e.raw_os_error() != Some(libc::EINTR) {
-                    tracing::error!(error = %e, "io_uring submit failed while the queue was full");
-                }
+            if sq.capacity() - sq.len() >= need {
+                return Ok(());
+            }
+            drop(sq);
+            if let Err(e) = self.submit_for_room(ring) {
+                last = Some(e);
             }
         }
+        let sq = ring.submission();
+        if sq.capacity() - sq.len() >= need {
+            return Ok(());
+        }
+        let e = last.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EBUSY));
+        tracing::warn!(
+            error = %e,
+            attempts = SUBMIT_ATTEMPTS,
+            "io_uring submission queue stays full; failing the op"
+        );
+        Err(e)
+    }
+
+    /// One submit to empty a full queue; tests can make it fail.
+    fn submit_for_room(&self, ring: &IoUring) -> io::Result<usize> {
+        #[cfg(test)]
+        if self.refuse_submits.get() {
+            return Err(io::Error::from_raw_os_error(libc::EAGAIN));
+        }
+        ring.submit()
+    }
+
+    /// Makes every submit that would empty a full queue fail, as a kernel out of request memory
+    /// would.
+    #[cfg(test)]
+    pub(crate) fn refuse_submits(&self, refuse: bool) {
+        self.refuse_submits.set(refuse);
     }
 
     /// Asks the kernel to cancel the op with `key`; its completion (-ECANCELED or the real result)
-    /// still arrives and is handled by the op's lifecycle.
-    pub(crate) fn cancel(&self, key: usize) {
+    /// still arrives and is handled by the op's lifecycle. Returns whether the cancel was queued:
+    /// when it was not, the op runs until it completes by itself, its memory still owned.
+    pub(crate) fn cancel(&self, key: usize) -> bool {
         let entry = super::op::cancel::entry(key);
         // SAFETY: an async cancel carries no pointers.
-        unsafe { self.push(&entry) };
+        match unsafe { self.push(&entry) } {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(key, error = %e, "could not queue a cancel");
+                false
+            }
+        }
     }
 
     /// Submits pending SQEs and, when `wait` is set, blocks until at least one completion is ready;
@@ -311,27 +388,45 @@ where
 {
     let rt = Rc::new(Runtime::new(core, cfg)?);
     CURRENT.with(|c| *c.borrow_mut() = Some(rt.clone()));
-    let result = Rc::new(RefCell::new(None));
-    let slot = result.clone();
-    executor::spawn_local(async move {
-        let out = future.await;
-        *slot.borrow_mut() = Some(out);
-    })
-    .detach();
+    let mut main = executor::spawn_local(future);
+    // The main task's handle is polled only once the task has finished, so its waker never fires.
+    let waker = Waker::from(Arc::new(NoWake));
     let outcome = loop {
         executor::run_ready(256);
-        if let Some(out) = result.borrow_mut().take() {
-            break Ok(out);
+        if main.is_finished() {
+            // A panic of the main future is caught by the executor like any task's; polling its
+            // handle resumes it, and it is raised again below, once this thread's runtime is torn
+            // down, instead of leaving the loop to wait for a result that never comes.
+            let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                Pin::new(&mut main).poll(&mut Context::from_waker(&waker))
+            }));
+            match polled {
+                Ok(Poll::Ready(out)) => break Ok(Ok(out)),
+                Ok(Poll::Pending) => {}
+                Err(panic) => break Ok(Err(panic)),
+            }
         }
         let idle = !executor::has_ready();
         if let Err(e) = rt.turn(idle) {
             break Err(e);
         }
     };
+    drop(main);
     executor::clear();
     CURRENT.with(|c| *c.borrow_mut() = None);
     drop(rt);
-    outcome
+    match outcome {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(e) => Err(e),
+    }
+}
+
+/// A waker for a handle that is polled only when already finished.
+struct NoWake;
+
+impl Wake for NoWake {
+    fn wake(self: Arc<Self>) {}
 }
 
 /// Spawns a task on the current core; it never migrates.

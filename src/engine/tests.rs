@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::ffi::CString;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -357,6 +358,26 @@ fn a_panicking_task_does_not_stop_the_core() {
 }
 
 #[test]
+fn a_panic_in_the_main_future_ends_block_on() {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let out = std::panic::catch_unwind(|| {
+        block_on(0, &cfg(), async {
+            time::sleep(Duration::from_millis(1)).await;
+            panic!("an assertion in a test");
+        })
+    });
+    std::panic::set_hook(prev);
+    let panic = out.expect_err("block_on must raise the panic, not wait forever");
+    assert_eq!(
+        panic.downcast_ref::<&str>(),
+        Some(&"an assertion in a test")
+    );
+    // The thread's runtime was torn down first: a new one starts cleanly.
+    assert_eq!(block_on(0, &cfg(), async { 7 }).expect("runtime"), 7);
+}
+
+#[test]
 fn socket_helpers_set_what_they_say() {
     use socket2::SockRef;
 
@@ -450,5 +471,273 @@ fn connect_from_a_local_address() {
         let (res, _) = op::recv::recv(&server, Vec::with_capacity(16)).await;
         assert_eq!(res.unwrap(), 1);
         assert!(net::incoming_cpu(server.as_raw_fd()).is_some_and(|c| c < 4096));
+    });
+}
+
+/// Sets its flag to false when dropped: shows when the runtime frees an op's data.
+struct Alive(Rc<Cell<bool>>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+/// A recv whose data reports when it is freed.
+struct TrackedRecv {
+    inner: op::recv::Recv,
+    _alive: Alive,
+}
+
+// SAFETY: the SQE is Recv's, pointing into the Vec that `inner` owns; `_alive` is not shared with
+// the kernel.
+unsafe impl op::OpData for TrackedRecv {
+    type Output = (std::io::Result<usize>, Vec<u8>);
+    fn sqe(&mut self) -> io_uring::squeue::Entry {
+        self.inner.sqe()
+    }
+    fn complete(self, cqe: op::Cqe) -> Self::Output {
+        self.inner.complete(cqe)
+    }
+}
+
+/// Polls `f` once; true when it is still pending.
+async fn poll_once<F: Future + Unpin>(f: &mut F) -> bool {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::pin::Pin::new(&mut *f).poll(cx).is_pending())
+    })
+    .await
+}
+
+#[test]
+fn an_op_polled_after_ready_leaves_the_reused_slot_alone() {
+    run(async {
+        let (client, server) = tcp_pair().await;
+        let (res, _) = net::send_all(&client, b"a".to_vec(), LONG).await;
+        res.unwrap();
+        settle().await;
+        // A completes and frees its slab slot.
+        let mut a = op::recv::recv(&server, Vec::with_capacity(16));
+        let slot = a.key().unwrap();
+        let (res, buf) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut a).poll(cx)).await;
+        assert_eq!((res.unwrap(), &buf[..]), (1, &b"a"[..]));
+
+        // B takes the slot and is dropped while its recv is queued: the slab now owns B's buffer.
+        let alive = Rc::new(Cell::new(true));
+        let b = Op::new(TrackedRecv {
+            inner: op::recv::Recv::new(&server, Vec::with_capacity(64)),
+            _alive: Alive(alive.clone()),
+        });
+        assert_eq!(b.key(), Some(slot), "B reuses A's slot");
+        drop(b);
+        assert!(
+            poll_once(&mut a).await,
+            "a finished op never resolves again"
+        );
+        assert!(
+            alive.get(),
+            "polling A again freed B's buffer while the kernel may write into it"
+        );
+        // B's cancel completes; only then is its buffer freed.
+        settle().await;
+        assert!(!alive.get());
+        assert_eq!(runtime::with(|rt| rt.ops_in_flight()), 0);
+
+        // C takes the slot, and its completion arrives before C is polled.
+        let c = op::recv::recv(&server, Vec::with_capacity(64));
+        assert_eq!(c.key(), Some(slot), "C reuses A's slot");
+        let (res, _) = net::send_all(&client, b"hello".to_vec(), LONG).await;
+        res.unwrap();
+        time::sleep(Duration::from_millis(20)).await;
+        assert!(poll_once(&mut a).await);
+        let (res, buf) = time::timeout(Duration::from_secs(2), c)
+            .await
+            .expect("polling A again stole C's completion");
+        assert_eq!(&buf[..res.unwrap()], b"hello");
+    });
+}
+
+#[test]
+fn a_finished_multishot_stays_finished() {
+    run(async {
+        let (client, server) = tcp_pair().await;
+        let (_idle_client, idle) = tcp_pair().await;
+        settle().await;
+        let mut m = op::recv_multi::recv_multi(&server);
+        let slot = m.key().unwrap();
+        drop(client);
+        // The peer's close ends the multishot: EOF is its final item.
+        let mut eof = false;
+        while let Some(item) = m.next().await {
+            eof |= matches!(item, Ok(op::recv_multi::Received::Eof));
+        }
+        assert!(eof && m.is_finished());
+
+        // The freed slot goes to B, dropped while its recv is queued (the slab owns its buffer).
+        let alive = Rc::new(Cell::new(true));
+        let b = Op::new(TrackedRecv {
+            inner: op::recv::Recv::new(&idle, Vec::with_capacity(64)),
+            _alive: Alive(alive.clone()),
+        });
+        assert_eq!(b.key(), Some(slot), "B reuses the multishot's slot");
+        drop(b);
+        // The finished stream neither yields again nor cancels or touches B.
+        assert!(m.next().await.is_none());
+        m.stop();
+        assert!(alive.get());
+        drop(m);
+        assert!(alive.get());
+        settle().await;
+        assert!(!alive.get(), "B's own cancel frees its buffer");
+        assert_eq!(runtime::with(|rt| rt.ops_in_flight()), 0);
+    });
+}
+
+/// A runtime whose submission queue holds two entries, so pushes often find it full.
+fn tiny() -> RuntimeConfig {
+    RuntimeConfig {
+        entries: 2,
+        ..cfg()
+    }
+}
+
+#[test]
+fn a_tiny_ring_runs_many_ops() {
+    let out = block_on(0, &tiny(), async {
+        let (_client, server) = tcp_pair().await;
+        let done = Rc::new(Cell::new(0u32));
+        let mut tasks = Vec::new();
+        for i in 0..300u64 {
+            let done = done.clone();
+            let server = server.clone();
+            tasks.push(spawn(async move {
+                op::timeout::timeout(Duration::from_millis(1 + i % 3)).await;
+                // A linked pair needs the whole two-entry queue at once.
+                let (res, _) = Op::with_timeout(
+                    op::recv::Recv::new(&server, Vec::with_capacity(16)),
+                    Duration::from_millis(2),
+                )
+                .await;
+                assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+                done.set(done.get() + 1);
+            }));
+        }
+        for t in tasks {
+            t.await;
+        }
+        settle().await;
+        (done.get(), runtime::with(|rt| rt.ops_in_flight()))
+    });
+    assert_eq!(out.expect("runtime"), (300, 0));
+}
+
+#[test]
+fn a_refused_submission_completes_the_op_with_an_error() {
+    let out = block_on(0, &tiny(), async {
+        let efd: SharedFd = Rc::new(super::fd::eventfd().unwrap());
+        let (sock, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let sock: SharedFd = Rc::new(sock.into());
+        // The refused CLOSE gets a pipe's only write end: the read end sees EOF once it is closed.
+        let mut ends = [0; 2];
+        // SAFETY: pipe2 fills the two-int array it is given.
+        assert_eq!(
+            unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) },
+            0
+        );
+        // SAFETY: both descriptors are new and owned by nobody else.
+        let (read_end, write_end) = unsafe {
+            use std::os::fd::FromRawFd;
+            (
+                std::os::fd::OwnedFd::from_raw_fd(ends[0]),
+                std::os::fd::OwnedFd::from_raw_fd(ends[1]),
+            )
+        };
+        // Start from an empty submission queue.
+        time::sleep(Duration::from_millis(1)).await;
+
+        runtime::with(|rt| rt.refuse_submits(true));
+        // Two polls fill the queue; everything after them is refused.
+        let p1 = op::poll::poll(&efd, libc::POLLIN as u32);
+        let p2 = op::poll::poll(&efd, libc::POLLIN as u32);
+        let p3 = op::poll::poll(&efd, libc::POLLIN as u32);
+        let mut multi = op::recv_multi::recv_multi(&sock);
+        let linked = Op::with_timeout(
+            op::recv::Recv::new(&sock, Vec::with_capacity(100)),
+            Duration::from_secs(1),
+        );
+        let close = op::close::close(write_end);
+        let queued = runtime::with(|rt| rt.ops_in_flight());
+        runtime::with(|rt| rt.refuse_submits(false));
+        assert_eq!(queued, 2, "refused ops leave nothing in the slab");
+
+        let again = Some(libc::EAGAIN);
+        assert_eq!(p3.await.unwrap_err().raw_os_error(), again);
+        let item = multi.next().await.expect("the error is the stream's item");
+        assert_eq!(item.err().and_then(|e| e.raw_os_error()), again);
+        assert!(multi.next().await.is_none() && multi.is_finished());
+        let (res, buf) = linked.await;
+        assert_eq!(res.unwrap_err().raw_os_error(), again);
+        assert_eq!(buf.capacity(), 100, "the buffer comes back");
+        assert_eq!(close.await.unwrap_err().raw_os_error(), again);
+        let mut byte = [0u8; 1];
+        // SAFETY: reads at most one byte into a live one-byte buffer.
+        let n = unsafe { libc::read(read_end.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
+        assert_eq!(n, 0, "the refused close closed the write end itself");
+
+        // The queued polls were not disturbed.
+        super::fd::signal_eventfd(&efd);
+        assert!(p1.await.unwrap() & libc::POLLIN as u32 != 0);
+        assert!(p2.await.unwrap() & libc::POLLIN as u32 != 0);
+        settle().await;
+        runtime::with(|rt| rt.ops_in_flight())
+    });
+    assert_eq!(out.expect("runtime"), 0);
+}
+
+#[test]
+fn ftruncate_falls_back_to_a_direct_call_without_the_ring_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    run(async move {
+        let d = dir_fd(&root);
+        let flags = libc::O_RDWR | libc::O_CREAT;
+        let f = Rc::new(
+            op::open::openat2(&d, c("t"), flags, 0o644, 0)
+                .await
+                .unwrap(),
+        );
+        let ro = Rc::new(
+            op::open::openat2(&d, c("t"), libc::O_RDONLY, 0, 0)
+                .await
+                .unwrap(),
+        );
+        let (res, _) = op::write::write(&f, vec![1u8; 4096], 0, 0).await;
+        res.unwrap();
+        let size = |f: SharedFd| async move {
+            op::statx::statx(&f, CString::default(), libc::AT_EMPTY_PATH)
+                .await
+                .unwrap()
+                .size
+        };
+        // Through the ring where this kernel has FTRUNCATE (6.9+), directly where it has not.
+        let ring_has_it = runtime::with(|rt| rt.caps().ring_ftruncate);
+        op::ftruncate::ftruncate(&f, 1000).await.unwrap();
+        assert_eq!(size(f.clone()).await, 1000);
+        let ring_err = op::ftruncate::ftruncate(&ro, 0).await.unwrap_err();
+
+        runtime::with(|rt| {
+            rt.set_caps(super::caps::Caps {
+                ring_ftruncate: false,
+            })
+        });
+        let t = op::ftruncate::ftruncate(&f, 10);
+        assert_eq!(t.key(), None, "the fallback does not go through the ring");
+        t.await.unwrap();
+        assert_eq!(size(f.clone()).await, 10);
+        let direct_err = op::ftruncate::ftruncate(&ro, 0).await.unwrap_err();
+        if ring_has_it {
+            assert_eq!(direct_err.raw_os_error(), ring_err.raw_os_error());
+        }
+        assert!(direct_err.raw_os_error().is_some());
     });
 }

@@ -52,6 +52,7 @@ fn block_signals() -> libc::sigset_t {
 /// Runs the server until SIGTERM/SIGINT (then drains and returns) or a core thread fails.
 /// `started` is called once the listeners are bound.
 pub fn run(mut cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> {
+    crate::engine::caps::check()?;
     let sigset = block_signals();
     let cpus = thread::allowed_cpus();
     let threads = if cfg.threads == 0 {

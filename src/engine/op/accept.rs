@@ -13,7 +13,10 @@ pub struct AcceptMulti {
     listener: SharedFd,
 }
 
-impl MultiData for AcceptMulti {
+// SAFETY: the SQE carries no pointers (no peer address is asked for) and names the listener, whose
+// SharedFd the op holds until the final completion; each completion's new fd goes to the item or
+// to `cleanup`, which closes only a non-negative result.
+unsafe impl MultiData for AcceptMulti {
     type Item = std::io::Result<OwnedFd>;
     fn sqe(&mut self) -> squeue::Entry {
         opcode::AcceptMulti::new(fd::target(&self.listener))

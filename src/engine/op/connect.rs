@@ -13,7 +13,9 @@ pub struct Connect {
     addr: Box<SockAddr>,
 }
 
-impl OpData for Connect {
+// SAFETY: the address points into the boxed SockAddr the op owns (heap, so it does not move with
+// the op) and its length is that SockAddr's; the socket's SharedFd is held until completion.
+unsafe impl OpData for Connect {
     type Output = std::io::Result<()>;
     fn sqe(&mut self) -> squeue::Entry {
         opcode::Connect::new(fd::target(&self.fd), self.addr.as_ptr(), self.addr.len()).build()

@@ -13,7 +13,8 @@ pub struct Fallocate {
     mode: i32,
 }
 
-impl OpData for Fallocate {
+// SAFETY: no pointers; the file's SharedFd is held until completion.
+unsafe impl OpData for Fallocate {
     type Output = std::io::Result<()>;
     fn sqe(&mut self) -> squeue::Entry {
         opcode::Fallocate::new(fd::target(&self.fd), self.len)

@@ -10,7 +10,8 @@ pub struct Fsync {
     datasync: bool,
 }
 
-impl OpData for Fsync {
+// SAFETY: no pointers; the file's SharedFd is held until completion.
+unsafe impl OpData for Fsync {
     type Output = std::io::Result<()>;
     fn sqe(&mut self) -> squeue::Entry {
         let flags = if self.datasync {

@@ -16,7 +16,9 @@ pub struct LinkAt {
     flags: i32,
 }
 
-impl OpData for LinkAt {
+// SAFETY: both paths point into CStrings the op owns (heap, NUL-terminated); both directories'
+// SharedFds are held until completion.
+unsafe impl OpData for LinkAt {
     type Output = std::io::Result<()>;
     fn sqe(&mut self) -> squeue::Entry {
         opcode::LinkAt::new(

@@ -13,7 +13,9 @@ pub struct MkDirAt {
     mode: u32,
 }
 
-impl OpData for MkDirAt {
+// SAFETY: the path points into a CString the op owns (heap, NUL-terminated); the directory's
+// SharedFd is held until completion.
+unsafe impl OpData for MkDirAt {
     type Output = std::io::Result<()>;
     fn sqe(&mut self) -> squeue::Entry {
         opcode::MkDirAt::new(fd::target(&self.dir), self.path.as_ptr())

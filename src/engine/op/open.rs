@@ -16,7 +16,10 @@ pub struct OpenAt2 {
     how: Box<types::OpenHow>,
 }
 
-impl OpData for OpenAt2 {
+// SAFETY: the path and `open_how` point into a CString and a Box the op owns (heap); the
+// directory's SharedFd is held until completion; a late completion's new fd is closed by `cleanup`,
+// which ignores negative results.
+unsafe impl OpData for OpenAt2 {
     type Output = std::io::Result<OwnedFd>;
     fn sqe(&mut self) -> squeue::Entry {
         opcode::OpenAt2::new(fd::target(&self.dir), self.path.as_ptr(), &*self.how).build()

@@ -15,7 +15,8 @@ pub struct PollReady {
     mask: u32,
 }
 
-impl OpData for PollReady {
+// SAFETY: no pointers; the polled descriptor's SharedFd is held until completion.
+unsafe impl OpData for PollReady {
     /// The ready events (`POLLIN`, `POLLRDHUP`, `POLLERR`, ...).
     type Output = std::io::Result<u32>;
     fn sqe(&mut self) -> squeue::Entry {

@@ -14,7 +14,10 @@ pub struct Read {
     offset: u64,
 }
 
-impl OpData for Read {
+// SAFETY: the kernel writes into the spare capacity of the Vec the op owns (heap; `spare` states
+// exactly that room), which nothing else touches until completion; `appended` trusts only a
+// non-negative count, clamped to that room. The file's SharedFd is held until completion.
+unsafe impl OpData for Read {
     type Output = (std::io::Result<usize>, Vec<u8>);
     fn sqe(&mut self) -> squeue::Entry {
         let (ptr, spare) = super::spare(&mut self.buf);
@@ -43,7 +46,10 @@ pub struct ReadFixed {
     offset: u64,
 }
 
-impl OpData for ReadFixed {
+// SAFETY: the kernel writes into the registered pool buffer the op holds (its PoolBuf, not
+// shared), within its capacity and at its registered index; the pool's memory outlives the ring.
+// The file's SharedFd is held until completion.
+unsafe impl OpData for ReadFixed {
     type Output = (std::io::Result<usize>, PoolBuf);
     fn sqe(&mut self) -> squeue::Entry {
         let cap = self.buf.capacity() as u32;

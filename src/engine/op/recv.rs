@@ -12,7 +12,10 @@ pub struct Recv {
     buf: Vec<u8>,
 }
 
-impl OpData for Recv {
+// SAFETY: the kernel writes into the spare capacity of the Vec the op owns (heap; `spare` states
+// exactly that room), which nothing else touches until completion; `appended` trusts only a
+// non-negative count, clamped to that room. The socket's SharedFd is held until completion.
+unsafe impl OpData for Recv {
     type Output = (std::io::Result<usize>, Vec<u8>);
     fn sqe(&mut self) -> squeue::Entry {
         let (ptr, spare) = super::spare(&mut self.buf);
@@ -48,7 +51,11 @@ pub struct RecvBuf {
     buf: PoolBuf,
 }
 
-impl OpData for RecvBuf {
+// SAFETY: the kernel writes into the registered pool buffer the op owns (a fixed mapping that does
+// not move with the op data), after its first `len()` bytes and within its capacity, which nothing
+// else touches until completion; `complete` trusts only a non-negative count, clamped to the
+// capacity by `set_len`. The socket's SharedFd is held until completion.
+unsafe impl OpData for RecvBuf {
     type Output = (std::io::Result<usize>, PoolBuf);
     fn sqe(&mut self) -> squeue::Entry {
         let filled = self.buf.len();

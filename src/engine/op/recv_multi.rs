@@ -23,7 +23,11 @@ pub enum Received {
     Eof,
 }
 
-impl MultiData for RecvMulti {
+// SAFETY: the SQE carries no pointers: the kernel picks buffers from the core's provided-buffer
+// ring, which the pool owns and which outlives the ring; each completion's buffer goes to the item
+// or back to the ring through `cleanup` (only when the flags name one). The socket's SharedFd is
+// held until the final completion.
+unsafe impl MultiData for RecvMulti {
     type Item = std::io::Result<Received>;
     fn sqe(&mut self) -> squeue::Entry {
         opcode::RecvMulti::new(fd::target(&self.fd), self.group).build()

@@ -16,7 +16,9 @@ pub struct RenameAt {
     flags: u32,
 }
 
-impl OpData for RenameAt {
+// SAFETY: both paths point into CStrings the op owns (heap, NUL-terminated); both directories'
+// SharedFds are held until completion.
+unsafe impl OpData for RenameAt {
     type Output = std::io::Result<()>;
     fn sqe(&mut self) -> squeue::Entry {
         opcode::RenameAt::new(

@@ -14,7 +14,9 @@ pub struct SendBuf {
     start: usize,
 }
 
-impl OpData for SendBuf {
+// SAFETY: the kernel reads `buf[start..]` of the Vec the op owns (heap), which nothing writes or
+// frees until completion; the socket's SharedFd is held until then.
+unsafe impl OpData for SendBuf {
     type Output = (std::io::Result<usize>, Vec<u8>);
     fn sqe(&mut self) -> squeue::Entry {
         let rest = self.buf.get(self.start..).unwrap_or(&[]);

@@ -15,7 +15,9 @@ pub struct Splice {
     flags: u32,
 }
 
-impl OpData for Splice {
+// SAFETY: no pointers (offsets are passed by value); both descriptors' SharedFds are held until
+// completion.
+unsafe impl OpData for Splice {
     type Output = std::io::Result<usize>;
     fn sqe(&mut self) -> squeue::Entry {
         opcode::Splice::new(

@@ -36,7 +36,10 @@ pub struct Statx {
     buf: Box<libc::statx>,
 }
 
-impl OpData for Statx {
+// SAFETY: the path points into a CString and the result buffer into a Box<statx> the op owns
+// (heap), written by the kernel only; `complete` reads it only after a successful result. The
+// directory's SharedFd is held until completion.
+unsafe impl OpData for Statx {
     type Output = std::io::Result<FileStat>;
     fn sqe(&mut self) -> squeue::Entry {
         let buf = &mut *self.buf as *mut libc::statx as *mut types::statx;

@@ -12,7 +12,8 @@ pub struct Timeout {
     ts: Box<types::Timespec>,
 }
 
-impl OpData for Timeout {
+// SAFETY: the timespec is a Box the op owns (heap), read by the kernel until completion.
+unsafe impl OpData for Timeout {
     type Output = ();
     fn sqe(&mut self) -> squeue::Entry {
         opcode::Timeout::new(&*self.ts as *const types::Timespec).build()

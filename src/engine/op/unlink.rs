@@ -13,7 +13,9 @@ pub struct UnlinkAt {
     flags: i32,
 }
 
-impl OpData for UnlinkAt {
+// SAFETY: the path points into a CString the op owns (heap, NUL-terminated); the directory's
+// SharedFd is held until completion.
+unsafe impl OpData for UnlinkAt {
     type Output = std::io::Result<()>;
     fn sqe(&mut self) -> squeue::Entry {
         opcode::UnlinkAt::new(fd::target(&self.dir), self.path.as_ptr())

@@ -18,7 +18,9 @@ pub struct Write {
     offset: u64,
 }
 
-impl OpData for Write {
+// SAFETY: the kernel reads `buf[start..]` of the Vec the op owns (heap), which nothing writes or
+// frees until completion; the file's SharedFd is held until then.
+unsafe impl OpData for Write {
     type Output = (std::io::Result<usize>, Vec<u8>);
     fn sqe(&mut self) -> squeue::Entry {
         let rest = self.buf.get(self.start..).unwrap_or(&[]);
@@ -49,7 +51,10 @@ pub struct WriteFixed {
     offset: u64,
 }
 
-impl OpData for WriteFixed {
+// SAFETY: the kernel reads `range` of a registered pool buffer (checked against its length, at its
+// registered index); the op's Rc keeps the buffer out of the pool until completion, and its other
+// holders only read it. The file's SharedFd is held until completion.
+unsafe impl OpData for WriteFixed {
     type Output = (std::io::Result<usize>, Rc<PoolBuf>);
     fn sqe(&mut self) -> squeue::Entry {
         let part = self.buf.as_slice().get(self.range.clone()).unwrap_or(&[]);
