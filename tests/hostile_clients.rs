@@ -691,3 +691,39 @@ fn concurrent_sessions_log_only_their_own_tag_and_no_colour_codes() {
         nested.first()
     );
 }
+
+/// The check that refuses a second server must not refuse a restart: the stopped server leaves
+/// TIME_WAIT connections on its port, and a new one must bind it at once.
+#[test]
+fn a_server_restarts_on_its_port_at_once_after_a_stop() {
+    let base = tempfile::Builder::new()
+        .prefix("ringest-restart-")
+        .tempdir()
+        .unwrap();
+    let root = base.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let stderr = base.path().join("stderr.log");
+    let mut first = ServerProc::start(&proc_args(&root, &[]), &[], &stderr);
+    let addr = first.addr;
+    // Some finished sessions and transfers: their connections sit in TIME_WAIT on the server side.
+    for i in 0..5 {
+        let mut c = first.login("u", "p");
+        c.cmd_expect("TYPE I", 200);
+        c.stor(&format!("r{i}.bin"), b"data", DataMode::Pasv);
+        c.cmd_expect("QUIT", 221);
+    }
+    first.signal(libc::SIGTERM);
+    assert!(
+        first.wait_exit(Duration::from_secs(10)).is_some(),
+        "first server did not stop"
+    );
+    let listen = addr.to_string();
+    let args = proc_args(&root, &["--listen", &listen]);
+    // proc_args starts with --listen 127.0.0.1:0; the second --listen would be refused by clap, so
+    // drop the first pair.
+    let args: Vec<String> = args[2..].to_vec();
+    let second = ServerProc::start(&args, &[], &base.path().join("stderr2.log"));
+    assert_eq!(second.addr, addr);
+    let mut c = second.login("u", "p");
+    c.cmd_expect("NOOP", 200);
+}

@@ -144,20 +144,31 @@ pub fn listen_reuseport(addr: SocketAddr, cpu: Option<usize>, backlog: i32) -> i
 
 /// Fails with EADDRINUSE when something already listens on `addr`, even another process's
 /// SO_REUSEPORT group: the kernel lets any socket of the same user with SO_REUSEPORT join a group,
-/// so a second server on the same port would start silently and share the connections. A probe
-/// bound *without* SO_REUSEPORT is refused by any listener on the port; it is closed at once (the
-/// window until the real listeners bind is microseconds wide). Port 0 needs no probe.
+/// so a second server on the same port would start silently and share the connections. The check
+/// is a connect (to loopback for a wildcard address), bounded by a second: a bind probe would also
+/// be refused by the TIME_WAIT connections a server leaves behind when it stops, and a restart on
+/// the same port must work at once. Port 0 needs no check.
 pub fn ensure_unused(addr: SocketAddr) -> io::Result<()> {
     if addr.port() == 0 {
         return Ok(());
     }
-    let probe = new_tcp(&addr)?;
-    // REUSEADDR so connections of an earlier run in TIME_WAIT do not count as a listener.
-    probe.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        probe.set_only_v6(true)?;
+    let ip = match addr.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let target = SocketAddr::new(ip, addr.port());
+    let probe = new_tcp(&target)?;
+    match probe.connect_timeout(
+        &socket2::SockAddr::from(target),
+        std::time::Duration::from_secs(1),
+    ) {
+        Ok(()) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("address already in use: something is listening on {target}"),
+        )),
+        Err(_) => Ok(()),
     }
-    probe.bind(&socket2::SockAddr::from(addr))
 }
 
 /// A listening socket bound to exactly `addr` (passive data connections); EADDRINUSE tells the caller
