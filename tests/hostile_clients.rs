@@ -711,6 +711,8 @@ fn a_server_restarts_on_its_port_at_once_after_a_stop() {
         c.cmd_expect("TYPE I", 200);
         c.stor(&format!("r{i}.bin"), b"data", DataMode::Pasv);
         c.cmd_expect("QUIT", 221);
+        // Let the server close first, so the TIME_WAIT is on its side of the port.
+        thread::sleep(Duration::from_millis(100));
     }
     first.signal(libc::SIGTERM);
     assert!(

@@ -158,17 +158,26 @@ pub fn ensure_unused(addr: SocketAddr) -> io::Result<()> {
         ip => ip,
     };
     let target = SocketAddr::new(ip, addr.port());
-    let probe = new_tcp(&target)?;
-    match probe.connect_timeout(
-        &socket2::SockAddr::from(target),
-        std::time::Duration::from_secs(1),
-    ) {
-        Ok(()) => Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            format!("address already in use: something is listening on {target}"),
-        )),
-        Err(_) => Ok(()),
+    // A server that has just exited can leave its listener open for a few milliseconds while the
+    // kernel tears its io_uring down (the multishot accept holds the socket): look again for up to
+    // two seconds before calling the port taken. A connect that succeeds is accepted and closed by
+    // the other server like any client that leaves at once.
+    for _ in 0..20 {
+        let probe = new_tcp(&target)?;
+        let timeout = std::time::Duration::from_secs(1);
+        if probe
+            .connect_timeout(&socket2::SockAddr::from(target), timeout)
+            .is_err()
+        {
+            return Ok(());
+        }
+        drop(probe);
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("address already in use: something is listening on {target}"),
+    ))
 }
 
 /// A listening socket bound to exactly `addr` (passive data connections); EADDRINUSE tells the caller
