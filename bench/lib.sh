@@ -7,9 +7,9 @@ BENCH_USER=${BENCH_USER:-ftpbench}
 # below the ephemeral range (32768-60999 here) so client connects never take them, and clear of 2024.
 # Pure-FTPd forces its client limit (-c) down to half the size of its passive range, so it needs
 # 20,000+ ports for 10,000 idle sessions: 11000-32000 allows 10,500.
-declare -A PORT_BASE=([ringest]=2100 [ringest-buffered]=2150 [vsftpd]=2200 [pureftpd]=2300)
-declare -A PASV_LO=([ringest]=3000 [ringest-buffered]=3000 [vsftpd]=7000 [pureftpd]=11000)
-declare -A PASV_HI=([ringest]=6999 [ringest-buffered]=6999 [vsftpd]=10999 [pureftpd]=32000)
+declare -A PORT_BASE=([ringest]=2100 [ringest-buffered]=2150 [ringest-base]=2170 [vsftpd]=2200 [pureftpd]=2300)
+declare -A PASV_LO=([ringest]=3000 [ringest-buffered]=3000 [ringest-base]=3000 [vsftpd]=7000 [pureftpd]=11000)
+declare -A PASV_HI=([ringest]=6999 [ringest-buffered]=6999 [ringest-base]=6999 [vsftpd]=10999 [pureftpd]=32000)
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -207,6 +207,13 @@ EOF
 # what direct I/O changes.
 start_ringest-buffered() {
     local RINGEST_EXTRA=(--direct-io off)
+    start_ringest "$@"
+}
+
+# Another ringest build ($RINGEST_BASE_BIN, e.g. the commit before a change) run with the same
+# settings, interleaved with the current one: before/after in one run, on the same machine state.
+start_ringest-base() {
+    local RINGEST_BIN=$WORK/bin/ringest-base
     start_ringest "$@"
 }
 

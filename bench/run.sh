@@ -101,7 +101,10 @@ done
 (( ${#selected[@]} )) || { echo "no scenario selected by --scenarios $SCENARIOS" >&2; exit 2; }
 IFS=',' read -r -a SRVS <<<"$SERVERS"
 for s in "${SRVS[@]}"; do
-    [[ $s == ringest || $s == ringest-buffered || $s == vsftpd || $s == pureftpd ]] || { echo "unknown server $s" >&2; exit 2; }
+    [[ $s == ringest || $s == ringest-buffered || $s == ringest-base || $s == vsftpd || $s == pureftpd ]] || { echo "unknown server $s" >&2; exit 2; }
+    if [[ $s == ringest-base && ! -x ${RINGEST_BASE_BIN:-} ]]; then
+        echo "--servers ringest-base needs RINGEST_BASE_BIN=/path/to/another/ringest" >&2; exit 2
+    fi
 done
 
 # --- preparation ----------------------------------------------------------------------------------
@@ -116,6 +119,7 @@ fi
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 [[ $TARGET_DIR == /* ]] || TARGET_DIR=$REPO/$TARGET_DIR
 cp "$TARGET_DIR/release/ringest" "$TARGET_DIR/release/loadgen" "$WORK/bin/" || die "no binaries in $TARGET_DIR/release"
+[[ -n ${RINGEST_BASE_BIN:-} ]] && { cp "$RINGEST_BASE_BIN" "$WORK/bin/ringest-base" || die "cannot copy $RINGEST_BASE_BIN"; }
 cp "$TARGET_DIR/release/examples/fs_ceiling" "$WORK/bin/" || die "no $TARGET_DIR/release/examples/fs_ceiling (cargo build --release --example fs_ceiling)"
 RINGEST_BIN=$WORK/bin/ringest
 LOADGEN_BIN=$WORK/bin/loadgen

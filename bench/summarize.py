@@ -15,7 +15,7 @@ import os
 import statistics
 import sys
 
-SERVERS = ["ringest", "ringest-buffered", "vsftpd", "pureftpd"]
+SERVERS = ["ringest", "ringest-base", "ringest-buffered", "vsftpd", "pureftpd"]
 # The other servers, for the ratios (ringest-buffered is ringest itself with direct I/O off).
 PEERS = ["vsftpd", "pureftpd"]
 # Rows of the transfer table: the servers, and the file system's own ceiling beside MODE B.
@@ -316,6 +316,19 @@ def summarize(d):
                 rb, rs_ = med_by[(b, "ringest")], med_by[(s, "ringest")]
                 out.append(f"| {b} | {s} | {ratio(rb.get('files_per_s'), rs_.get('files_per_s'))} | "
                            f"{ratio(rb.get('cpu_per_1000_files'), rs_.get('cpu_per_1000_files'))} |")
+
+    base = [sc for sc in scen_order if (sc, "ringest") in med_by and (sc, "ringest-base") in med_by]
+    if base:
+        out.append("\n## ringest vs ringest-base (another build, same run)\n")
+        out.append("files/s and MB/s > 1: this build is faster; CPU per unit < 1: it uses less.\n")
+        out.append("| scenario | files/s | MB/s | p99 | CPU / unit |")
+        out.append("|---|---|---|---|---|")
+        for sc in base:
+            r, b = med_by[(sc, "ringest")], med_by[(sc, "ringest-base")]
+            unit = "cpu_per_gb" if r.get("cpu_per_gb") is not None else "cpu_per_1000_files"
+            out.append(f"| {sc} | {ratio(r.get('files_per_s'), b.get('files_per_s'))} | "
+                       f"{ratio(r.get('mb_per_s'), b.get('mb_per_s'))} | {ratio(r.get('p99_ms'), b.get('p99_ms'))} | "
+                       f"{ratio(r.get(unit), b.get(unit))} |")
 
     both = [sc for sc in scen_order if (sc, "ringest") in med_by and (sc, "ringest-buffered") in med_by]
     if both:
