@@ -235,22 +235,12 @@ fn fit_sessions_to_descriptors(cfg: &mut ServerConfig, threads: usize) {
     let fit = usize::try_from(limit.saturating_sub(reserved).max(1)).unwrap_or(usize::MAX);
     let wanted = cfg.policies.max_sessions;
     if wanted == 0 || wanted > fit {
-        // The built-in default is a ceiling, not a wish: fitting it to the machine is routine
-        // (info); a configured value that does not fit is the operator's to know (warn).
-        if wanted == super::config::policies::Policies::default().max_sessions {
-            tracing::info!(
-                max_sessions = fit,
-                rlimit_nofile = limit,
-                "max_sessions fitted to the descriptor limit"
-            );
-        } else {
-            tracing::warn!(
-                max_sessions = wanted,
-                lowered_to = fit,
-                rlimit_nofile = limit,
-                "max_sessions lowered to what the descriptor limit allows (raise LimitNOFILE / ulimit -n to serve more)"
-            );
-        }
+        tracing::warn!(
+            max_sessions = wanted,
+            lowered_to = fit,
+            rlimit_nofile = limit,
+            "max_sessions lowered to what the descriptor limit allows (raise LimitNOFILE / ulimit -n to serve more)"
+        );
         cfg.policies.max_sessions = fit;
     }
 }
