@@ -250,9 +250,7 @@ pub fn setup_error(e: io::Error) -> io::Error {
 /// cannot run the engine stops the server with one line before it binds anything. Logs the
 /// fallbacks once and returns what the cores will find.
 pub fn check() -> io::Result<Caps> {
-    let ring = super::runtime::ring_builder(2)
-        .build(2)
-        .map_err(setup_error)?;
+    let ring = ring_builder(2).build(2).map_err(setup_error)?;
     let d = ask(&ring)?;
     if let Some(msg) = d.error(&kernel_release()) {
         return Err(io::Error::new(io::ErrorKind::Unsupported, msg));
@@ -266,6 +264,19 @@ pub fn check() -> io::Result<Caps> {
         );
     }
     Ok(d.caps())
+}
+
+/// A ring builder with the engine's setup flags and a completion queue twice `entries`; the start-up
+/// check builds its probe ring with it too, so it tests exactly what the cores will ask for. It lives
+/// here, beside the probe, so the runtime depends on the capability check and not the reverse.
+pub(crate) fn ring_builder(entries: u32) -> io_uring::Builder {
+    let mut b = io_uring::IoUring::builder();
+    b.setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_taskrun_flag()
+        .setup_cqsize(entries.saturating_mul(2))
+        .setup_submit_all();
+    b
 }
 
 #[cfg(test)]

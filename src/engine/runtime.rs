@@ -26,18 +26,6 @@ pub(crate) const IGNORE_KEY: u64 = u64::MAX;
 /// several failing in a row mean the kernel will not take more now.
 const SUBMIT_ATTEMPTS: u32 = 8;
 
-/// A ring builder with the engine's setup flags and a completion queue twice `entries`; the start-up
-/// check builds its probe ring with it too, so it tests exactly what the cores will ask for.
-pub(crate) fn ring_builder(entries: u32) -> io_uring::Builder {
-    let mut b = IoUring::builder();
-    b.setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_taskrun_flag()
-        .setup_cqsize(entries.saturating_mul(2))
-        .setup_submit_all();
-    b
-}
-
 /// Sizes of one core's runtime.
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
@@ -106,7 +94,7 @@ impl Runtime {
     /// Builds a runtime for core `core`. Fails with a message naming RLIMIT_MEMLOCK when buffer
     /// registration is refused, because that is nearly always the cause.
     pub fn new(core: usize, cfg: &RuntimeConfig) -> io::Result<Runtime> {
-        let ring = ring_builder(cfg.entries)
+        let ring = caps::ring_builder(cfg.entries)
             .build(cfg.entries)
             .map_err(caps::setup_error)?;
         let caps = caps::probe(&ring)?;
