@@ -8,6 +8,7 @@ pub mod glob;
 pub mod listing;
 pub mod modeb;
 pub mod path;
+pub mod proxy;
 pub mod reply;
 pub mod session;
 pub mod site;
