@@ -839,7 +839,8 @@ mod tests {
         for ev in one(&s).unwrap() {
             tr.on_event(3, &ev).unwrap();
         }
-        assert!(tr.is_complete() && tr.is_empty() && tr.len() == 0);
+        assert!(tr.is_complete() && tr.is_empty());
+        assert_eq!(tr.len(), 0);
     }
 
     #[test]
