@@ -27,13 +27,16 @@
 //! EODs as it announced, no gaps), with bounded memory for its range set.
 //!
 //! # Decisions
-//! - Overlapping blocks are rejected ([`TransferError::Overlap`]). GFD.20 gives no reason for a
+//! - Overlapping blocks are rejected ([`TransferError::Overlap`]). We know of no reason for a
 //!   sender to send the same bytes twice within one transfer (a restart is a new transfer with
-//!   `REST` ranges), and the receiver writes payload straight to disk without keeping it, so it
-//!   could not check that a repeat is identical; a second write over already-acknowledged bytes
-//!   would be silent corruption.
+//!   `REST` ranges; this still needs checking against the GFD.20 text), and the receiver writes
+//!   payload straight to disk without keeping it, so it could not check that a repeat is
+//!   identical: a second write over already-received bytes would be silent corruption. Failing
+//!   loudly is the safe side; relaxing it later is a compatible change.
 //! - Restart-marker blocks (descriptor bit 16) are rejected ([`DecodeError::RestartMarker`]):
-//!   receivers send markers (as 111 replies), senders do not put them in the data stream.
+//!   in GridFTP the receiver reports progress as range markers on the control channel (111
+//!   replies), so a marker inside the data stream is unexpected; accepting one would need a
+//!   defined payload format first.
 //! - The end-of-record bit is accepted and ignored: ringest stores files with image type and file
 //!   structure, where records have no meaning. The suspected-errors bit is kept as a flag.
 //! - An EOF block must have a zero count and announce at least one connection.
@@ -991,6 +994,34 @@ mod tests {
         assert_eq!(dec.next(&c, &mut pos), Ok(Some(Event::WillClose)));
         assert_eq!(dec.next(&c, &mut pos), Err(DecodeError::DataAfterClose));
         assert!(!dec.next_transfer());
+    }
+
+    #[test]
+    fn will_close_on_a_data_block_ends_the_connection_without_eod() {
+        let mut s = header(DESC_CLOSE, 2, 0).to_vec();
+        s.extend_from_slice(b"hi");
+        let evs = one(&s).unwrap();
+        assert_eq!(
+            evs,
+            [
+                Event::Data {
+                    offset: 0,
+                    bytes: b"hi"
+                },
+                Event::WillClose
+            ]
+        );
+        let mut dec = Decoder::default();
+        let mut pos = 0;
+        while dec.next(&s, &mut pos).unwrap().is_some() {}
+        assert!(dec.at_eod() && !dec.next_transfer());
+        // The transfer never saw this connection's EOD, so it cannot complete.
+        let mut tr = Transfer::new(Limits::default());
+        tr.on_event(0, &Event::Eof { eod_count: 1 }).unwrap();
+        for ev in &evs {
+            tr.on_event(0, ev).unwrap();
+        }
+        assert!(!tr.is_complete());
     }
 
     #[test]
