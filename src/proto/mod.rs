@@ -7,6 +7,7 @@ pub mod command;
 pub mod glob;
 pub mod listing;
 pub mod modeb;
+pub mod modee;
 pub mod path;
 pub mod proxy;
 pub mod reply;
