@@ -82,7 +82,7 @@ keyword_enum!(DirectIo, "direct_io policy", "auto" => DirectIo::Auto, "on" => Di
 keyword_enum!(FsyncPolicy, "fsync policy", "none" => FsyncPolicy::None, "file" => FsyncPolicy::File, "batch" => FsyncPolicy::Batch);
 keyword_enum!(LogFormat, "log format", "human" => LogFormat::Human, "json" => LogFormat::Json);
 
-/// Settings that [`ServerConfig`] does not have yet, with their defaults; meant to be embedded in
+/// Settings that [`ServerConfig`](super::server::ServerConfig) does not have yet, with their defaults; meant to be embedded in
 /// it (or passed alongside) by the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policies {

@@ -12,7 +12,7 @@
 //! write at a time. A file system that refuses O_DIRECT (EINVAL) gets the same writes buffered.
 //!
 //! The writes are ring ops (WRITE_FIXED): a direct write can wait on the device, and the core must
-//! keep serving its other sessions meanwhile. Up to [`IN_FLIGHT`] buffers circulate: one receiving,
+//! keep serving its other sessions meanwhile. Up to `IN_FLIGHT` buffers circulate: one receiving,
 //! the others being written.
 
 use std::future::{poll_fn, Future};
