@@ -49,14 +49,11 @@
 //! side, `SPAS`/`SPOR` striping, and restart ranges (`REST` with a range list, and 111 range
 //! markers built from [`Transfer::ranges`]).
 
-/// Descriptor bit: end of record (accepted, ignored: ringest stores image-type files).
-pub const DESC_EOR: u8 = 0x80;
-/// Descriptor bit: end of file; the block's offset field is the number of EODs to expect.
-pub const DESC_EOF: u8 = 0x40;
-/// Descriptor bit: the block's data may contain errors.
-pub const DESC_ERRORS: u8 = 0x20;
-/// Descriptor bit: restart marker. Rejected by the decoder (see the module docs).
-pub const DESC_RESTART: u8 = 0x10;
+/// The descriptor bits MODE E shares with MODE B (RFC 959's four): end of record (accepted and
+/// ignored here: ringest stores image-type files), end of file (in MODE E its offset field is the
+/// number of EODs to expect), suspected errors, and restart marker (rejected by this decoder, see
+/// the module docs).
+pub use super::modeb::{DESC_EOF, DESC_EOR, DESC_ERRORS, DESC_RESTART};
 /// Descriptor bit: end of data on this connection for this transfer.
 pub const DESC_EOD: u8 = 0x08;
 /// Descriptor bit: the sender closes the connection after this block (no data-channel caching).
