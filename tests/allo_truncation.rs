@@ -30,12 +30,7 @@ fn lftp_killed_upload(srv: &Server, remote: &str, use_allo: bool, tag: &str) -> 
         if use_allo { "yes" } else { "no" },
         local.display()
     );
-    let r = run_cmd(
-        Command::new("lftp")
-            .args(["-u", &format!("{},{}", srv.user, srv.pass)])
-            .args(["-p", &srv.port.to_string(), "127.0.0.1", "-e", &script]),
-        CLIENT_TIMEOUT,
-    );
+    let r = lftp_script(srv, &script, CLIENT_TIMEOUT.as_secs());
     let log = fs::read_to_string(&debug).unwrap_or_default();
     assert!(
         !r.timed_out,

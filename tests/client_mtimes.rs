@@ -79,12 +79,7 @@ fn lftp_mirror_r_keeps_mtimes_and_modes() {
             debug.display(),
             local.display()
         );
-        let r = run_cmd(
-            Command::new("lftp")
-                .args(["-u", &format!("{},{}", srv.user, srv.pass)])
-                .args(["-p", &srv.port.to_string(), "127.0.0.1", "-e", &script]),
-            CLIENT_TIMEOUT,
-        );
+        let r = lftp_script(&srv, &script, CLIENT_TIMEOUT.as_secs());
         let log = fs::read_to_string(&debug).unwrap_or_default();
         let what = format!("lftp mirror -R with [{settings}]");
         r.assert_success(&what);

@@ -15,16 +15,11 @@ const SETTINGS: &str = "set cmd:fail-exit yes; set net:max-retries 1; set net:ti
 /// Runs `lftp -u user,pass -p PORT 127.0.0.1 -e "SETTINGS; extra; script; bye"` under
 /// `timeout`.
 fn lftp(srv: &Server, extra_settings: &str, script: &str, timeout_s: u64) -> CmdOutput {
-    require_tool("lftp");
-    require_tool("timeout");
-    let full = format!("{SETTINGS}; {extra_settings}; {script}; bye");
-    let mut cmd = Command::new("timeout");
-    cmd.args(["-k", "5", &timeout_s.to_string(), "lftp", "-u"])
-        .arg(format!("{},{}", srv.user, srv.pass))
-        .args(["-p", &srv.port.to_string(), "127.0.0.1", "-e", &full])
-        .env("HOME", srv.scratch())
-        .current_dir(srv.scratch());
-    run_cmd(&mut cmd, Duration::from_secs(timeout_s + 20))
+    lftp_script(
+        srv,
+        &format!("{SETTINGS}; {extra_settings}; {script}; bye"),
+        timeout_s,
+    )
 }
 
 const MODES: [(&str, &str); 3] = [

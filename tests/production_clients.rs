@@ -84,19 +84,11 @@ const LFTP_SETTINGS: &str = "set cmd:fail-exit yes; set net:max-retries 1; set n
     set cmd:interactive no; set ftp:passive-mode on";
 
 fn lftp(srv: &Server, script: &str) -> CmdOutput {
-    require_tool("lftp");
-    require_tool("timeout");
     let full = format!(
         "{LFTP_SETTINGS}; debug -o {}/lftp-debug.log 5; {script}; bye",
         srv.scratch().display()
     );
-    let mut cmd = Command::new("timeout");
-    cmd.args(["-k", "5", "90", "lftp", "-u"])
-        .arg(format!("{},{}", srv.user, srv.pass))
-        .args(["-p", &srv.port.to_string(), "127.0.0.1", "-e", &full])
-        .env("HOME", srv.scratch())
-        .current_dir(srv.scratch());
-    run_cmd(&mut cmd, Duration::from_secs(110))
+    lftp_script(srv, &full, 90)
 }
 
 fn lftp_sent(srv: &Server) -> Vec<String> {
