@@ -325,21 +325,17 @@ impl SessionIo {
                         self.account(&t, &TransferOutcome::ConnectionLost, started);
                         return Ok(false);
                     }
-                    Watched::ShuttingDown => {
+                    Watched::ShuttingDown | Watched::Flooded => {
+                        let why = if matches!(watched, Watched::Flooded) {
+                            tracing::warn!(peer = %self.ctl.peer, "too many commands during a transfer; closing");
+                            "Too many commands during a transfer; closing."
+                        } else {
+                            "Server shutting down."
+                        };
                         self.account(&t, &TransferOutcome::Aborted, started);
                         let r = self.session.transfer_done(TransferOutcome::Aborted);
                         self.ctl.queue(&r);
-                        self.ctl.queue(&Reply::new(421, "Server shutting down."));
-                        self.ctl.flush().await?;
-                        return Ok(false);
-                    }
-                    Watched::Flooded => {
-                        self.account(&t, &TransferOutcome::Aborted, started);
-                        tracing::warn!(peer = %self.ctl.peer, "too many commands during a transfer; closing");
-                        let r = self.session.transfer_done(TransferOutcome::Aborted);
-                        self.ctl.queue(&r);
-                        let r = Reply::new(421, "Too many commands during a transfer; closing.");
-                        self.ctl.queue(&r);
+                        self.ctl.queue(&Reply::new(421, why));
                         self.ctl.flush().await?;
                         return Ok(false);
                     }

@@ -86,18 +86,11 @@ impl Writes {
             })
             .await;
             match res {
-                Ok(n) if n == len => {
-                    return Rc::try_unwrap(buf).map_err(|_| {
-                        StoreError::File(io::Error::other("write buffer still shared"))
-                    });
-                }
+                Ok(n) if n == len => return owned(buf),
                 Ok(_) => return Err(StoreError::File(io::ErrorKind::WriteZero.into())),
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !self.buffered => {
                     self.fall_back(&e)?;
-                    let buf = Rc::try_unwrap(buf).map_err(|_| {
-                        StoreError::File(io::Error::other("write buffer still shared"))
-                    })?;
-                    self.submit(buf, len, offset);
+                    self.submit(owned(buf)?, len, offset);
                 }
                 Err(e) => return Err(StoreError::File(e)),
             }
@@ -116,6 +109,11 @@ impl Writes {
         }
         Ok(())
     }
+}
+
+/// A completed write's buffer back as the only owner (each write here is the buffer's only op).
+fn owned(buf: Rc<PoolBuf>) -> Result<PoolBuf, StoreError> {
+    Rc::try_unwrap(buf).map_err(|_| StoreError::File(io::Error::other("write buffer still shared")))
 }
 
 fn log_refusal(why: &io::Error) {
