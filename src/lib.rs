@@ -9,3 +9,4 @@
 pub mod engine;
 pub mod proto;
 pub mod server;
+pub mod tls;
