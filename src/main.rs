@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use ringest::proto::session::TlsMode;
 use ringest::server::auth::{hash_password, UserDb};
+use ringest::server::config::policies::TlsData;
 use ringest::server::config::{
     parse_mode_mask, parse_port_range, DirectIo, FileConfig, FsOps, FsyncPolicy, LogFormat,
     Overwrite,
@@ -99,6 +101,27 @@ struct ServeArgs {
     /// Bytes after which direct_io = auto switches an upload to direct writes [default: 8388608].
     #[arg(long, env = "RINGEST_DIRECT_IO_THRESHOLD")]
     direct_io_threshold: Option<u64>,
+    /// FTPS on control connections: "off", "optional" (AUTH TLS accepted) or "required" (USER
+    /// before AUTH TLS is refused) [default: optional].
+    #[arg(long, env = "RINGEST_TLS")]
+    tls: Option<TlsMode>,
+    /// Data connections: "optional" or "required" (PROT P needed; PROT C refused) [default:
+    /// optional].
+    #[arg(long, env = "RINGEST_TLS_DATA")]
+    tls_data: Option<TlsData>,
+    /// Whether a protected data connection must resume its control connection's TLS session
+    /// [default: true].
+    #[arg(long, env = "RINGEST_TLS_DATA_RESUMPTION")]
+    tls_data_resumption: Option<bool>,
+    /// PEM certificate chain [default: a self-signed certificate created beside the root].
+    #[arg(long, env = "RINGEST_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert [default: in the certificate file].
+    #[arg(long, env = "RINGEST_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// A second address where TLS starts at once (implicit FTPS, conventionally port 990).
+    #[arg(long, env = "RINGEST_IMPLICIT_TLS_LISTEN")]
+    implicit_tls_listen: Option<SocketAddr>,
     /// Registered buffers per core [default: 512].
     #[arg(long, env = "RINGEST_BUFFERS")]
     buffers: Option<u32>,
@@ -224,6 +247,20 @@ fn build_config(a: &ServeArgs) -> Result<ServerConfig> {
         max_list_entries => cfg.max_list_entries,
         chmod_mask => cfg.chmod_mask,
         allo_check => cfg.allo_check,
+        tls => cfg.tls.mode,
+        tls_data_resumption => cfg.tls.data_resumption,
+    }
+    if let Some(v) = a.tls_data {
+        cfg.tls.data_required = v == TlsData::Required;
+    }
+    if let Some(v) = &a.tls_cert {
+        cfg.tls.cert = Some(v.clone());
+    }
+    if let Some(v) = &a.tls_key {
+        cfg.tls.key = Some(v.clone());
+    }
+    if let Some(v) = a.implicit_tls_listen {
+        cfg.tls.implicit_listen = Some(v);
     }
     if let Some(v) = &a.run_as_user {
         cfg.policies.run_as_user = Some(v.clone());
@@ -315,6 +352,22 @@ fn serve(args: &ServeArgs) -> Result<()> {
             }
         }
         let _ = writeln!(out, "ringest: {} core threads", started.threads);
+        if let Some(t) = &started.tls {
+            let _ = writeln!(
+                out,
+                "ringest: TLS certificate {:?}{} SHA-256 {}",
+                t.cert_path.display().to_string(),
+                if t.created {
+                    " (self-signed, created now)"
+                } else {
+                    ""
+                },
+                t.info.fingerprint
+            );
+        }
+        if let Some(a) = started.implicit_tls_addr {
+            let _ = writeln!(out, "ringest: implicit TLS on {a}");
+        }
         if let Some(m) = started.metrics_addr {
             let _ = writeln!(out, "ringest: metrics on http://{m}/metrics");
         }

@@ -310,6 +310,14 @@ pub enum Command {
     Mlst(Option<String>),
     Host(String),
     Lang(Option<String>),
+    /// `AUTH TLS` / `AUTH SSL` (RFC 4217); the mechanism, upper-cased.
+    Auth(String),
+    /// `PBSZ n` (RFC 4217: 0 for TLS).
+    Pbsz(String),
+    /// `PROT C|S|E|P`, upper-cased.
+    Prot(String),
+    /// `CCC`: drop TLS on the control connection (refused: 534).
+    Ccc,
 }
 
 impl Command {
@@ -361,6 +369,10 @@ impl Command {
             Mlst(_) => "MLST",
             Host(_) => "HOST",
             Lang(_) => "LANG",
+            Auth(_) => "AUTH",
+            Pbsz(_) => "PBSZ",
+            Prot(_) => "PROT",
+            Ccc => "CCC",
         }
     }
 
@@ -370,7 +382,20 @@ impl Command {
         use Command::*;
         matches!(
             self,
-            User(_) | Pass(_) | Acct(_) | Quit | Feat | Syst | Help(_) | Noop | Opts(..) | Host(_)
+            User(_)
+                | Pass(_)
+                | Acct(_)
+                | Quit
+                | Feat
+                | Syst
+                | Help(_)
+                | Noop
+                | Opts(..)
+                | Host(_)
+                | Auth(_)
+                | Pbsz(_)
+                | Prot(_)
+                | Ccc
         )
     }
 }
@@ -436,9 +461,7 @@ const MAX_VERB: usize = 4;
 const MAX_DIGITS: usize = 20;
 
 /// Verbs from RFC 2228 (security) and RFC 1639 (LPRT/LPSV) that we recognise and refuse with 502.
-const NOT_IMPLEMENTED: &[&str] = &[
-    "AUTH", "ADAT", "PBSZ", "PROT", "CCC", "MIC", "CONF", "ENC", "LPRT", "LPSV",
-];
+const NOT_IMPLEMENTED: &[&str] = &["ADAT", "MIC", "CONF", "ENC", "LPRT", "LPSV"];
 
 /// Parses one command line as returned by [`LineBuffer::next_line`] (no line ending).
 ///
@@ -543,6 +566,10 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         b"MLST" => Mlst(opt()),
         b"HOST" => Host(param("HOST")?.to_owned()),
         b"LANG" => Lang(opt()),
+        b"AUTH" => Auth(param("AUTH")?.to_ascii_uppercase()),
+        b"PBSZ" => Pbsz(param("PBSZ")?.to_owned()),
+        b"PROT" => Prot(param("PROT")?.to_ascii_uppercase()),
+        b"CCC" => Ccc,
         other => {
             return Err(
                 match NOT_IMPLEMENTED
@@ -889,8 +916,12 @@ mod tests {
             parse(b"GET\x01\xffzzzzzzzzzzzzzzzzzzzzzz"),
             Err(ParseError::Unknown("GET??ZZZZZZZZZZZ".into()))
         );
-        assert_eq!(parse(b"AUTH TLS"), Err(ParseError::NotImplemented("AUTH")));
-        assert_eq!(parse(b"pbsz 0"), Err(ParseError::NotImplemented("PBSZ")));
+        assert_eq!(parse(b"auth tls"), Ok(Command::Auth("TLS".into())));
+        assert_eq!(parse(b"pbsz 0"), Ok(Command::Pbsz("0".into())));
+        assert_eq!(parse(b"PROT p "), Ok(Command::Prot("P".into())));
+        assert_eq!(parse(b"CCC"), Ok(Command::Ccc));
+        assert_eq!(parse(b"AUTH"), Err(ParseError::MissingArgument("AUTH")));
+        assert_eq!(parse(b"ADAT x"), Err(ParseError::NotImplemented("ADAT")));
         assert_eq!(parse(b"STOR"), Err(ParseError::MissingArgument("STOR")));
         assert_eq!(parse(b"CWD   "), Err(ParseError::MissingArgument("CWD")));
         assert_eq!(parse(b"STOR a\xffb"), Err(ParseError::Encoding));
@@ -908,7 +939,7 @@ mod tests {
     fn reply_codes() {
         assert_eq!(ParseError::Empty.reply_code(), 500);
         assert_eq!(ParseError::Unknown("X".into()).reply_code(), 500);
-        assert_eq!(ParseError::NotImplemented("AUTH").reply_code(), 502);
+        assert_eq!(ParseError::NotImplemented("ADAT").reply_code(), 502);
         assert_eq!(ParseError::MissingArgument("X").reply_code(), 501);
         assert_eq!(ParseError::BadArgument("X").reply_code(), 501);
         assert_eq!(ParseError::Encoding.reply_code(), 501);

@@ -23,6 +23,8 @@ pub struct SessionConfig {
     pub greeting: String,
     /// Accept MODE B (block mode). Off until the server implements it.
     pub block_mode: bool,
+    /// FTPS (RFC 4217) on this connection.
+    pub tls: TlsPolicy,
 }
 
 impl Default for SessionConfig {
@@ -30,8 +32,30 @@ impl Default for SessionConfig {
         Self {
             greeting: "ringest FTP server ready".into(),
             block_mode: false,
+            tls: TlsPolicy::default(),
         }
     }
+}
+
+/// Whether TLS is offered or demanded on a connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TlsMode {
+    /// AUTH TLS is refused (no certificate configured).
+    #[default]
+    Off,
+    Optional,
+    Required,
+}
+
+/// A session's FTPS rules.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsPolicy {
+    /// For the control connection: `Required` refuses USER before AUTH TLS.
+    pub control: TlsMode,
+    /// Data connections must be protected (PROT P): PROT C and transfers without PROT P are refused.
+    pub data_required: bool,
+    /// The connection came in on the implicit-TLS listener: TLS from the first byte.
+    pub implicit: bool,
 }
 
 /// What a logged-in user may do; checked before any I/O is asked of the server.
@@ -135,6 +159,8 @@ pub struct Transfer {
     /// LIST/NLST: the argument as the client wrote it (options stripped), from which NLST builds
     /// names that can be fed back to RETR (`sub/f.bin` for `NLST sub`, as vsftpd answers).
     pub arg: Option<String>,
+    /// PROT P: the data connection runs TLS (the server's side of the handshake).
+    pub protected: bool,
 }
 
 /// A filesystem operation the server must run, then report with [`Session::fs_done`].
@@ -179,6 +205,9 @@ pub enum Action {
     Reply(Reply),
     /// Send this reply, then close the control connection.
     Close(Reply),
+    /// Send this reply in clear, then start TLS on the control connection (the client's handshake
+    /// follows). Bytes already received after the AUTH line belong to the handshake.
+    StartTls(Reply),
     /// Check the credentials off the I/O path, then call [`Session::login_done`].
     Authenticate { user: String, password: Password },
     /// Open a passive listener (replacing any previous one), then call [`Session::passive_done`].
@@ -280,6 +309,14 @@ pub enum TransferOutcome {
     /// A stream-mode upload whose data connection closed before the size announced with ALLO
     /// arrived: a cut connection, not a complete file. Nothing was stored.
     Short { received: u64, announced: u64 },
+    /// A protected stream-mode upload whose data connection closed without TLS close_notify: a
+    /// cut connection, not a complete file. Nothing was stored.
+    Truncated { received: u64 },
+    /// The data connection's TLS handshake failed (or timed out).
+    DataTlsFailed,
+    /// The data connection did not resume the control connection's TLS session, which the server
+    /// requires (it proves the data connection comes from the client that logged in).
+    DataTlsNotResumed,
 }
 
 /// One control connection's protocol state.
@@ -308,6 +345,14 @@ pub struct Session {
     /// The verb a pending file operation replies for when it is not the op's own (MFMT and SITE
     /// UTIME share [`FsOp::SetTimes`] but answer differently).
     fs_verb: Option<&'static str>,
+    /// TLS is on for the control connection (after AUTH TLS, or implicit).
+    secure: bool,
+    /// PBSZ was sent (RFC 4217: before PROT).
+    pbsz: bool,
+    /// PROT P: data connections are protected.
+    protected: bool,
+    /// Data connections must be protected (the server's policy, or the user's).
+    data_required: bool,
 }
 
 const NOT_LOGGED_IN: &str = "Please login with USER and PASS.";
@@ -316,7 +361,6 @@ impl Session {
     /// A new session for a client connecting from `peer`.
     pub fn new(cfg: SessionConfig, peer: SocketAddr) -> Session {
         Session {
-            cfg,
             peer,
             auth: Auth::AwaitUser,
             cwd: VPath::root(),
@@ -332,6 +376,11 @@ impl Session {
             allocate: None,
             mlst: FactSet::ALL,
             fs_verb: None,
+            secure: cfg.tls.implicit,
+            pbsz: false,
+            protected: false,
+            data_required: cfg.tls.data_required,
+            cfg,
         }
     }
 
@@ -372,6 +421,22 @@ impl Session {
 
     pub fn mode(&self) -> TransferMode {
         self.mode
+    }
+
+    /// TLS is on for the control connection.
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    /// Data connections of the next transfers are protected (PROT P).
+    pub fn data_protected(&self) -> bool {
+        self.protected
+    }
+
+    /// The logged-in user must protect data connections (a per-user rule stricter than the
+    /// server's).
+    pub fn require_protected_data(&mut self) {
+        self.data_required = true;
     }
 
     /// Whether the server should keep the MODE B data connection it holds. Anything that ends it
@@ -419,7 +484,38 @@ impl Session {
             return denied;
         }
         match cmd {
+            Command::User(_) if self.cfg.tls.control == TlsMode::Required && !self.secure => reply(
+                530,
+                "TLS required: send AUTH TLS (and PBSZ 0, PROT P) before USER.",
+            ),
             Command::User(name) => self.user_cmd(name),
+            Command::Auth(mech) => self.auth_cmd(&mech),
+            Command::Pbsz(_) if !self.secure => reply(503, "PBSZ requires AUTH TLS first."),
+            Command::Pbsz(_) => {
+                self.pbsz = true;
+                reply(200, "PBSZ=0")
+            }
+            Command::Prot(_) if !self.secure => reply(503, "PROT requires AUTH TLS first."),
+            Command::Prot(_) if !self.pbsz => reply(503, "PROT requires PBSZ first."),
+            Command::Prot(level) => match level.as_str() {
+                "P" => {
+                    self.protected = true;
+                    self.block_open = false;
+                    reply(200, "PROT now Private.")
+                }
+                "C" if self.data_required => reply(
+                    534,
+                    "PROT C refused: this server requires protected data connections (PROT P).",
+                ),
+                "C" => {
+                    self.protected = false;
+                    self.block_open = false;
+                    reply(200, "PROT now Clear.")
+                }
+                "S" | "E" => reply(536, format!("PROT {level} not supported; use C or P.")),
+                _ => reply(504, "PROT must be C, S, E or P."),
+            },
+            Command::Ccc => reply(534, "CCC refused: the control connection stays protected."),
             Command::Pass(password) => match std::mem::replace(&mut self.auth, Auth::AwaitUser) {
                 Auth::AwaitPass { user } => {
                     self.auth = Auth::Authenticating { user: user.clone() };
@@ -652,6 +748,11 @@ impl Session {
             TransferMode::Block => "Block",
         };
         lines.push(format!("TYPE: {ty}, STRUcture: File, MODE: {mode}"));
+        lines.push(match (self.secure, self.protected) {
+            (false, _) => "Control connection in clear".into(),
+            (true, false) => "Control connection protected (TLS); data in clear".into(),
+            (true, true) => "Control connection and data protected (TLS)".into(),
+        });
         lines.push(if self.block_open {
             "Data connection open (MODE B)".into()
         } else {
@@ -659,6 +760,34 @@ impl Session {
         });
         lines.push("End of status".into());
         Reply::multi(211, lines)
+    }
+
+    /// AUTH TLS (RFC 4217 4.1): only before login, once.
+    fn auth_cmd(&mut self, mech: &str) -> Action {
+        if self.cfg.tls.control == TlsMode::Off {
+            return reply(502, "TLS is not enabled on this server.");
+        }
+        if !matches!(mech, "TLS" | "SSL" | "TLS-C" | "TLS-P") {
+            return reply(504, format!("AUTH {mech} not supported; use AUTH TLS."));
+        }
+        if self.secure {
+            return reply(503, "Already using TLS.");
+        }
+        if matches!(
+            self.auth,
+            Auth::LoggedIn { .. } | Auth::Authenticating { .. }
+        ) {
+            return reply(503, "AUTH TLS must come before login.");
+        }
+        // A USER sent in clear is forgotten: the login starts again under TLS.
+        self.auth = Auth::AwaitUser;
+        self.secure = true;
+        // Old clients that say AUTH SSL (or TLS-P) expect protected data without PROT P.
+        if matches!(mech, "SSL" | "TLS-P") {
+            self.pbsz = true;
+            self.protected = true;
+        }
+        Action::StartTls(Reply::new(234, format!("AUTH {mech} successful.")))
     }
 
     fn user_cmd(&mut self, name: String) -> Action {
@@ -870,6 +999,12 @@ impl Session {
     }
 
     fn transfer(&mut self, kind: TransferKind, arg: Option<&str>) -> Action {
+        if self.data_required && !self.protected {
+            return reply(
+                521,
+                "Data connections must be protected: send PBSZ 0 and PROT P first.",
+            );
+        }
         let offset = std::mem::take(&mut self.rest);
         let endpoint = if self.block_open && self.mode == TransferMode::Block {
             DataEndpoint::Open
@@ -926,6 +1061,7 @@ impl Session {
             } else {
                 None
             },
+            protected: self.protected,
         };
         self.pending_transfer = Some(t.clone());
         Action::Transfer(t)
@@ -1015,6 +1151,21 @@ impl Session {
                      upload discarded."
                 ),
             ),
+            TransferOutcome::Truncated { received } => Reply::new(
+                426,
+                format!(
+                    "Data connection closed without TLS close_notify after {received} bytes: \
+                     the upload may be truncated and was discarded."
+                ),
+            ),
+            TransferOutcome::DataTlsFailed => {
+                Reply::new(425, "TLS handshake on the data connection failed.")
+            }
+            TransferOutcome::DataTlsNotResumed => Reply::new(
+                522,
+                "Data connection refused: its TLS session must resume the control connection's \
+                 (session reuse required).",
+            ),
             TransferOutcome::Local(e) => {
                 let what = match t.map(|t| t.kind) {
                     Some(TransferKind::Store) => "STOR",
@@ -1058,6 +1209,9 @@ impl Session {
         );
         if self.cfg.block_mode {
             lines.push("MODE B".into());
+        }
+        if self.cfg.tls.control != TlsMode::Off {
+            lines.extend(["AUTH TLS".into(), "PBSZ".into(), "PROT".into()]);
         }
         lines.push(self.mlst.feat());
         lines.sort_by(|a, b| (a != "Features:").cmp(&(b != "Features:")).then(a.cmp(b)));

@@ -12,6 +12,7 @@ use crate::engine::sync::LocalEvent;
 use super::auth::limits::Limits;
 use super::auth::users::UserDb;
 use super::config::server::ServerConfig;
+use super::config::tls::LoadedTls;
 use super::observe::metrics::{CoreMetrics, Registry};
 use super::observe::xferlog::XferLog;
 use super::storage::seam::{Backend, Storage};
@@ -23,12 +24,21 @@ pub struct Shared {
     pub users: RwLock<UserDb>,
     pub metrics: Arc<Registry>,
     pub xferlog: Option<XferLog>,
+    /// The TLS configuration (`None`: FTPS off); SIGHUP swaps it, sessions keep the one they began
+    /// with.
+    pub tls: RwLock<Option<LoadedTls>>,
 }
 
 impl Shared {
     /// The current users database (a cheap clone; SIGHUP swaps it).
     pub fn users(&self) -> UserDb {
         self.users.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The current TLS server configuration, if FTPS is on.
+    pub fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        let guard = self.tls.read().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().map(|t| t.config.clone())
     }
 
     /// Replaces the users database (SIGHUP); sessions already logged in keep their access.

@@ -4,7 +4,7 @@
 //!
 //! Signals are blocked in every thread and taken synchronously by the starting thread: SIGTERM/SIGINT
 //! stop accepting, tell idle sessions 421, let running transfers finish within the grace period, then
-//! return; SIGHUP reloads the users file without touching sessions.
+//! return; SIGHUP reloads the users file and the TLS certificate without touching sessions.
 
 use std::cell::Cell;
 use std::io;
@@ -21,6 +21,7 @@ use crate::engine::{net, op, spawn, thread, time};
 use super::auth::limits::Limits;
 use super::auth::users;
 use super::config::server::ServerConfig;
+use super::config::tls::LoadedTls;
 use super::context::{CoreCtx, Shared};
 use super::observe::metrics::{serve_http, Registry};
 use super::observe::xferlog::XferLog;
@@ -34,6 +35,10 @@ pub struct Started {
     pub threads: usize,
     /// Where `/metrics` is served, if enabled.
     pub metrics_addr: Option<SocketAddr>,
+    /// The implicit-TLS listener's address, if enabled.
+    pub implicit_tls_addr: Option<SocketAddr>,
+    /// The certificate in use (FTPS on).
+    pub tls: Option<LoadedTls>,
 }
 
 fn block_signals() -> libc::sigset_t {
@@ -69,6 +74,10 @@ pub fn run(mut cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<
     })?;
     let root = UserRoot::open(&cfg.root)?;
     let users = users::load_for(&cfg)?;
+    let tls = cfg
+        .tls
+        .load(&cfg.root)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("TLS: {e}")))?;
     storage::sweep_interrupted(users.roots());
     // Thread 0's listener resolves port 0; the others bind the same address into its reuseport group.
     let mut listeners = Vec::with_capacity(threads);
@@ -88,6 +97,24 @@ pub fn run(mut cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<
         }
         listeners.push(l);
     }
+    // The implicit-TLS listeners, one per core like the others.
+    let mut implicit = Vec::new();
+    let mut implicit_addr = None;
+    if let Some(mut a) = cfg.tls.implicit_listen {
+        net::ensure_unused(a)
+            .map_err(|e| io::Error::new(e.kind(), format!("implicit TLS listener {a}: {e}")))?;
+        for i in 0..threads {
+            let cpu = cpus[i % cpus.len()];
+            let l = net::listen_reuseport(a, Some(cpu), cfg.listen_backlog)
+                .map_err(|e| io::Error::new(e.kind(), format!("implicit TLS listener {a}: {e}")))?;
+            if i == 0 {
+                a = net::local_addr(l.as_raw_fd())?;
+                implicit_addr = Some(a);
+            }
+            implicit.push(Mutex::new(Some(l)));
+        }
+    }
+    let implicit = Arc::new(implicit);
     let mut wakeups = Vec::with_capacity(threads);
     let mut core_parts = Vec::with_capacity(threads);
     for l in listeners {
@@ -129,11 +156,14 @@ pub fn run(mut cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<
         users: RwLock::new(users),
         metrics: Arc::new(Registry::new()),
         xferlog,
+        tls: RwLock::new(tls.clone()),
     });
     started(&Started {
         local_addr: addr,
         threads,
         metrics_addr,
+        implicit_tls_addr: implicit_addr,
+        tls,
     });
     let core_parts = Arc::new(core_parts);
     let shared_for_cores = shared.clone();
@@ -143,6 +173,9 @@ pub fn run(mut cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<
         "ringest-core",
         move |core, _cpu| {
             let parts = core_parts[core].lock().ok().and_then(|mut l| l.take());
+            let implicit_listener = implicit
+                .get(core)
+                .and_then(|m| m.lock().ok().and_then(|mut l| l.take()));
             let root = root.try_clone();
             let shared = shared_for_cores.clone();
             let metrics_fd = if core == 0 {
@@ -176,7 +209,10 @@ pub fn run(mut cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<
                     spawn(serve_http(Rc::new(fd), ctx.shared.metrics.clone())).detach();
                 }
                 spawn(watch_shutdown(ctx.clone(), Rc::new(wakeup))).detach();
-                accept_loop(ctx, Rc::new(listener)).await;
+                if let Some(l) = implicit_listener {
+                    spawn(accept_loop(ctx.clone(), Rc::new(l), true)).detach();
+                }
+                accept_loop(ctx, Rc::new(listener), false).await;
                 // Not accepting any more; sessions finish on their own, and the starting thread decides
                 // when the process ends. Park this future forever without busy-waiting.
                 std::future::pending::<()>().await;
@@ -280,6 +316,23 @@ fn signal_loop(set: &libc::sigset_t, shared: &Shared, wakeups: &[OwnedFd]) {
             if let Some(x) = &shared.xferlog {
                 x.reopen();
             }
+            if shared.cfg.tls.mode != crate::proto::session::TlsMode::Off
+                || shared.cfg.tls.implicit_listen.is_some()
+            {
+                match shared.cfg.tls.load(&shared.cfg.root) {
+                    Ok(t) => {
+                        let fp = t.as_ref().map(|t| t.info.fingerprint.clone());
+                        *shared.tls.write().unwrap_or_else(|e| e.into_inner()) = t;
+                        tracing::info!(
+                            sha256 = fp.as_deref().unwrap_or("-"),
+                            "SIGHUP: TLS certificate reloaded"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: TLS certificate not reloaded, keeping the old one")
+                    }
+                }
+            }
             match users::load_for(&shared.cfg) {
                 Ok(db) => {
                     shared.replace_users(db);
@@ -328,7 +381,8 @@ async fn watch_shutdown(ctx: Rc<CoreCtx>, wakeup: SharedFd) {
     }
 }
 
-async fn accept_loop(ctx: Rc<CoreCtx>, listener: SharedFd) {
+/// Accepts control connections; `implicit`: TLS starts before the greeting (implicit FTPS).
+async fn accept_loop(ctx: Rc<CoreCtx>, listener: SharedFd, implicit: bool) {
     tracing::debug!(core = ctx.core, "accepting");
     let stop = ctx.shutdown.listen();
     loop {
@@ -345,7 +399,7 @@ async fn accept_loop(ctx: Rc<CoreCtx>, listener: SharedFd) {
                 None => return, // shutting down: the listener closes with this function
                 Some(None) => break,
                 Some(Some(Ok(fd))) => {
-                    spawn(session::serve(ctx.clone(), fd)).detach();
+                    spawn(session::serve(ctx.clone(), fd, implicit)).detach();
                 }
                 Some(Some(Err(e))) => {
                     tracing::warn!(core = ctx.core, error = %e, "accept failed");

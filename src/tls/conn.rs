@@ -416,22 +416,23 @@ mod tests {
     #[test]
     fn a_data_connection_resumes_only_its_own_control_session() {
         let (base, c) = configs();
-        let control_cfg = for_control_session(&base);
-        let mut control = TlsConn::server(control_cfg.clone()).unwrap();
+        let st = for_control_session(&base);
+        let mut control = TlsConn::server(st.control.clone()).unwrap();
         let mut client = TlsConn::client(c.clone(), name()).unwrap();
         exchange(&mut client, &mut control);
         // TLS 1.3 tickets come after the handshake; a round of app data carries them.
         control.encrypt(b"220\r\n").unwrap();
         exchange(&mut control, &mut client);
         for _ in 0..3 {
-            let mut data = TlsConn::server(control_cfg.clone()).unwrap();
+            let mut data = TlsConn::server(st.data.clone()).unwrap();
             let mut dclient = TlsConn::client(c.clone(), name()).unwrap();
             exchange(&mut dclient, &mut data);
             assert!(data.resumed(), "same control session: resumed");
+            assert!(dclient.plaintext().is_empty());
         }
         // Another control session's configuration has none of these sessions.
         let other = for_control_session(&base);
-        let mut data = TlsConn::server(other).unwrap();
+        let mut data = TlsConn::server(other.data).unwrap();
         let mut dclient = TlsConn::client(c, name()).unwrap();
         exchange(&mut dclient, &mut data);
         assert!(!data.is_handshaking());

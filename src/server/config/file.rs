@@ -41,6 +41,12 @@
 //! run_as_user = "ftp"               # drop root after binding the listeners; default: keep the user
 //! run_as_group = "ftp"              # default: run_as_user's primary group
 //! max_login_checks_per_ip = 4       # password checks at once per client IP (more wait); 0: no cap
+//! tls = "optional"                  # FTPS: "off", "optional" (AUTH TLS accepted) or "required"
+//! tls_data = "optional"             # or "required": data connections must be protected (PROT P)
+//! tls_data_resumption = true        # a protected data connection must resume the control session
+//! tls_cert = "/etc/ringest/cert.pem"  # PEM chain; default: a self-signed pair beside the root
+//! tls_key = "/etc/ringest/key.pem"
+//! implicit_tls_listen = "0.0.0.0:990" # implicit FTPS (TLS from the first byte) on a second port
 //! ```
 //!
 //! Fields that [`ServerConfig`] has are applied by [`FileConfig::apply`]; the others land in
@@ -54,7 +60,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::policies::{DirectIo, FsyncPolicy, LogFormat, Overwrite, Policies};
+use super::policies::{DirectIo, FsyncPolicy, LogFormat, Overwrite, Policies, TlsData};
 use super::server::{DataPathKind, FsOps, ServerConfig};
 
 /// Why a configuration file was rejected.
@@ -126,6 +132,12 @@ pub struct FileConfig {
     pub run_as_group: Option<String>,
     /// Password verifications running at once per client IP; 0 disables.
     pub max_login_checks_per_ip: Option<u32>,
+    pub tls: Option<String>,
+    pub tls_data: Option<String>,
+    pub tls_data_resumption: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub implicit_tls_listen: Option<String>,
 }
 
 /// Longest timeout accepted, in seconds (a year): anything longer is a typo, and a huge value
@@ -216,9 +228,15 @@ impl FileConfig {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
         };
-        for p in [&mut cfg.root, &mut cfg.users_file, &mut cfg.xferlog]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut cfg.root,
+            &mut cfg.users_file,
+            &mut cfg.xferlog,
+            &mut cfg.tls_cert,
+            &mut cfg.tls_key,
+        ]
+        .into_iter()
+        .flatten()
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -268,6 +286,24 @@ impl FileConfig {
         }
         if let Some(v) = &self.direct_io {
             key("direct_io", v.parse::<DirectIo>())?;
+        }
+        if let Some(v) = &self.tls {
+            key("tls", v.parse::<crate::proto::session::TlsMode>())?;
+        }
+        if let Some(v) = &self.tls_data {
+            key("tls_data", v.parse::<TlsData>())?;
+        }
+        if let Some(v) = &self.tls_cert {
+            key("tls_cert", check_path(v))?;
+        }
+        if let Some(v) = &self.tls_key {
+            key("tls_key", check_path(v))?;
+        }
+        if let Some(v) = &self.implicit_tls_listen {
+            key(
+                "implicit_tls_listen",
+                v.parse::<SocketAddr>().map_err(|e| format!("{e}: {v:?}")),
+            )?;
         }
         if let Some(v) = self.direct_io_threshold {
             key("direct_io_threshold", check_range(v, 0, 1 << 40))?;
@@ -412,6 +448,32 @@ impl FileConfig {
         }
         if let Some(v) = self.allo_check {
             cfg.allo_check = v;
+        }
+        if let Some(v) = self.tls.as_deref().and_then(|s| s.parse().ok()) {
+            cfg.tls.mode = v;
+        }
+        if let Some(v) = self
+            .tls_data
+            .as_deref()
+            .and_then(|s| s.parse::<TlsData>().ok())
+        {
+            cfg.tls.data_required = v == TlsData::Required;
+        }
+        if let Some(v) = self.tls_data_resumption {
+            cfg.tls.data_resumption = v;
+        }
+        if let Some(v) = &self.tls_cert {
+            cfg.tls.cert = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_key {
+            cfg.tls.key = Some(v.clone());
+        }
+        if let Some(v) = self
+            .implicit_tls_listen
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+        {
+            cfg.tls.implicit_listen = Some(v);
         }
     }
 

@@ -79,6 +79,17 @@ pub enum DirectIo {
 }
 
 keyword_enum!(DirectIo, "direct_io policy", "auto" => DirectIo::Auto, "on" => DirectIo::On, "off" => DirectIo::Off);
+keyword_enum!(crate::proto::session::TlsMode, "tls policy", "off" => crate::proto::session::TlsMode::Off, "optional" => crate::proto::session::TlsMode::Optional, "required" => crate::proto::session::TlsMode::Required);
+
+/// `tls_data`: whether data connections must be protected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TlsData {
+    #[default]
+    Optional,
+    Required,
+}
+
+keyword_enum!(TlsData, "tls_data policy", "optional" => TlsData::Optional, "required" => TlsData::Required);
 keyword_enum!(FsyncPolicy, "fsync policy", "none" => FsyncPolicy::None, "file" => FsyncPolicy::File, "batch" => FsyncPolicy::Batch);
 keyword_enum!(LogFormat, "log format", "human" => LogFormat::Human, "json" => LogFormat::Json);
 

@@ -117,6 +117,8 @@ pub struct ServerConfig {
     pub allo_check: bool,
     /// Admission, login, landing, logging and shutdown policies.
     pub policies: Policies,
+    /// FTPS.
+    pub tls: super::tls::TlsSettings,
 }
 
 impl ServerConfig {
@@ -146,6 +148,7 @@ impl ServerConfig {
             chmod_mask: 0o777,
             allo_check: true,
             policies: Policies::default(),
+            tls: super::tls::TlsSettings::default(),
         }
     }
 

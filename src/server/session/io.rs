@@ -1,6 +1,7 @@
 //! The control connection's I/O halves: [`Reader`] keeps one recv in flight across every phase of a
 //! session (so no pipelined byte is ever lost to a cancelled recv), and [`Control`] batches replies
-//! into one send.
+//! into one send. Both go through the connection's [`Channel`], which decrypts and encrypts once
+//! TLS is on.
 
 use std::future::Future;
 use std::io;
@@ -10,13 +11,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::rc::Rc;
+
 use crate::engine::fd::SharedFd;
-use crate::engine::net;
 use crate::engine::op::recv::Recv;
 use crate::engine::op::{self, Op};
 use crate::proto::command::{LineBuffer, LineError};
 use crate::proto::reply::Reply;
 use crate::server::observe::metrics::CoreMetrics;
+use crate::tls::stream::Channel;
 
 /// Bytes of one control-connection read; commands are short, so this bounds idle memory per session.
 const READ_CHUNK: usize = 1024;
@@ -26,18 +29,71 @@ pub type Line = Result<Vec<u8>, LineError>;
 /// The control connection's reading half: one recv kept in flight across every phase of the session.
 pub struct Reader {
     fd: SharedFd,
+    chan: Rc<Channel>,
     pending: Option<Op<Recv>>,
     spare: Vec<u8>,
+    plain: Vec<u8>,
+    /// Raw bytes after an `AUTH` line, held back from the line buffer until the session has
+    /// answered it: after `234` they are the start of the TLS handshake, not commands.
+    held: Option<Vec<u8>>,
 }
 
 impl Reader {
-    pub fn new(fd: SharedFd) -> Reader {
+    pub fn new(chan: Rc<Channel>) -> Reader {
         Reader {
-            fd,
+            fd: chan.fd.clone(),
+            chan,
             pending: None,
             spare: Vec::new(),
+            plain: Vec::new(),
+            held: None,
         }
     }
+
+    /// Feeds clear bytes to `lines`, stopping after a line that starts with `AUTH` (the rest is
+    /// held until [`Reader::take_held`] or [`Reader::release`]).
+    fn feed_clear(&mut self, mut data: &[u8], lines: &mut LineBuffer) {
+        if let Some(h) = self.held.as_mut() {
+            h.extend_from_slice(data);
+            return;
+        }
+        while let Some(end) = data.iter().position(|&b| b == b'\n') {
+            let (line, rest) = data.split_at(end + 1);
+            lines.push(line);
+            data = rest;
+            if is_auth_line(line) {
+                self.held = Some(data.to_vec());
+                return;
+            }
+        }
+        lines.push(data);
+    }
+
+    /// Bytes held after an AUTH line (the client's TLS hello, if it did not wait for `234`).
+    pub fn take_held(&mut self) -> Vec<u8> {
+        self.held.take().unwrap_or_default()
+    }
+
+    /// The AUTH was refused: the held bytes are commands after all.
+    pub fn release(&mut self, lines: &mut LineBuffer) {
+        if let Some(h) = self.held.take() {
+            self.feed_clear(&h, lines);
+        }
+    }
+
+    pub fn holding(&self) -> bool {
+        self.held.is_some()
+    }
+}
+
+/// Whether a raw control line is an AUTH command (the tail of the line may still be a partial
+/// line; only the verb matters).
+fn is_auth_line(line: &[u8]) -> bool {
+    let start = line.iter().position(|&b| b != b' ').unwrap_or(line.len());
+    let verb = &line[start..];
+    verb.len() >= 5
+        && verb[..4].eq_ignore_ascii_case(b"AUTH")
+        && matches!(verb[4], b' ' | b'\r' | b'\n')
 }
 
 impl Reader {
@@ -58,21 +114,32 @@ impl Reader {
         };
         self.pending = None;
         let n = res?;
-        lines.push(&buf);
+        if !self.chan.is_tls() {
+            self.feed_clear(&buf, lines);
+            self.spare = buf;
+            return Poll::Ready(Ok(n));
+        }
+        self.plain.clear();
+        let decoded = self.chan.on_received(&buf, &mut self.plain);
         self.spare = buf;
+        if let Err(e) = decoded {
+            tracing::info!(error = %e, "TLS error on the control connection; closing");
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+        }
+        lines.push(&self.plain);
+        // A TLS control connection that ends without close_notify ends the same way: the session
+        // is over either way, and nothing is stored on a control connection's word.
         Poll::Ready(Ok(n))
     }
 }
 
 /// The I/O half of a control connection.
 pub struct Control {
-    pub fd: SharedFd,
+    pub chan: Rc<Channel>,
     pub peer: SocketAddr,
     pub local: SocketAddr,
     out: Vec<u8>,
     metrics: Arc<CoreMetrics>,
-    /// How long a reply may wait for a client that reads nothing.
-    pub send_timeout: Duration,
 }
 
 impl Control {
@@ -84,12 +151,11 @@ impl Control {
         send_timeout: Duration,
     ) -> Control {
         Control {
-            fd,
+            chan: Channel::new(fd, send_timeout),
             peer,
             local,
             out: Vec::with_capacity(256),
             metrics,
-            send_timeout,
         }
     }
 
@@ -98,12 +164,13 @@ impl Control {
         reply.encode(&mut self.out);
     }
 
+    /// Sends the queued replies (and, during a TLS handshake, the handshake's records).
     pub async fn flush(&mut self) -> io::Result<()> {
-        if self.out.is_empty() {
+        if self.out.is_empty() && !self.chan.is_tls() {
             return Ok(());
         }
         let buf = std::mem::take(&mut self.out);
-        let (res, mut buf) = net::send_all(&self.fd, buf, self.send_timeout).await;
+        let (res, mut buf) = self.chan.send(buf).await;
         buf.clear();
         self.out = buf;
         res

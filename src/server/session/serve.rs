@@ -13,6 +13,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
@@ -23,11 +24,14 @@ use crate::engine::{net, time};
 use crate::proto::command::LineBuffer;
 use crate::proto::listing::FactPerms;
 use crate::proto::reply::Reply;
-use crate::proto::session::{Access, Action, Session, SessionConfig, TransferOutcome};
+use crate::proto::session::{
+    Access, Action, Session, SessionConfig, TlsMode, TlsPolicy, TransferOutcome,
+};
 use crate::server::auth::limits::Refusal;
 use crate::server::context::CoreCtx;
 use crate::server::storage::Storage;
-use crate::server::transfer::{self, DataConn, PassiveListener, XferEnv};
+use crate::server::transfer::{self, DataConn, DataTls, PassiveListener, XferEnv};
+use crate::tls::config::{for_control_session, SessionTls};
 
 use super::account::account;
 use super::io::{Control, Line, Reader};
@@ -35,7 +39,8 @@ use super::login::{authenticate, Login};
 use super::watch::{watch, Watched};
 
 /// Serves one control connection until QUIT, EOF, an error, or a timeout.
-pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd) {
+/// `implicit`: the connection came in on the implicit-TLS listener.
+pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd, implicit: bool) {
     let raw = fd.as_raw_fd();
     let (peer, local) = match (net::peer_addr(raw), net::local_addr(raw)) {
         (Ok(p), Ok(l)) => (p, l),
@@ -67,19 +72,40 @@ pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd) {
     // Instrumented, not entered: a span entered across an `.await` stays entered while the core
     // runs other sessions' tasks, and their log lines would carry this session's tag.
     let span = tracing::debug_span!("session", %peer, core = ctx.core);
-    run_session(ctx, fd, peer, local).instrument(span).await;
+    run_session(ctx, fd, peer, local, implicit)
+        .instrument(span)
+        .await;
 }
 
-async fn run_session(ctx: Rc<CoreCtx>, fd: OwnedFd, peer: SocketAddr, local: SocketAddr) {
+async fn run_session(
+    ctx: Rc<CoreCtx>,
+    fd: OwnedFd,
+    peer: SocketAddr,
+    local: SocketAddr,
+    implicit: bool,
+) {
     tracing::debug!("connected");
     let fd = Rc::new(fd);
     let stall = ctx.cfg.control_send_timeout;
     let ctl = Control::new(fd.clone(), peer, local, ctx.metrics.clone(), stall);
     ctx.metrics.session_opened();
-    let reader = Reader::new(fd);
+    let reader = Reader::new(ctl.chan.clone());
     let has_pool = crate::engine::runtime::with(|rt| rt.bufpool().is_some());
+    // The certificate of this session's whole life (SIGHUP changes only later sessions').
+    let base_tls = ctx.shared.tls();
+    let settings = &ctx.cfg.tls;
+    let tls = TlsPolicy {
+        control: if base_tls.is_some() {
+            settings.mode
+        } else {
+            TlsMode::Off
+        },
+        data_required: settings.data_required,
+        implicit,
+    };
     let cfg = SessionConfig {
         block_mode: has_pool,
+        tls,
         ..SessionConfig::default()
     };
     let mut s = SessionIo {
@@ -95,8 +121,10 @@ async fn run_session(ctx: Rc<CoreCtx>, fd: OwnedFd, peer: SocketAddr, local: Soc
         storage: ctx.storage.clone(),
         shutdown: ctx.shutdown.listen(),
         force_close: ctx.force_close.listen(),
+        base_tls,
+        tls: None,
     };
-    match s.drive().await {
+    match s.drive(implicit).await {
         Ok(()) => tracing::debug!("closed"),
         Err(e) => tracing::debug!(error = %e, "session ended"),
     }
@@ -122,13 +150,26 @@ struct SessionIo {
     shutdown: Listener,
     /// The shutdown grace period is over: a running transfer is aborted.
     force_close: Listener,
+    /// The server's TLS configuration when this session began (`None`: FTPS off).
+    base_tls: Option<Arc<rustls::ServerConfig>>,
+    /// This session's TLS configurations, once TLS is on.
+    tls: Option<SessionTls>,
 }
 
 impl SessionIo {
-    async fn drive(&mut self) -> io::Result<()> {
-        self.ctl.send(&self.session.greeting()).await?;
+    async fn drive(&mut self, implicit: bool) -> io::Result<()> {
         let connected = Instant::now();
+        if implicit {
+            if !self.start_tls(&[]) || !self.handshake(connected).await? {
+                return Ok(());
+            }
+        }
+        self.ctl.send(&self.session.greeting()).await?;
         loop {
+            if self.deferred.is_empty() && self.reader.holding() && !self.ctl.chan.is_tls() {
+                // The AUTH line was answered without starting TLS: what followed it is commands.
+                self.reader.release(&mut self.lines);
+            }
             while let Some(line) = self.deferred.pop_front().or_else(|| self.lines.next_line()) {
                 // Checked between queued commands too: a client that pipelines login attempts (each
                 // one waits out the failed-login delay) must not outstay the login timeout.
@@ -168,6 +209,48 @@ impl SessionIo {
                     if !self.on_timeout(connected).await? {
                         return Ok(());
                     }
+                }
+            }
+        }
+    }
+
+    /// Turns TLS on for the control connection with this session's own configuration; `early`:
+    /// bytes of the client's handshake that arrived with the AUTH line. False: no TLS possible.
+    fn start_tls(&mut self, early: &[u8]) -> bool {
+        let Some(base) = &self.base_tls else {
+            return false;
+        };
+        let st = for_control_session(base);
+        if let Err(e) = self.ctl.chan.start_tls(st.control.clone(), early) {
+            tracing::info!(error = %e, "TLS handshake failed on the control connection");
+            return false;
+        }
+        self.tls = Some(st);
+        true
+    }
+
+    /// Runs the control connection's handshake to its end (implicit TLS, before the greeting),
+    /// within the login timeout. False: the client went away or the handshake failed.
+    async fn handshake(&mut self, connected: Instant) -> io::Result<bool> {
+        let deadline = connected + self.ctx.cfg.policies.login_timeout;
+        loop {
+            self.ctl.flush().await?;
+            if !self.ctl.chan.handshaking() {
+                tracing::debug!(
+                    tls = self.ctl.chan.describe().as_deref().unwrap_or(""),
+                    "TLS on"
+                );
+                return Ok(true);
+            }
+            let (reader, lines) = (&mut self.reader, &mut self.lines);
+            let left = deadline.saturating_duration_since(Instant::now());
+            match time::timeout(left, poll_fn(|cx| reader.poll_read(cx, lines))).await {
+                Ok(Ok(0)) => return Ok(false),
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return Ok(false),
+                Err(_) => {
+                    tracing::info!("TLS handshake not completed within the login timeout; closing");
+                    return Ok(false);
                 }
             }
         }
@@ -225,7 +308,17 @@ impl SessionIo {
             Action::Close(r) => {
                 self.ctl.queue(&r);
                 self.ctl.flush().await?;
+                self.ctl.chan.close_notify().await;
                 return Ok(false);
+            }
+            Action::StartTls(r) => {
+                // The 234 goes out in clear; everything after it is TLS.
+                self.ctl.queue(&r);
+                self.ctl.flush().await?;
+                let early = self.reader.take_held();
+                if !self.start_tls(&early) {
+                    return Ok(false);
+                }
             }
             Action::Authenticate { user, password } => {
                 let ip = self.ctl.peer.ip();
@@ -276,10 +369,18 @@ impl SessionIo {
                 self.ctl.flush().await?;
                 let opening = self.session.transfer_opening();
                 let listener = self.passive.take().map(|(l, _)| l);
+                let data_tls = match (&self.tls, t.protected) {
+                    (Some(st), true) => Some(DataTls {
+                        config: st.data.clone(),
+                        require_resumption: self.ctx.cfg.tls.data_resumption,
+                    }),
+                    _ => None,
+                };
                 let env = XferEnv {
                     ctx: &self.ctx,
                     storage: &self.storage,
-                    ctl: &self.ctl.fd,
+                    ctl: &self.ctl.chan,
+                    tls: data_tls,
                     peer: self.ctl.peer,
                     local: self.ctl.local,
                     perms: fact_perms(self.session.access()),

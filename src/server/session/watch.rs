@@ -7,7 +7,6 @@ use std::io;
 use std::pin::pin;
 use std::task::Poll;
 
-use crate::engine::net;
 use crate::engine::sync::Listener;
 use crate::proto::command::{self, Command, LineBuffer};
 use crate::proto::reply::Reply;
@@ -69,7 +68,7 @@ pub async fn watch<F: Future>(
                 Some(Ok(Command::Abor)) => return Ok(Watched::Aborted),
                 Some(Ok(Command::Stat(None))) => {
                     let r = transfer_status(session);
-                    let (res, _) = net::send_all(&ctl.fd, r.to_bytes(), ctl.send_timeout).await;
+                    let (res, _) = ctl.chan.send(r.to_bytes()).await;
                     res?;
                 }
                 _ if deferred.len() >= MAX_DEFERRED => return Ok(Watched::Flooded),

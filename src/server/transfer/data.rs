@@ -14,10 +14,25 @@ use crate::server::context::CoreCtx;
 use super::block::BlockReceiver;
 use super::passive::PassiveListener;
 
-/// A data connection, with its MODE B receive state once a MODE B upload has used it.
+/// A data connection, with its MODE B receive state once a MODE B upload has used it, and its TLS
+/// when protected.
 pub struct DataConn {
     pub fd: SharedFd,
     pub block: Option<BlockReceiver>,
+    pub tls: Option<crate::tls::stream::TlsStream>,
+    /// MODE B over TLS: the decoder's state between files.
+    pub tls_block: crate::proto::modeb::Decoder,
+}
+
+impl DataConn {
+    pub fn new(fd: SharedFd) -> DataConn {
+        DataConn {
+            fd,
+            block: None,
+            tls: None,
+            tls_block: crate::proto::modeb::Decoder::new(),
+        }
+    }
 }
 
 /// Makes the data connection for a transfer: accepts on the passive listener (only from the control

@@ -11,6 +11,9 @@ pub enum StoreError {
     Net(io::Error),
     /// Writing the file failed: our side (disk full, I/O error).
     File(io::Error),
+    /// A protected stream-mode upload's connection closed without close_notify after `received`
+    /// bytes: it may be cut short, so nothing lands.
+    Truncated { received: u64 },
 }
 
 /// No data arrived on the data connection for a whole stall period.

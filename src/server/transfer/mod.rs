@@ -13,9 +13,11 @@ pub mod failure;
 pub mod fixed;
 pub mod passive;
 pub mod receive;
+pub mod secure;
 pub mod splice;
 pub mod xfer;
 
 pub use data::DataConn;
 pub use passive::PassiveListener;
+pub use secure::DataTls;
 pub use xfer::{run, Finished, XferEnv};

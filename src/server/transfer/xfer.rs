@@ -8,8 +8,6 @@
 use std::io;
 use std::net::SocketAddr;
 
-use crate::engine::fd::SharedFd;
-use crate::engine::net;
 use crate::proto::ascii::LfToCrlf;
 use crate::proto::command::{TransferMode, TransferType};
 use crate::proto::listing::{self, FactPerms, FactSet};
@@ -19,12 +17,14 @@ use crate::proto::reply::Reply;
 use crate::proto::session::{DataEndpoint, FsError, Transfer, TransferKind, TransferOutcome};
 use crate::server::context::CoreCtx;
 use crate::server::storage::{self, fs_error, Opened, Storage};
+use crate::tls::stream::Channel;
 
 use super::block::BlockReceiver;
 use super::data::{self, DataConn};
 use super::failure::StoreError;
 use super::passive::PassiveListener;
 use super::receive;
+use super::secure::{self, DataTls};
 
 /// What a transfer needs from its session besides the transfer itself.
 pub struct XferEnv<'a> {
@@ -32,7 +32,9 @@ pub struct XferEnv<'a> {
     /// The user's storage.
     pub storage: &'a Storage,
     /// The control connection, for the preliminary reply.
-    pub ctl: &'a SharedFd,
+    pub ctl: &'a Channel,
+    /// The session's data-connection TLS, when this transfer is protected (PROT P).
+    pub tls: Option<DataTls>,
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub perms: FactPerms,
@@ -93,31 +95,45 @@ struct Xfer<'a> {
 }
 
 impl Xfer<'_> {
-    /// The data connection: the kept MODE B one, or a new one; then the 150/125 reply.
-    async fn open_data(&mut self) -> io::Result<Option<DataConn>> {
+    /// The data connection: the kept MODE B one, or a new one; then the 150/125 reply, then (PROT
+    /// P) the TLS handshake, as vsftpd orders them: a client may start its handshake before or
+    /// after it reads the 150. `Err` is the outcome when there is no usable connection.
+    async fn open_data(&mut self) -> io::Result<Result<DataConn, TransferOutcome>> {
         let env = self.env;
-        let conn = if self.t.endpoint == DataEndpoint::Open {
+        let kept = if self.t.endpoint == DataEndpoint::Open {
             self.kept.take()
         } else {
             *self.kept = None;
-            let passive = self.passive.take();
-            match data::connect(env.ctx, self.t.endpoint, passive, env.peer, env.local).await {
-                Ok(fd) => {
-                    env.ctx.metrics.data_connection();
-                    Some(DataConn { fd, block: None })
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "data connection failed");
-                    None
+            None
+        };
+        let mut conn = match kept {
+            Some(c) => c,
+            None if self.t.endpoint == DataEndpoint::Open => {
+                return Ok(Err(TransferOutcome::NoConnection))
+            }
+            None => {
+                let passive = self.passive.take();
+                match data::connect(env.ctx, self.t.endpoint, passive, env.peer, env.local).await {
+                    Ok(fd) => {
+                        env.ctx.metrics.data_connection();
+                        DataConn::new(fd)
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "data connection failed");
+                        return Ok(Err(TransferOutcome::NoConnection));
+                    }
                 }
             }
         };
-        if conn.is_some() {
-            let stall = env.ctx.cfg.control_send_timeout;
-            let (res, _) = net::send_all(env.ctl, self.opening.to_bytes(), stall).await;
-            res?;
+        let (res, _) = env.ctl.send(self.opening.to_bytes()).await;
+        res?;
+        if let (Some(tls), None) = (&env.tls, &conn.tls) {
+            match secure::accept(conn.fd.clone(), tls, env.ctx.cfg.data_timeout).await {
+                Ok(s) => conn.tls = Some(s),
+                Err(outcome) => return Ok(Err(outcome)),
+            }
         }
-        Ok(conn)
+        Ok(Ok(conn))
     }
 
     /// Ends a successful transfer: MODE B keeps the connection for the next one.
@@ -155,15 +171,31 @@ impl Xfer<'_> {
                 return Ok(TransferOutcome::Local(fs_error(e)).into());
             }
         }
-        let Some(mut conn) = self.open_data().await? else {
-            upload.discard().await;
-            return Ok(TransferOutcome::NoConnection.into());
+        let mut conn = match self.open_data().await? {
+            Ok(c) => c,
+            Err(outcome) => {
+                upload.discard().await;
+                return Ok(outcome.into());
+            }
         };
         let started = std::time::Instant::now();
         let stall = env.ctx.cfg.data_timeout;
         let ascii = self.t.ttype == TransferType::Ascii;
-        let (res, markers) = match self.t.mode {
-            TransferMode::Stream => {
+        let (res, markers) = match (self.t.mode, conn.tls.as_mut()) {
+            (TransferMode::Stream, Some(s)) => {
+                let storage::Target::File(sink) = upload.target();
+                let r = secure::receive_stream(s, sink.file, offset, stall, ascii).await;
+                (r, Vec::new())
+            }
+            (TransferMode::Block, Some(s)) => {
+                let storage::Target::File(sink) = upload.target();
+                match secure::receive_block(s, &mut conn.tls_block, sink.file, offset, stall).await
+                {
+                    Ok(f) => (Ok(f.bytes), f.markers),
+                    Err(e) => (Err(e), Vec::new()),
+                }
+            }
+            (TransferMode::Stream, None) => {
                 let stored =
                     receive::receive(ascii, &conn.fd, upload.target(), offset, stall).await;
                 if let Ok(s) = &stored {
@@ -171,7 +203,7 @@ impl Xfer<'_> {
                 }
                 (stored.map(|s| s.bytes), Vec::new())
             }
-            TransferMode::Block => {
+            (TransferMode::Block, None) => {
                 let fd = conn.fd.clone();
                 let rx = conn
                     .block
@@ -237,6 +269,10 @@ impl Xfer<'_> {
                         tracing::warn!(path = %self.t.path, error = %e, "upload failed writing the file");
                         TransferOutcome::Local(fs_error(e))
                     }
+                    StoreError::Truncated { received } => {
+                        tracing::warn!(path = %self.t.path, received, "protected upload ended without TLS close_notify (truncated); discarded");
+                        TransferOutcome::Truncated { received }
+                    }
                 }
             }
         };
@@ -252,8 +288,9 @@ impl Xfer<'_> {
             Ok(f) => f,
             Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
         };
-        let Some(conn) = self.open_data().await? else {
-            return Ok(TransferOutcome::NoConnection);
+        let mut conn = match self.open_data().await? {
+            Ok(c) => c,
+            Err(outcome) => return Ok(outcome),
         };
         let block = self.t.mode == TransferMode::Block;
         // A client that stops reading the data connection is cut after this long without progress.
@@ -274,10 +311,12 @@ impl Xfer<'_> {
             if n == 0 {
                 if block {
                     modeb::Encoder::eof(&mut out);
-                    let (res, _) = net::send_all(&conn.fd, std::mem::take(&mut out), stall).await;
+                    let (res, _) = secure::send(&mut conn, std::mem::take(&mut out), stall).await;
                     if res.is_err() {
                         return Ok(TransferOutcome::ConnectionLost);
                     }
+                } else if secure::finish_stream(&mut conn, stall).await.is_err() {
+                    return Ok(TransferOutcome::ConnectionLost);
                 }
                 let sent = offset - self.t.offset;
                 return Ok(self.finish(conn, sent));
@@ -297,7 +336,7 @@ impl Xfer<'_> {
             } else {
                 payload
             };
-            let (res, w) = net::send_all(&conn.fd, wire, stall).await;
+            let (res, w) = secure::send(&mut conn, wire, stall).await;
             if res.is_err() {
                 return Ok(TransferOutcome::ConnectionLost);
             }
@@ -334,8 +373,9 @@ impl Xfer<'_> {
                 _ => listing::list_line(e, now, &mut out),
             }
         }
-        let Some(conn) = self.open_data().await? else {
-            return Ok(TransferOutcome::NoConnection);
+        let mut conn = match self.open_data().await? {
+            Ok(c) => c,
+            Err(outcome) => return Ok(outcome),
         };
         let bytes = out.len() as u64;
         if self.t.mode == TransferMode::Block {
@@ -344,7 +384,10 @@ impl Xfer<'_> {
             out = framed;
         }
         let stall = self.env.ctx.cfg.data_timeout;
-        let (res, _) = net::send_all(&conn.fd, out, stall).await;
+        let (mut res, _) = secure::send(&mut conn, out, stall).await;
+        if res.is_ok() && self.t.mode != TransferMode::Block {
+            res = secure::finish_stream(&mut conn, stall).await;
+        }
         Ok(match res {
             Ok(()) => self.finish(conn, bytes),
             Err(_) => TransferOutcome::ConnectionLost,

@@ -1,0 +1,210 @@
+//! Protected data connections (PROT P): the server's side of the data connection's TLS handshake
+//! with the resumption rule, receiving stream and MODE B uploads from decrypted records, and sending
+//! downloads and listings encrypted.
+//!
+//! Stream-mode uploads end with the client's close_notify; a data connection that closes without it
+//! was cut (a killed client, a dropped link), so the upload is refused with 426 and nothing lands:
+//! over TLS a stream upload's end is finally unambiguous. The bytes pass through user space (they
+//! are decrypted there), so splice and O_DIRECT do not apply; plaintext is written with ordinary
+//! positioned writes.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::engine::fd::SharedFd;
+use crate::engine::{net, op};
+use crate::proto::ascii::CrlfToLf;
+use crate::proto::modeb::{Decoder, Event};
+use crate::proto::session::TransferOutcome;
+use crate::tls::stream::{End, TlsStream};
+
+use super::block::BlockFile;
+use super::data::DataConn;
+use super::failure::StoreError;
+
+/// The TLS a session's protected data connections run with.
+#[derive(Clone)]
+pub struct DataTls {
+    /// The session's data configuration (its own session store; issues no tickets).
+    pub config: Arc<rustls::ServerConfig>,
+    /// Refuse a data connection that does not resume the control connection's session.
+    pub require_resumption: bool,
+}
+
+/// The server's handshake on a new data connection, within `limit`; then the resumption rule.
+pub async fn accept(
+    fd: SharedFd,
+    tls: &DataTls,
+    limit: Duration,
+) -> Result<TlsStream, TransferOutcome> {
+    let s = match TlsStream::accept(fd, tls.config.clone(), limit).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(error = %e, "TLS handshake on the data connection failed");
+            return Err(TransferOutcome::DataTlsFailed);
+        }
+    };
+    if tls.require_resumption && !s.tls.resumed() {
+        // Another host may have raced the client to the passive port; or the client does not
+        // resume (Python's ftplib without the subclass in the docs; set tls_data_resumption = false).
+        tracing::warn!(
+            "data connection refused: its TLS session does not resume the control connection's"
+        );
+        return Err(TransferOutcome::DataTlsNotResumed);
+    }
+    tracing::debug!(tls = %s.tls.describe(), resumed = s.tls.resumed(), "data connection protected");
+    Ok(s)
+}
+
+/// Writes all of `buf` at `offset`; returns the buffer for reuse.
+async fn write_at(file: &SharedFd, buf: Vec<u8>, offset: u64) -> (Result<(), StoreError>, Vec<u8>) {
+    let mut written = 0;
+    let mut buf = buf;
+    while written < buf.len() {
+        let (res, b) = op::write::write(file, buf, written, offset + written as u64).await;
+        buf = b;
+        match res {
+            Ok(0) => return (Err(StoreError::File(io::ErrorKind::WriteZero.into())), buf),
+            Ok(n) => written += n,
+            Err(e) => return (Err(StoreError::File(e)), buf),
+        }
+    }
+    (Ok(()), buf)
+}
+
+/// Receives a stream-mode upload until the client's close_notify; a close without it is
+/// [`StoreError::Truncated`]. TYPE A converts CRLF to LF.
+pub async fn receive_stream(
+    s: &mut TlsStream,
+    file: &SharedFd,
+    start: u64,
+    stall: Duration,
+    ascii: bool,
+) -> Result<u64, StoreError> {
+    let mut conv = ascii.then(CrlfToLf::default);
+    let mut offset = start;
+    let mut spare = Vec::new();
+    let mut converted = Vec::new();
+    loop {
+        match s.fill(stall).await.map_err(StoreError::Net)? {
+            None => {
+                let data = s.tls.take_plaintext(std::mem::take(&mut spare));
+                let out = match conv.as_mut() {
+                    Some(c) => {
+                        converted.clear();
+                        c.convert(&data, &mut converted);
+                        spare = data;
+                        std::mem::take(&mut converted)
+                    }
+                    None => data,
+                };
+                let n = out.len() as u64;
+                let (res, back) = write_at(file, out, offset).await;
+                res?;
+                offset += n;
+                if conv.is_some() {
+                    converted = back;
+                } else {
+                    spare = back;
+                }
+            }
+            Some(End::Clean) => {
+                if let Some(c) = conv.as_mut() {
+                    converted.clear();
+                    c.finish(&mut converted);
+                    let n = converted.len() as u64;
+                    let (res, _) = write_at(file, std::mem::take(&mut converted), offset).await;
+                    res?;
+                    offset += n;
+                }
+                // Our close_notify back; the client may have closed already, which is fine.
+                let _ = s.shutdown(Duration::from_secs(1)).await;
+                return Ok(offset - start);
+            }
+            Some(End::Cut) => {
+                return Err(StoreError::Truncated {
+                    received: offset - start,
+                })
+            }
+        }
+    }
+}
+
+/// Receives one MODE B file from a protected kept data connection: blocks are decoded from the
+/// decrypted records; bytes after the EOF block stay for the next file.
+pub async fn receive_block(
+    s: &mut TlsStream,
+    decoder: &mut Decoder,
+    file: &SharedFd,
+    start: u64,
+    stall: Duration,
+) -> Result<BlockFile, StoreError> {
+    let mut offset = start;
+    let mut markers = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        let mut pos = 0;
+        let mut done = false;
+        {
+            let input = s.tls.plaintext();
+            while let Some(ev) = decoder.next(input, &mut pos).map_err(|e| {
+                StoreError::Net(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad MODE B stream: {e}"),
+                ))
+            })? {
+                match ev {
+                    Event::Data(run) => out.extend_from_slice(run),
+                    Event::Restart(m) => markers.push((m, offset + out.len() as u64)),
+                    Event::EndOfRecord => {}
+                    Event::EndOfFile => {
+                        done = true;
+                        break;
+                    }
+                }
+            }
+        }
+        s.tls.consume(pos);
+        if !out.is_empty() {
+            let n = out.len() as u64;
+            let (res, mut back) = write_at(file, std::mem::take(&mut out), offset).await;
+            res?;
+            offset += n;
+            back.clear();
+            out = back;
+        }
+        if done {
+            return Ok(BlockFile {
+                bytes: offset - start,
+                markers,
+            });
+        }
+        if s.fill(stall).await.map_err(StoreError::Net)?.is_some() {
+            return Err(StoreError::Net(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed before EOF block",
+            )));
+        }
+    }
+}
+
+/// Sends `buf` on the data connection, encrypted when it is protected; returns the buffer.
+pub async fn send(conn: &mut DataConn, buf: Vec<u8>, stall: Duration) -> (io::Result<()>, Vec<u8>) {
+    match conn.tls.as_mut() {
+        None => net::send_all(&conn.fd, buf, stall).await,
+        Some(s) => {
+            let r = s.write_all(&buf, stall).await;
+            (r, buf)
+        }
+    }
+}
+
+/// The end of a stream-mode download or listing on a protected connection: close_notify, so the
+/// client knows it has everything.
+pub async fn finish_stream(conn: &mut DataConn, stall: Duration) -> io::Result<()> {
+    match conn.tls.as_mut() {
+        None => Ok(()),
+        Some(s) => s.shutdown(stall).await,
+    }
+}
