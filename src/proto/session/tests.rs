@@ -443,7 +443,13 @@ proptest! {
     /// Any sequence of lines, with any I/O outcomes fed back, never panics and never leaves the root.
     #[test]
     fn arbitrary_lines_never_panic(lines in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..32), ok in any::<bool>()) {
-        let mut s = Session::new(SessionConfig::default(), peer());
+        // TLS offered (required when `ok`), so AUTH/PBSZ/PROT paths are in the mix too.
+        let tls = TlsPolicy {
+            control: if ok { TlsMode::Required } else { TlsMode::Optional },
+            data_required: ok,
+            implicit: false,
+        };
+        let mut s = Session::new(SessionConfig { tls, ..SessionConfig::default() }, peer());
         for l in lines {
             match s.on_line(Ok(l)) {
                 Action::Authenticate { .. } => { s.login_done(ok.then(Access::full)); }
@@ -451,6 +457,7 @@ proptest! {
                 Action::Transfer(_) => { s.transfer_done(TransferOutcome::ConnectionLost); }
                 Action::Fs(_) => { s.fs_done(if ok { Ok(FsOutcome::Done) } else { Err(FsError::NotFound) }); }
                 Action::Reply(r) | Action::Close(r) => prop_assert!((100..600).contains(&r.code)),
+                Action::StartTls(r) => prop_assert_eq!(r.code, 234),
             }
             prop_assert!(s.cwd().as_str().starts_with('/'));
             prop_assert!(!s.cwd().as_str().contains(".."));
@@ -649,4 +656,133 @@ fn aborted_transfer_replies_426_then_226() {
     s.on_line(line("STOR x"));
     assert_eq!(s.transfer_done(TransferOutcome::Aborted).code, 426);
     assert_eq!(s.abort_reply().code, 226);
+}
+
+fn tls_session(control: TlsMode, data_required: bool) -> Session {
+    let cfg = SessionConfig {
+        tls: TlsPolicy {
+            control,
+            data_required,
+            implicit: false,
+        },
+        ..SessionConfig::default()
+    };
+    Session::new(cfg, peer())
+}
+
+fn starts_tls(a: &Action) -> bool {
+    matches!(a, Action::StartTls(r) if r.code == 234)
+}
+
+#[test]
+fn auth_tls_then_pbsz_and_prot_in_order() {
+    let mut s = tls_session(TlsMode::Optional, false);
+    assert_eq!(code(&s.on_line(line("PBSZ 0"))), 503, "PBSZ before AUTH");
+    assert_eq!(code(&s.on_line(line("PROT P"))), 503, "PROT before AUTH");
+    assert_eq!(code(&s.on_line(line("AUTH KERBEROS"))), 504);
+    assert!(starts_tls(&s.on_line(line("AUTH TLS"))));
+    assert!(s.is_secure());
+    assert_eq!(
+        code(&s.on_line(line("AUTH TLS"))),
+        503,
+        "a second AUTH inside TLS"
+    );
+    assert_eq!(code(&s.on_line(line("PROT P"))), 503, "PROT before PBSZ");
+    assert_eq!(code(&s.on_line(line("PBSZ 0"))), 200);
+    assert_eq!(code(&s.on_line(line("PROT S"))), 536);
+    assert_eq!(code(&s.on_line(line("PROT X"))), 504);
+    assert_eq!(code(&s.on_line(line("PROT P"))), 200);
+    assert!(s.data_protected());
+    assert_eq!(code(&s.on_line(line("CCC"))), 534);
+    assert_eq!(code(&s.on_line(line("PROT C"))), 200);
+    assert!(!s.data_protected());
+}
+
+#[test]
+fn feat_lists_tls_only_when_it_is_on() {
+    let feat = |s: &mut Session| match s.on_line(line("FEAT")) {
+        Action::Reply(r) => r.lines.join("\n"),
+        other => panic!("{other:?}"),
+    };
+    let on = feat(&mut tls_session(TlsMode::Optional, false));
+    for l in ["AUTH TLS", "PBSZ", "PROT"] {
+        assert!(on.contains(l), "{l} in {on}");
+    }
+    let off = feat(&mut tls_session(TlsMode::Off, false));
+    assert!(!off.contains("AUTH TLS"));
+    assert_eq!(
+        code(&tls_session(TlsMode::Off, false).on_line(line("AUTH TLS"))),
+        502
+    );
+}
+
+#[test]
+fn tls_required_refuses_user_before_auth_and_auth_ssl_protects_data() {
+    let mut s = tls_session(TlsMode::Required, false);
+    assert_eq!(code(&s.on_line(line("USER alice"))), 530);
+    assert_eq!(code(&s.on_line(line("PASS x"))), 503);
+    // AUTH SSL (old clients) implies protected data without PBSZ/PROT.
+    assert!(starts_tls(&s.on_line(line("AUTH SSL"))));
+    assert!(s.data_protected());
+    assert_eq!(code(&s.on_line(line("USER alice"))), 331);
+}
+
+#[test]
+fn auth_after_login_is_refused_and_a_clear_user_is_forgotten() {
+    let mut s = tls_session(TlsMode::Optional, false);
+    assert_eq!(code(&s.on_line(line("USER alice"))), 331);
+    assert!(starts_tls(&s.on_line(line("AUTH TLS"))));
+    assert_eq!(
+        code(&s.on_line(line("PASS secret"))),
+        503,
+        "USER again under TLS"
+    );
+    let mut s = logged_in();
+    let mut cfg_s = tls_session(TlsMode::Optional, false);
+    std::mem::swap(&mut s.cfg, &mut cfg_s.cfg);
+    assert_eq!(code(&s.on_line(line("AUTH TLS"))), 503);
+}
+
+#[test]
+fn required_data_protection_refuses_clear_transfers_and_prot_c() {
+    let mut s = tls_session(TlsMode::Optional, true);
+    assert!(starts_tls(&s.on_line(line("AUTH TLS"))));
+    assert_eq!(code(&s.on_line(line("USER alice"))), 331);
+    assert!(matches!(
+        s.on_line(line("PASS secret")),
+        Action::Authenticate { .. }
+    ));
+    assert_eq!(s.login_done(Some(Access::full())).code, 230);
+    assert_eq!(code(&s.on_line(line("PORT 127,0,0,1,200,10"))), 200);
+    assert_eq!(code(&s.on_line(line("STOR f"))), 521);
+    assert_eq!(code(&s.on_line(line("PBSZ 0"))), 200);
+    assert_eq!(code(&s.on_line(line("PROT C"))), 534);
+    assert_eq!(code(&s.on_line(line("PROT P"))), 200);
+    match s.on_line(line("STOR f")) {
+        Action::Transfer(t) => assert!(t.protected),
+        other => panic!("expected a transfer, got {other:?}"),
+    }
+    assert_eq!(
+        s.transfer_done(TransferOutcome::Truncated { received: 5 })
+            .code,
+        426
+    );
+}
+
+#[test]
+fn a_user_rule_can_require_protected_data_after_login() {
+    let mut s = logged_in();
+    s.require_protected_data();
+    assert_eq!(code(&s.on_line(line("PORT 127,0,0,1,200,10"))), 200);
+    assert_eq!(code(&s.on_line(line("RETR f"))), 521);
+}
+
+#[test]
+fn data_tls_failures_have_their_own_replies() {
+    let mut s = logged_in();
+    assert_eq!(
+        s.transfer_done(TransferOutcome::DataTlsNotResumed).code,
+        522
+    );
+    assert_eq!(s.transfer_done(TransferOutcome::DataTlsFailed).code, 425);
 }
