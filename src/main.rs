@@ -473,8 +473,51 @@ fn check_config(file: &PathBuf) -> Result<()> {
         }
     };
     check_roots(file, &roots, &writer)?;
-    println!("{}: ok ({what})", file.display());
+    let tls = check_tls(file, &cfg)?;
+    println!("{}: ok ({what}{tls})", file.display());
     Ok(())
+}
+
+/// The configured certificate must load, match its key and be valid now; a self-signed one is
+/// only announced. Returns a note for the summary line.
+fn check_tls(file: &Path, cfg: &FileConfig) -> Result<String> {
+    let mut sc = ServerConfig::default_with(String::new(), String::new());
+    cfg.apply(&mut sc);
+    if sc.tls.mode == TlsMode::Off && sc.tls.implicit_listen.is_none() {
+        return Ok(", FTPS off".into());
+    }
+    if sc.tls.cert.is_none() {
+        let (c, _, _) = sc.tls.paths(&sc.root);
+        return Ok(format!(
+            ", FTPS with the self-signed certificate {} (created at start if missing)",
+            c.display()
+        ));
+    }
+    let loaded = sc
+        .tls
+        .load(&sc.root)
+        .with_context(|| format!("{}: keys \"tls_cert\"/\"tls_key\"", file.display()))?;
+    let Some(t) = loaded else {
+        return Ok(String::new());
+    };
+    let problems = ringest::server::config::tls::problems(&t.info, std::time::SystemTime::now());
+    let expired = t.info.expired(std::time::SystemTime::now())
+        || t.info.not_yet_valid(std::time::SystemTime::now());
+    for p in &problems {
+        println!("{}: {}: {p}", file.display(), t.cert_path.display());
+    }
+    if expired {
+        anyhow::bail!(
+            "{}: key \"tls_cert\": {}",
+            file.display(),
+            problems.join("; ")
+        );
+    }
+    Ok(format!(
+        ", FTPS certificate {} SHA-256 {}",
+        t.cert_path.display(),
+        t.info.fingerprint
+    ))
 }
 
 /// Reads one line from the terminal on stdin without echoing it (the newline is still shown).

@@ -146,7 +146,8 @@ fn lftp_process_killed_mid_upload_lands_nothing() {
         .args(["-u", &format!("{},{}", srv.user, srv.pass)])
         .args(["-p", &srv.port.to_string(), "127.0.0.1", "-e"])
         .arg(format!(
-            "set ftp:use-allo yes; set net:limit-rate 262144; put {} -o sigkill.bin; bye",
+            "set ftp:ssl-allow no; set ftp:use-allo yes; set net:limit-rate 262144; \
+             put {} -o sigkill.bin; bye",
             local.display()
         ))
         .stdin(std::process::Stdio::null())

@@ -297,7 +297,8 @@ fn assert_not_leaked(data: &[u8], secret: &[u8], what: &str) {
 
 const SECRET: &[u8] = b"TOP-SECRET-CONTENT-outside-the-ftp-root\n";
 
-/// The private base dir must contain only what the harness put there.
+/// The private base dir must contain only what the harness put there, and the self-signed
+/// certificate and key the server itself creates beside its root (FTPS).
 fn assert_base_untouched(srv: &Server) {
     let root_name = srv
         .root()
@@ -305,7 +306,13 @@ fn assert_base_untouched(srv: &Server) {
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    assert_dir_exactly(&srv.root_parent(), &[&root_name], "root's parent");
+    let cert = format!("{root_name}.tls-cert.pem");
+    let key = format!("{root_name}.tls-key.pem");
+    assert_dir_exactly(
+        &srv.root_parent(),
+        &[&root_name, &cert, &key],
+        "root's parent",
+    );
     assert_dir_exactly(
         srv.base(),
         &["scratch", "server-stderr.log", "up"],

@@ -164,7 +164,7 @@ fn lftp_with_forced_tls_puts_gets_and_lists_passive_and_active() {
     let local = make_test_file(&srv.scratch(), "l.bin", 2 * MIB + 3, 74);
     for passive in ["yes", "no"] {
         let script = format!(
-            "set ftp:ssl-force true; set ftp:ssl-protect-data true; set ssl:ca-file {}; \
+            "set ftp:ssl-allow yes; set ftp:ssl-force true; set ftp:ssl-protect-data true; set ssl:ca-file {}; \
              set ftp:passive-mode {passive}; put l.bin -o l-{passive}.bin; ls; \
              get l-{passive}.bin -o back-{passive}.bin; bye",
             cert.display()

@@ -433,10 +433,17 @@ impl Session {
         self.protected
     }
 
-    /// The logged-in user must protect data connections (a per-user rule stricter than the
-    /// server's).
-    pub fn require_protected_data(&mut self) {
-        self.data_required = true;
+    /// The logged-in user's own rule for data connections (`true`: PROT P required), in place of
+    /// the server's.
+    pub fn set_data_required(&mut self, required: bool) {
+        self.data_required = required;
+    }
+
+    /// Result of [`Action::Authenticate`] for a correct password whose account may not log in this
+    /// way (it requires TLS): 530 with the reason.
+    pub fn login_refused(&mut self, why: &str) -> Reply {
+        self.auth = Auth::AwaitUser;
+        Reply::new(530, why)
     }
 
     /// Whether the server should keep the MODE B data connection it holds. Anything that ends it

@@ -1799,14 +1799,17 @@ pub fn curl(max_time_s: u64) -> Command {
 
 /// Runs `lftp -u user,pass -p PORT 127.0.0.1 -e SCRIPT` against `srv`, bounded by `timeout -k 5`
 /// (lftp retries for a long time on its own), with HOME and the working directory in the server's
-/// scratch directory so no user's lftp settings apply.
+/// scratch directory so no user's lftp settings apply. Plain FTP unless the script turns TLS on
+/// (`set ftp:ssl-allow yes`): lftp tries AUTH TLS whenever FEAT offers it and then refuses the
+/// server's self-signed certificate.
 pub fn lftp_script(srv: &Server, script: &str, timeout_s: u64) -> CmdOutput {
     require_tool("lftp");
     require_tool("timeout");
     let mut cmd = Command::new("timeout");
+    let script = format!("set ftp:ssl-allow no; {script}");
     cmd.args(["-k", "5", &timeout_s.to_string(), "lftp", "-u"])
         .arg(format!("{},{}", srv.user, srv.pass))
-        .args(["-p", &srv.port.to_string(), "127.0.0.1", "-e", script])
+        .args(["-p", &srv.port.to_string(), "127.0.0.1", "-e", &script])
         .env("HOME", srv.scratch())
         .current_dir(srv.scratch());
     run_cmd(&mut cmd, Duration::from_secs(timeout_s + 20))

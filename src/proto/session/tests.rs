@@ -772,7 +772,7 @@ fn required_data_protection_refuses_clear_transfers_and_prot_c() {
 #[test]
 fn a_user_rule_can_require_protected_data_after_login() {
     let mut s = logged_in();
-    s.require_protected_data();
+    s.set_data_required(true);
     assert_eq!(code(&s.on_line(line("PORT 127,0,0,1,200,10"))), 200);
     assert_eq!(code(&s.on_line(line("RETR f"))), 521);
 }

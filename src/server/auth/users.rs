@@ -118,6 +118,18 @@ pub struct UserInfo {
     /// Set for anonymous sessions: their extra restrictions, which [`UserInfo::access`] turns into a
     /// drop box.
     pub anonymous: Option<AnonPolicy>,
+    /// This user's FTPS rules, where they differ from the server's.
+    pub tls: UserTls,
+}
+
+/// A user's own FTPS rules (`tls`, `tls_data` in the users file).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UserTls {
+    /// `tls = "required"`: the login must come over TLS (a clear one is refused with 530).
+    pub login_required: bool,
+    /// `tls_data`: `Some(true)` requires protected data connections for this user, `Some(false)`
+    /// allows clear ones even where the server requires protection; `None` follows the server.
+    pub data_required: Option<bool>,
 }
 
 impl UserInfo {
@@ -341,6 +353,10 @@ struct RawUser {
     password: String,
     root: PathBuf,
     permissions: Option<Vec<String>>,
+    /// "optional" or "required".
+    tls: Option<String>,
+    /// "optional" or "required".
+    tls_data: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -417,6 +433,7 @@ impl UserDb {
                     anonymous: Some(AnonPolicy {
                         incoming: incoming.as_str().to_owned(),
                     }),
+                    tls: UserTls::default(),
                 })
             }
             _ => None,
@@ -465,6 +482,18 @@ impl UserDb {
                     p
                 }
             };
+            let required = |key: &str, v: &Option<String>| match v.as_deref() {
+                None => Ok(None),
+                Some("optional") => Ok(Some(false)),
+                Some("required") => Ok(Some(true)),
+                Some(other) => Err(invalid(format!(
+                    "{who}: key {key:?}: expected \"optional\" or \"required\", got {other:?}"
+                ))),
+            };
+            let tls = UserTls {
+                login_required: required("tls", &u.tls)?.unwrap_or(false),
+                data_required: required("tls_data", &u.tls_data)?,
+            };
             if decoy.is_none() {
                 decoy = Some(cred.clone());
             }
@@ -473,6 +502,7 @@ impl UserDb {
                 root: resolve(&u.root),
                 perms,
                 anonymous: None,
+                tls,
             };
             users.insert(u.name, Entry { info, cred });
         }
@@ -498,6 +528,7 @@ impl UserDb {
             root: root.into(),
             perms: Permissions::ALL,
             anonymous: None,
+            tls: UserTls::default(),
         };
         let mut users = HashMap::new();
         users.insert(

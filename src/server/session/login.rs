@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::engine::{blocking, time};
 use crate::proto::session::Access;
 use crate::server::auth::limits::LoginRefusal;
+use crate::server::auth::users::UserTls;
 use crate::server::context::CoreCtx;
 use crate::server::storage::{errno_of, Storage, UserRoot};
 
@@ -18,7 +19,7 @@ const BUSY_RETRY: Duration = Duration::from_millis(2);
 
 /// How a login attempt ended.
 pub enum Login {
-    Granted(Access, Storage),
+    Granted(Access, Storage, UserTls),
     /// Wrong name or password, or the IP's failed-login budget is spent: 530.
     Denied,
     /// The server could not serve this login now: 421 with this reason, then the connection closes.
@@ -100,7 +101,7 @@ pub async fn authenticate(ctx: &CoreCtx, ip: IpAddr, user: &str, password: &str)
     };
     attempt.succeeded();
     tracing::debug!(user = %info.name, %ip, "logged in");
-    Login::Granted(access, storage)
+    Login::Granted(access, storage, info.tls)
 }
 
 /// What a client may be told about a server-side error: its kind, never a server path.

@@ -323,8 +323,19 @@ impl SessionIo {
             Action::Authenticate { user, password } => {
                 let ip = self.ctl.peer.ip();
                 let access = match authenticate(&self.ctx, ip, &user, &password.0).await {
-                    Login::Granted(access, storage) => {
+                    Login::Granted(_, _, rules) if rules.login_required && !self.session.is_secure() => {
+                        tracing::info!(user = %user, "login refused: the account requires TLS");
+                        let r = self
+                            .session
+                            .login_refused("This account requires TLS: send AUTH TLS before USER.");
+                        self.ctl.queue(&r);
+                        return Ok(true);
+                    }
+                    Login::Granted(access, storage, rules) => {
                         self.storage = storage;
+                        if let Some(required) = rules.data_required {
+                            self.session.set_data_required(required);
+                        }
                         Some(access)
                     }
                     Login::Denied => None,
