@@ -189,10 +189,24 @@ fn setup(cfg: &RunCfg, prefix: &str, job: Job) -> Result<()> {
     let rt = run::runtime_config();
     let res = ringest::engine::block_on(0, &rt, async move {
         let src = cfg.sources.first().copied();
+        let implicit = cfg
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.mode == tls::Mode::Implicit);
         let mut c = ftp::Control::open(cfg.server, src, cfg.op_timeout, cfg.tls.as_deref())
             .await
             .map_err(|e| match e {
+                // A plain port answers the ClientHello with its 220 greeting.
+                ftp::Fail::Tls { .. } if implicit => format!(
+                    "{} (not an implicit-TLS port? then use --tls)",
+                    e.describe()
+                ),
                 ftp::Fail::Tls { .. } | ftp::Fail::Fatal(_) => e.describe(),
+                // An implicit-TLS port says nothing until it gets a ClientHello.
+                ftp::Fail::Timeout { step: "greeting" } if cfg.tls.is_some() && !implicit => format!(
+                    "{}: no greeting (an implicit-TLS port? then use --tls-implicit instead of --tls)",
+                    e.describe()
+                ),
                 _ => format!(
                     "cannot reach the server at {}: {}",
                     cfg.server,
