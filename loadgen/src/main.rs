@@ -6,6 +6,9 @@
 //! runtime thread per CPU and over `--source-addrs`. File content is a pure function of (seed, file
 //! id, offset), so `--verify` can check every file without keeping what was sent.
 //!
+//! FTPS (RFC 4217): `--tls` (explicit, `AUTH TLS`) or `--tls-implicit`, with `--ca FILE` or
+//! `--insecure`; every data connection is TLS too and resumes its control connection's session.
+//!
 //! Exit code: 0 when every file was stored (and verified, with `--verify`); 1 when some failed or
 //! mismatched; 2 on a fatal problem (cannot connect, the server gone mid-run, login refused, MODE B
 //! unsupported, bad usage).
@@ -14,6 +17,7 @@ mod content;
 mod ftp;
 mod run;
 mod stats;
+mod tls;
 mod verify;
 
 use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
@@ -103,6 +107,23 @@ struct Cli {
     /// Send `ALLO <size>` before each STOR (ringest then refuses a MODE S upload cut short of it).
     #[arg(long, global = true)]
     allo: bool,
+    /// FTPS, explicit: `AUTH TLS` after the greeting, then PBSZ 0 / PROT P after the login; every data
+    /// connection is TLS and resumes the control connection's session. Needs --ca or --insecure.
+    #[arg(long, global = true, conflicts_with = "tls_implicit")]
+    tls: bool,
+    /// FTPS, implicit: the TLS handshake right after connecting, before the greeting (the port is
+    /// usually 990: pass --port). Needs --ca or --insecure.
+    #[arg(long, global = true)]
+    tls_implicit: bool,
+    /// Check the server's certificate against the PEM certificates in FILE (e.g. its self-signed one).
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "insecure")]
+    ca: Option<PathBuf>,
+    /// Accept any server certificate (benchmarks against self-signed servers).
+    #[arg(long, global = true)]
+    insecure: bool,
+    /// The name the certificate must carry (default: --host as given, an IP address or a DNS name).
+    #[arg(long, global = true, value_name = "NAME")]
+    tls_name: Option<String>,
 }
 
 /// Whether client threads are pinned to CPUs (see `--pin`).
@@ -168,14 +189,29 @@ fn setup(cfg: &RunCfg, prefix: &str, job: Job) -> Result<()> {
     let rt = run::runtime_config();
     let res = ringest::engine::block_on(0, &rt, async move {
         let src = cfg.sources.first().copied();
-        let mut c = ftp::Control::open(cfg.server, src, cfg.op_timeout)
+        let implicit = cfg
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.mode == tls::Mode::Implicit);
+        let mut c = ftp::Control::open(cfg.server, src, cfg.op_timeout, cfg.tls.as_deref())
             .await
-            .map_err(|e| {
-                format!(
+            .map_err(|e| match e {
+                // A plain port answers the ClientHello with its 220 greeting.
+                ftp::Fail::Tls { .. } if implicit => format!(
+                    "{} (not an implicit-TLS port? then use --tls)",
+                    e.describe()
+                ),
+                ftp::Fail::Tls { .. } | ftp::Fail::Fatal(_) => e.describe(),
+                // An implicit-TLS port says nothing until it gets a ClientHello.
+                ftp::Fail::Timeout { step: "greeting" } if cfg.tls.is_some() && !implicit => format!(
+                    "{}: no greeting (an implicit-TLS port? then use --tls-implicit instead of --tls)",
+                    e.describe()
+                ),
+                _ => format!(
                     "cannot reach the server at {}: {}",
                     cfg.server,
                     e.describe()
-                )
+                ),
             })?;
         c.login(&cfg.user, &cfg.password)
             .await
@@ -309,6 +345,19 @@ fn real_main(cli: &Cli) -> Result<i32> {
         Some(s) => parse_sources(s)?,
         None => Vec::new(),
     };
+    let tls_mode = match (cli.tls, cli.tls_implicit) {
+        (true, _) => Some(tls::Mode::Explicit),
+        (_, true) => Some(tls::Mode::Implicit),
+        _ => None,
+    };
+    let tls = tls::from_flags(
+        tls_mode,
+        cli.insecure,
+        cli.ca.as_deref(),
+        cli.tls_name.as_deref(),
+        &cli.host,
+        server.ip(),
+    )?;
     let threads = cli
         .threads
         .unwrap_or_else(|| ringest::engine::thread::allowed_cpus().len())
@@ -333,6 +382,7 @@ fn real_main(cli: &Cli) -> Result<i32> {
         progress: !cli.json && !cli.quiet,
         nofile,
         allo: cli.allo,
+        tls,
     });
     let base = cli.prefix.clone();
     let prefix_for = |name: &str, compare: bool| match (&base, compare) {
@@ -401,12 +451,16 @@ fn real_main(cli: &Cli) -> Result<i32> {
                 "passive_command".into(),
                 json!(if cfg.epsv { "EPSV" } else { "PASV" }),
             );
+            obj.insert(
+                "tls_mode".into(),
+                json!(cfg.tls.as_ref().map(|t| t.mode.name())),
+            );
             obj.insert("exit_code".into(), json!(code));
         }
         println!("{out}");
     } else {
         println!(
-            "loadgen {} -> {}: {} sessions on {} threads, {} files of {}, seed {}",
+            "loadgen {} -> {}{}: {} sessions on {} threads, {} files of {}, seed {}",
             match cli.scenario {
                 Scenario::Stream => "stream",
                 Scenario::StreamReconnect => "stream-reconnect",
@@ -414,6 +468,10 @@ fn real_main(cli: &Cli) -> Result<i32> {
                 Scenario::Compare => "compare",
             },
             cfg.server,
+            match &cfg.tls {
+                Some(t) => format!(" (FTPS {}, name {})", t.mode.name(), t.name.to_str()),
+                None => String::new(),
+            },
             cfg.sessions,
             cfg.threads,
             cli.files,

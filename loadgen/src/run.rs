@@ -2,21 +2,25 @@
 //! shared counter, with retries, a hard deadline and a progress line.
 
 use std::cell::{Cell, RefCell};
+use std::future::{poll_fn, Future};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{mpsc, Arc};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use ringest::engine::op::{self, Op};
 use ringest::engine::{self, time, RuntimeConfig};
 use ringest::proto::modeb;
+use ringest::proto::reply::Reply;
 
 use crate::content::{self, SizeSpec};
 use crate::ftp::{self, reply_fail, Control, DataConn, Fail};
 use crate::stats::{limit_notes, PhaseResult, Shared, ThreadStats, FILE_FAILED, FILE_OK};
+use crate::tls::TlsOpts;
 
 /// What each session does with its files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +66,8 @@ pub struct RunCfg {
     /// Announce each upload's size with `ALLO` before its STOR, so a server that checks it (ringest
     /// does in MODE S) can tell a cut connection from a complete file.
     pub allo: bool,
+    /// FTPS: TLS on the control connection and on every data connection (`None`: plain FTP).
+    pub tls: Option<Arc<TlsOpts>>,
 }
 
 /// Attempts per file: the first try and three retries.
@@ -99,7 +105,7 @@ struct ThreadCtx {
 struct SessState {
     src: Option<IpAddr>,
     ctrl: Option<Control>,
-    data: Option<Rc<DataConn>>,
+    data: Option<DataConn>,
     buf: Vec<u8>,
     scratch: Vec<u8>,
 }
@@ -113,11 +119,10 @@ impl SessState {
     }
 
     /// Closes the data connection cleanly (at a file boundary).
-    fn close_data(&mut self) {
-        if let Some(d) = self.data.take() {
-            if let Ok(d) = Rc::try_unwrap(d) {
-                d.finish();
-            }
+    async fn close_data(&mut self, dur: Duration) {
+        if let Some(mut d) = self.data.take() {
+            let _ = d.end(dur).await;
+            d.absorb();
         }
     }
 }
@@ -216,6 +221,7 @@ pub fn run_phase(cfg: &Arc<RunCfg>, job: Job, prefix: &str, ids: Vec<u64>) -> Re
         elapsed,
         data_conns: shared.data_conns.load(Relaxed),
         ctrl_conns: shared.ctrl_conns.load(Relaxed),
+        tls: cfg.tls.as_ref().map(|o| shared.tls_counts(o.mode.name())),
         stats,
         fatal,
         notes,
@@ -350,7 +356,7 @@ async fn session_loop(t: Rc<ThreadCtx>, src: Option<IpAddr>, current: Rc<Cell<Op
     if let Some(c) = st.ctrl.take() {
         c.quit().await;
     }
-    st.close_data();
+    st.close_data(t.cfg.op_timeout).await;
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -393,20 +399,128 @@ async fn begin_transfer(
         return Err(no_control());
     };
     let addr = ctrl.passive(t.cfg.epsv).await?;
-    let data = data_connect(t, addr, st.src).await?;
+    let mut data = data_connect(t, addr, st.src).await?;
     announce_size(t, ctrl, verb, id).await?;
     ctrl.send(&format!("{verb} {}", file_name(&t.prefix, id)), verb)
         .await?;
     let t0 = Instant::now();
-    let r = ctrl.reply(verb).await?;
+    let r = preliminary(t, ctrl, &mut data, verb).await?;
     if !matches!(r.code, 150 | 125) {
         return Err(reply_fail(verb, &r));
     }
     Ok((data, t0))
 }
 
+/// The command's preliminary reply (150) and, with TLS, the data connection's handshake at the same
+/// time: some servers send 150 first and then wait for the ClientHello (vsftpd), others may finish
+/// the handshake first. An error reply ends the wait for the handshake; a failed handshake is
+/// explained by the server's reply when one comes within a second (vsftpd: `522 ... session reuse
+/// required`).
+async fn preliminary(
+    t: &ThreadCtx,
+    ctrl: &mut Control,
+    data: &mut DataConn,
+    verb: &'static str,
+) -> Result<Reply, Fail> {
+    let Some(session) = ctrl.session_tls().cloned() else {
+        return ctrl.reply(verb).await;
+    };
+    let (handshake, reply) = {
+        let hs = data.handshake(session.config, session.name, t.cfg.op_timeout);
+        let rp = ctrl.reply(verb);
+        both_unless(hs, rp, |hs, rp| {
+            matches!(hs, Some(Err(_)))
+                || matches!(rp, Some(Err(_)))
+                || matches!(rp, Some(Ok(r)) if !matches!(r.code, 150 | 125))
+        })
+        .await
+    };
+    match handshake {
+        Some(Ok(resumed)) => {
+            t.shared.tls_data.fetch_add(1, Relaxed);
+            if resumed {
+                t.shared.tls_data_resumed.fetch_add(1, Relaxed);
+            }
+        }
+        Some(Err(f)) => {
+            t.shared.tls_failed.fetch_add(1, Relaxed);
+            // What the server says about it (it may have sent 150 before the handshake failed).
+            let mut said = match reply {
+                Some(Ok(r)) if !matches!(r.code, 150 | 125) => Some(r),
+                _ => None,
+            };
+            if said.is_none() {
+                if let Ok(Ok(r)) = time::timeout(Duration::from_secs(1), ctrl.reply(verb)).await {
+                    said = Some(r);
+                }
+            }
+            return Err(match (f, said) {
+                (Fail::Tls { step, msg }, Some(r)) => Fail::Tls {
+                    step,
+                    msg: format!("{msg}; the server said {} {}", r.code, r.lines.join(" ")),
+                },
+                (f, _) => f,
+            });
+        }
+        // The reply ended the wait: it is the error.
+        None => {}
+    }
+    reply.unwrap_or_else(|| {
+        Err(Fail::Protocol {
+            step: verb,
+            msg: "no reply".into(),
+        })
+    })
+}
+
+/// Runs `a` and `b` together until both are done, or until `stop` (given what is done so far) says
+/// the other one no longer matters; the one not done is dropped (cancelled).
+async fn both_unless<A: Future, B: Future>(
+    a: A,
+    b: B,
+    stop: impl Fn(&Option<A::Output>, &Option<B::Output>) -> bool,
+) -> (Option<A::Output>, Option<B::Output>) {
+    let mut a = pin!(a);
+    let mut b = pin!(b);
+    let (mut ra, mut rb) = (None, None);
+    poll_fn(|cx| {
+        if ra.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        if (ra.is_some() && rb.is_some()) || stop(&ra, &rb) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    (ra, rb)
+}
+
 async fn open_login(t: &ThreadCtx, src: Option<IpAddr>) -> Result<Control, Fail> {
-    let mut c = match Control::open(t.cfg.server, src, t.cfg.op_timeout).await {
+    let opened = Control::open(t.cfg.server, src, t.cfg.op_timeout, t.cfg.tls.as_deref()).await;
+    match &opened {
+        Ok(c) => {
+            if let Some(d) = c.tls_describe() {
+                t.shared.tls_ctrl.fetch_add(1, Relaxed);
+                if let Ok(mut v) = t.shared.tls_version.lock() {
+                    v.get_or_insert(d);
+                }
+            }
+        }
+        Err(Fail::Tls { .. }) => {
+            t.shared.tls_failed.fetch_add(1, Relaxed);
+        }
+        Err(_) => {}
+    }
+    let mut c = match opened {
         // Nothing listens any more: every further file would fail the same way, so stop the run
         // now instead of retrying each one until --duration runs out.
         Err(f) if f.raw_os_error() == Some(libc::ECONNREFUSED) => {
@@ -446,7 +560,7 @@ async fn stream_file(
     id: u64,
     reconnect: bool,
 ) -> Result<Outcome, Fail> {
-    let (data, t0) = begin_transfer(t, st, "STOR", id).await?;
+    let (mut data, t0) = begin_transfer(t, st, "STOR", id).await?;
     let Some(ctrl) = st.ctrl.as_mut() else {
         return Err(no_control());
     };
@@ -457,7 +571,7 @@ async fn stream_file(
         let mut buf = std::mem::take(&mut st.buf);
         buf.clear();
         content::append(t.cfg.seed, id, off, n, &mut buf);
-        let (res, back) = ftp::send_all(data.fd(), buf, t.cfg.op_timeout, "data send").await;
+        let (res, back) = data.send(buf, t.cfg.op_timeout, "data send").await;
         if let Some(b) = back {
             st.buf = b;
         }
@@ -467,8 +581,15 @@ async fn stream_file(
         }
         off += n as u64;
     }
-    data.finish();
+    // With TLS, close_notify: the server takes an upload without it as cut short.
+    if let Err(e) = data.end(t.cfg.op_timeout).await {
+        drop(data);
+        return Err(explain_send_failure(ctrl, e).await);
+    }
     let r = ctrl.reply("STOR final").await?;
+    // The tickets the server sent after this data handshake, for the session's next files.
+    data.absorb();
+    drop(data);
     if !matches!(r.code, 226 | 250) {
         return Err(reply_fail("STOR final", &r));
     }
@@ -502,21 +623,24 @@ async fn block_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcom
     let Some(ctrl) = st.ctrl.as_mut() else {
         return Err(no_control());
     };
-    if st.data.is_none() {
-        let addr = ctrl.passive(t.cfg.epsv).await?;
-        st.data = Some(Rc::new(data_connect(t, addr, st.src).await?));
-    }
-    let Some(data) = st.data.clone() else {
-        return Err(Fail::Protocol {
-            step: "session",
-            msg: "no data".into(),
-        });
+    // The session's data connection, taken while it carries this file: an error drops (resets) it.
+    let (mut data, fresh) = match st.data.take() {
+        Some(d) => (d, false),
+        None => {
+            let addr = ctrl.passive(t.cfg.epsv).await?;
+            (data_connect(t, addr, st.src).await?, true)
+        }
     };
     announce_size(t, ctrl, "STOR", id).await?;
     ctrl.send(&format!("STOR {}", file_name(&t.prefix, id)), "STOR")
         .await?;
     let t0 = Instant::now();
-    let r = ctrl.reply("STOR").await?;
+    // A new data connection's TLS handshake runs with the first STOR; later files reuse it.
+    let r = if fresh {
+        preliminary(t, ctrl, &mut data, "STOR").await?
+    } else {
+        ctrl.reply("STOR").await?
+    };
     if !matches!(r.code, 150 | 125) {
         return Err(reply_fail("STOR", &r));
     }
@@ -535,7 +659,7 @@ async fn block_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcom
             content::append(t.cfg.seed, id, off, usize::from(n), &mut buf);
             off += u64::from(n);
         }
-        let (res, back) = ftp::send_all(data.fd(), buf, t.cfg.op_timeout, "data send").await;
+        let (res, back) = data.send(buf, t.cfg.op_timeout, "data send").await;
         if let Some(b) = back {
             st.buf = b;
         }
@@ -549,12 +673,13 @@ async fn block_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcom
     }
     let r = ctrl.reply("STOR final").await?;
     let latency = t0.elapsed();
+    data.absorb();
     match r.code {
-        250 => {}
+        250 => st.data = Some(data),
         // The server closed the data connection: the next file needs a new PASV.
         226 => {
-            drop(data);
-            st.close_data();
+            st.data = Some(data);
+            st.close_data(t.cfg.op_timeout).await;
         }
         _ => return Err(reply_fail("STOR final", &r)),
     }
@@ -566,7 +691,7 @@ async fn block_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcom
 }
 
 async fn retr_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcome, Fail> {
-    let (data, t0) = begin_transfer(t, st, "RETR", id).await?;
+    let (mut data, t0) = begin_transfer(t, st, "RETR", id).await?;
     let Some(ctrl) = st.ctrl.as_mut() else {
         return Err(no_control());
     };
@@ -575,23 +700,12 @@ async fn retr_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcome
     let mut mismatch = None;
     let mut buf = std::mem::take(&mut st.buf);
     loop {
-        buf.clear();
-        buf.reserve(256 * 1024);
-        let (res, b) =
-            Op::with_timeout(op::recv::Recv::new(data.fd(), buf), t.cfg.op_timeout).await;
+        let (res, b) = data.recv(buf, t.cfg.op_timeout).await;
         buf = b;
         let n = match res {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {
-                return Err(Fail::Timeout { step: "data recv" })
-            }
-            Err(e) => {
-                return Err(Fail::Io {
-                    step: "data recv",
-                    err: e,
-                })
-            }
+            Err(e) => return Err(e),
         };
         if mismatch.is_none() {
             let want = (size.saturating_sub(got)).min(n as u64) as usize;
@@ -613,8 +727,10 @@ async fn retr_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcome
         got += n as u64;
     }
     st.buf = buf;
-    data.finish();
+    // Our close_notify in turn (the server may be gone already: nothing depends on it).
+    let _ = data.end(t.cfg.op_timeout).await;
     let r = ctrl.reply("RETR final").await?;
+    drop(data);
     if !matches!(r.code, 226 | 250) {
         return Err(reply_fail("RETR final", &r));
     }

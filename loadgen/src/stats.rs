@@ -25,6 +25,14 @@ pub struct Shared {
     pub bytes: AtomicU64,
     pub data_conns: AtomicU64,
     pub ctrl_conns: AtomicU64,
+    /// TLS handshakes that completed on control and data connections, the data handshakes that
+    /// resumed a session, and handshakes that failed (control or data).
+    pub tls_ctrl: AtomicU64,
+    pub tls_data: AtomicU64,
+    pub tls_data_resumed: AtomicU64,
+    pub tls_failed: AtomicU64,
+    /// The first control connection's TLS version and cipher suite.
+    pub tls_version: Mutex<Option<String>>,
     /// Per file: pending, ok or failed (indexed by position in the run's file list).
     pub status: Vec<AtomicU8>,
     /// Set on a fatal error: sessions stop taking files.
@@ -43,10 +51,27 @@ impl Shared {
             bytes: AtomicU64::new(0),
             data_conns: AtomicU64::new(0),
             ctrl_conns: AtomicU64::new(0),
+            tls_ctrl: AtomicU64::new(0),
+            tls_data: AtomicU64::new(0),
+            tls_data_resumed: AtomicU64::new(0),
+            tls_failed: AtomicU64::new(0),
+            tls_version: Mutex::new(None),
             status: (0..files).map(|_| AtomicU8::new(FILE_PENDING)).collect(),
             stop: AtomicBool::new(false),
             fatal: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The TLS counts so far (`mode`: explicit or implicit).
+    pub fn tls_counts(&self, mode: &'static str) -> TlsCounts {
+        TlsCounts {
+            mode,
+            control_handshakes: self.tls_ctrl.load(Relaxed),
+            data_handshakes: self.tls_data.load(Relaxed),
+            data_resumed: self.tls_data_resumed.load(Relaxed),
+            handshake_failures: self.tls_failed.load(Relaxed),
+            version: self.tls_version.lock().ok().and_then(|v| v.clone()),
         }
     }
 
@@ -137,6 +162,18 @@ impl ThreadStats {
     }
 }
 
+/// What TLS did in a phase.
+#[derive(Clone, Debug, Default)]
+pub struct TlsCounts {
+    pub mode: &'static str,
+    pub control_handshakes: u64,
+    pub data_handshakes: u64,
+    /// Data handshakes that resumed their control connection's session.
+    pub data_resumed: u64,
+    pub handshake_failures: u64,
+    pub version: Option<String>,
+}
+
 /// The outcome of one phase (a load scenario or a download verification).
 pub struct PhaseResult {
     pub name: String,
@@ -148,6 +185,8 @@ pub struct PhaseResult {
     pub elapsed: Duration,
     pub data_conns: u64,
     pub ctrl_conns: u64,
+    /// `None` without TLS.
+    pub tls: Option<TlsCounts>,
     pub stats: ThreadStats,
     pub fatal: Option<String>,
     pub notes: Vec<String>,
@@ -168,6 +207,7 @@ impl PhaseResult {
             elapsed: Duration::ZERO,
             data_conns: 0,
             ctrl_conns: 0,
+            tls: None,
             stats: ThreadStats::default(),
             fatal: Some(msg),
             notes: Vec::new(),
@@ -209,6 +249,7 @@ impl PhaseResult {
             .iter()
             .map(|(k, v)| (k.clone(), json!(v)))
             .collect();
+        let tls = self.tls.clone().unwrap_or_default();
         json!({
             "scenario": self.name,
             "prefix": self.prefix,
@@ -230,6 +271,12 @@ impl PhaseResult {
             },
             "data_connections": self.data_conns,
             "control_connections": self.ctrl_conns,
+            "tls": self.tls.as_ref().map(|t| t.mode),
+            "tls_version": tls.version,
+            "tls_control_handshakes": tls.control_handshakes,
+            "tls_data_handshakes": tls.data_handshakes,
+            "tls_data_resumed": tls.data_resumed,
+            "tls_handshake_failures": tls.handshake_failures,
             "retries": self.stats.retries,
             "errors_by_code": codes,
             "errors_by_kind": kinds,
@@ -274,6 +321,17 @@ impl PhaseResult {
             "connections control {}, data {}",
             self.ctrl_conns, self.data_conns
         );
+        if let Some(t) = &self.tls {
+            println!(
+                "tls         {} ({}): handshakes control {}, data {} ({} resumed), {} failed",
+                t.mode,
+                t.version.as_deref().unwrap_or("no handshake"),
+                t.control_handshakes,
+                t.data_handshakes,
+                t.data_resumed,
+                t.handshake_failures
+            );
+        }
         if self.stats.retries > 0 {
             println!("retries     {}", self.stats.retries);
         }
