@@ -21,9 +21,10 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 
 use super::cert::{CertError, CertKey};
 
-/// The crypto provider: ring (see the FTPS section of docs/ for the measurement behind the choice).
+/// The crypto provider: aws-lc-rs, which measured 25-32% less server CPU than ring per ECDSA
+/// handshake (2.2x less with RSA-2048) and ~10% faster AES-GCM (bench/tls-providers/README.md).
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// Session tickets sent on each control connection: a few, so a client that uses one per data

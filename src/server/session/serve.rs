@@ -323,7 +323,9 @@ impl SessionIo {
             Action::Authenticate { user, password } => {
                 let ip = self.ctl.peer.ip();
                 let access = match authenticate(&self.ctx, ip, &user, &password.0).await {
-                    Login::Granted(_, _, rules) if rules.login_required && !self.session.is_secure() => {
+                    Login::Granted(_, _, rules)
+                        if rules.login_required && !self.session.is_secure() =>
+                    {
                         tracing::info!(user = %user, "login refused: the account requires TLS");
                         let r = self
                             .session
