@@ -7,6 +7,7 @@ single (source, server) pair runs out of ports. At most --concurrency logins are
 finished (or --login-timeout passed) it writes a JSON report to --ready-file; it then holds the
 sessions until SIGTERM/SIGINT, a line (or EOF) on stdin if --stdin-stop is given, or --hold seconds,
 whichever comes first, closes them all and prints the final JSON report on stdout.
+With --tls each session is explicit FTPS: AUTH TLS (verifying the server against --ca) before USER.
 
   idle.py --port 2121 --user u --password p --sessions 10000 --ready-file /tmp/ready.json
 """
@@ -17,6 +18,7 @@ import json
 import os
 import resource
 import signal
+import ssl
 import sys
 import time
 
@@ -77,6 +79,13 @@ async def login(i, args, src, sem, stats, conns):
             code, text = await asyncio.wait_for(read_reply(reader), args.op_timeout)
             if code != "220":
                 raise RuntimeError(f"greeting {text}")
+            if args.tls_context is not None:
+                writer.write(b"AUTH TLS\r\n")
+                code, text = await asyncio.wait_for(read_reply(reader), args.op_timeout)
+                if code != "234":
+                    raise RuntimeError(f"AUTH TLS {text}")
+                await asyncio.wait_for(writer.start_tls(args.tls_context, server_hostname=args.host),
+                                       args.op_timeout)
             writer.write(f"USER {args.user}\r\n".encode())
             code, text = await asyncio.wait_for(read_reply(reader), args.op_timeout)
             if code == "331":
@@ -170,7 +179,12 @@ def main():
     ap.add_argument("--hold", type=float, default=120.0, help="longest hold after the login phase")
     ap.add_argument("--ready-file", help="JSON report written when the login phase ends")
     ap.add_argument("--stdin-stop", action="store_true", help="stop on a line or EOF on stdin")
+    ap.add_argument("--tls", action="store_true", help="explicit FTPS: AUTH TLS before logging in")
+    ap.add_argument("--ca", help="with --tls: the CA (or self-signed) certificate to verify the server")
     args = ap.parse_args()
+    args.tls_context = None
+    if args.tls:
+        args.tls_context = ssl.create_default_context(cafile=args.ca)
     if args.password is None:
         ap.error("--password or IDLE_PASSWORD is required")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

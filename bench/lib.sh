@@ -11,6 +11,9 @@ declare -A PORT_BASE=([ringest]=2100 [ringest-buffered]=2150 [ringest-base]=2170
 declare -A PASV_LO=([ringest]=3000 [ringest-buffered]=3000 [ringest-base]=3000 [vsftpd]=7000 [pureftpd]=11000)
 declare -A PASV_HI=([ringest]=6999 [ringest-buffered]=6999 [ringest-base]=6999 [vsftpd]=10999 [pureftpd]=32000)
 
+# FTPS (--tls): off unless run.sh sets TLS=1. One certificate for every server (make_tls_cert).
+TLS=${TLS:-0}
+
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
@@ -95,6 +98,37 @@ ensure_user() {
     # vsftpd's PAM stack denies users listed in /etc/ftpusers.
     if grep -qx "$BENCH_USER" /etc/ftpusers 2>/dev/null; then die "$BENCH_USER is listed in /etc/ftpusers"; fi
 }
+
+# --- FTPS ---------------------------------------------------------------------------------------
+# One self-signed P-256 certificate for all servers and clients, made once per invocation in
+# $WORK/tls: TLS_CERT (certificate), TLS_KEY (its key), TLS_PEM (key + certificate in one file, the
+# bundle Pure-FTPd's -2/--certfile takes). Clients trust TLS_CERT itself (loadgen --ca, curl --cacert).
+make_tls_cert() {
+    local dir="$WORK/tls"
+    mkdir -p "$dir"
+    chmod 700 "$dir"
+    TLS_CERT=$dir/cert.pem
+    TLS_KEY=$dir/key.pem
+    TLS_PEM=$dir/pure-ftpd.pem
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+        -keyout "$TLS_KEY" -out "$TLS_CERT" >"$dir/openssl.log" 2>&1 || die "openssl req failed (see $dir/openssl.log)"
+    cat "$TLS_KEY" "$TLS_CERT" >"$TLS_PEM"
+    chmod 600 "$TLS_KEY" "$TLS_PEM"
+    chmod 644 "$TLS_CERT"
+    # The clients read the certificate as root; the servers load it as root before dropping privileges.
+    TLS_FINGERPRINT=$(openssl x509 -in "$TLS_CERT" -noout -fingerprint -sha256 | cut -d= -f2)
+}
+
+# The TLS flags of each server and client, in one place (adjust here when a flag changes).
+# ringest: TLS required on control and data (data connections must resume the control session).
+ringest_tls_args() { RINGEST_TLS_ARGS=(--tls required --tls-cert "$TLS_CERT" --tls-key "$TLS_KEY"); }
+# loadgen: explicit FTPS (AUTH TLS, then PBSZ 0 / PROT P), trusting our certificate.
+loadgen_tls_args() { LOADGEN_TLS_ARGS=(--tls --ca "$TLS_CERT"); }
+# Pure-FTPd: -Y 3 = TLS required on the control connection and the data connections; -2 the key+cert
+# bundle; -J the same cipher list vsftpd gets (TLS 1.2 and below; TLS 1.3 suites are OpenSSL's default).
+pureftpd_tls_args() { PUREFTPD_TLS_ARGS=(-Y 3 -2 "$TLS_PEM" -J HIGH); }
+# vsftpd: configs/vsftpd-tls.conf.in appended to configs/vsftpd.conf.in (see start_vsftpd).
 
 # --- system limits ------------------------------------------------------------------------------
 
@@ -184,6 +218,10 @@ start_ringest() {
     local args=(serve --listen "127.0.0.1:$port" --root "$root"
         --passive-ports "${PASV_LO[ringest]}-${PASV_HI[ringest]}"
         --max-sessions 20000 --max-sessions-per-ip 0 --shutdown-grace 2 "${RINGEST_EXTRA[@]}")
+    if (( TLS )); then
+        ringest_tls_args
+        args+=("${RINGEST_TLS_ARGS[@]}")
+    fi
     if [[ $AUTH == plain ]]; then
         args+=(--user "$BENCH_USER" --password "$BENCH_PASSWORD")
     else
@@ -222,6 +260,9 @@ start_vsftpd() {
     local conf="$WORK/vsftpd.conf"
     sed -e "s|@PORT@|$port|; s|@ROOT@|$root|; s|@PASV_LO@|${PASV_LO[vsftpd]}|; s|@PASV_HI@|${PASV_HI[vsftpd]}|" \
         -e "s|@ISOLATE@|${VSFTPD_ISOLATE:-NO}|" "$BENCH/configs/vsftpd.conf.in" >"$conf"
+    if (( TLS )); then
+        sed -e "s|@CERT@|$TLS_CERT|; s|@KEY@|$TLS_KEY|" "$BENCH/configs/vsftpd-tls.conf.in" >>"$conf"
+    fi
     chmod 600 "$conf"
     SRV_CMD="$VSFTPD_BIN $conf"
     reaped "$VSFTPD_BIN" "$conf" >"$logf" 2>&1 </dev/null &
@@ -241,6 +282,10 @@ start_pureftpd() {
     # -H no reverse DNS, -l puredb auth, -f none: no syslog, -I idle minutes, foreground (no -B).
     local args=(-S "127.0.0.1,$port" -c 20000 -C 20000 -p "${PASV_LO[pureftpd]}:${PASV_HI[pureftpd]}"
         -E -A -H -f none -I 15 -l "puredb:$pdb")
+    if (( TLS )); then
+        pureftpd_tls_args
+        args+=("${PUREFTPD_TLS_ARGS[@]}")
+    fi
     SRV_CMD="$PUREFTPD_BIN ${args[*]}"
     LD_LIBRARY_PATH=$PUREFTPD_LD reaped "$PUREFTPD_BIN" "${args[@]}" >"$logf" 2>&1 </dev/null &
     SRV_PID=$!

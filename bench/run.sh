@@ -4,7 +4,7 @@
 # a Markdown summary (bench/summarize.py). See bench/README.md.
 #
 #   bench/run.sh [--quick] [--scenarios 1,2,3] [--runs N] [--servers ringest,ringest-buffered,vsftpd,pureftpd]
-#                [--auth hash|plain] [--no-build] [--results DIR] [--idle-sessions N]
+#                [--auth hash|plain] [--no-build] [--results DIR] [--idle-sessions N] [--tls]
 set -uo pipefail
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,6 +20,7 @@ BUILD=1
 RESULTS=""
 IDLE_SESSIONS=""
 SRC_ADDRS=127.0.0.1-127.0.0.8
+TLS=0
 
 usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while (( $# )); do
@@ -32,6 +33,7 @@ while (( $# )); do
         --no-build) BUILD=0 ;;
         --results) RESULTS=$2; shift ;;
         --idle-sessions) IDLE_SESSIONS=$2; shift ;;
+        --tls) TLS=1 ;;
         -h|--help) usage 0 ;;
         *) echo "unknown option: $1" >&2; usage 2 ;;
     esac
@@ -58,6 +60,21 @@ fi
 
 # shellcheck source=bench/lib.sh
 source "$BENCH/lib.sh"
+
+# FTPS (--tls): one certificate for every server; the clients trust it. Every record of the run says
+# tls=1 and every scenario id ends in -tls, so FTPS and plain results cannot be mixed up. Without
+# --tls all of these stay empty and nothing changes.
+LOADGEN_TLS_ARGS=()
+IDLE_TLS_ARGS=()
+TLS_REC=()
+SCEN_SUFFIX=""
+if (( TLS )); then
+    make_tls_cert
+    loadgen_tls_args
+    IDLE_TLS_ARGS=(--tls --ca "$TLS_CERT")
+    TLS_REC=(--num tls=1)
+    SCEN_SUFFIX=-tls
+fi
 
 SRV_PID=""
 IDLE_PID=""
@@ -141,7 +158,13 @@ log "loadgen:   $LOADGEN_VERSION"
 [[ " ${SRVS[*]} " == *" vsftpd "* ]] && log "vsftpd:    $VSFTPD_VERSION ($VSFTPD_BIN)"
 [[ " ${SRVS[*]} " == *" pureftpd "* ]] && log "pure-ftpd: $PUREFTPD_VERSION ($PUREFTPD_BIN)"
 log "machine:   $(nproc) CPUs, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg), nofile $(ulimit -n)"
-log "mode:      $( ((QUICK)) && echo quick || echo full ), runs $RUNS, servers $SERVERS, auth $AUTH"
+if (( TLS )); then
+    # The TLS flags are new in both tools: say so early when these binaries do not know them (every
+    # run would then fail with server-start-failed / no-result, recorded as such).
+    "$LOADGEN_BIN" --help 2>&1 | grep -q -- '--ca' || log "WARNING: this loadgen does not list --ca in --help: FTPS runs will fail (see lib.sh loadgen_tls_args)"
+    "$RINGEST_BIN" serve --help 2>&1 | grep -q -- '--tls-cert' || log "WARNING: this ringest does not list --tls-cert in serve --help: its FTPS runs will fail (see lib.sh ringest_tls_args)"
+fi
+log "mode:      $( ((QUICK)) && echo quick || echo full ), runs $RUNS, servers $SERVERS, auth $AUTH$( ((TLS)) && echo ", FTPS (explicit, TLS required on control and data)" )"
 
 python3 "$BENCH/benchlib.py" record --out "$RESULTS/env.json" \
     --set "ringest=$RINGEST_VERSION" --set "loadgen=$LOADGEN_VERSION" \
@@ -151,6 +174,21 @@ python3 "$BENCH/benchlib.py" record --out "$RESULTS/env.json" \
     --set "scenarios=$SCENARIOS" --set "auth=$AUTH" --set "source_addrs=$SRC_ADDRS" \
     --set "started=$(date -Is)" --set "vsftpd_isolate=${VSFTPD_ISOLATE:-NO}"
 cp "$BENCH/configs/vsftpd.conf.in" "$RESULTS/vsftpd.conf.in"
+if (( TLS )); then
+    ringest_tls_args; pureftpd_tls_args
+    python3 - "$RESULTS/env.json" "$TLS_FINGERPRINT" "${RINGEST_TLS_ARGS[*]}" "${LOADGEN_TLS_ARGS[*]}" "${PUREFTPD_TLS_ARGS[*]}" <<'EOF'
+import json, sys
+path, fp, rg, lg, pf = sys.argv[1:6]
+with open(path) as f:
+    env = json.load(f)
+env.update(tls=True, tls_cert_sha256=fp, tls_ringest_args=rg, tls_loadgen_args=lg, tls_pureftpd_args=pf,
+           tls_vsftpd_conf="vsftpd-tls.conf.in")
+with open(path, "w") as f:
+    json.dump(env, f, indent=1, sort_keys=True)
+EOF
+    cp "$BENCH/configs/vsftpd-tls.conf.in" "$RESULTS/vsftpd-tls.conf.in"
+    cp "$TLS_CERT" "$RESULTS/tls-cert.pem"
+fi
 
 # --- ETA ----------------------------------------------------------------------------------------
 
@@ -210,7 +248,7 @@ lg_run() { # id kind sessions files size dur server run
         stop_server "$SRV_PID"; SRV_PID=""
         drop_root "$root"
         python3 "$BENCH/benchlib.py" record --out "$base.json" --set "server=$srv" --set "scenario=$id" \
-            --set "kind=$kind" --num "run=$run" --set "status=server-start-failed" --set "server_exit=$SRV_EXIT"
+            --set "kind=$kind" --num "run=$run" --set "status=server-start-failed" --set "server_exit=$SRV_EXIT" "${TLS_REC[@]}"
         return
     fi
     SRV_MAIN=$(main_of "$SRV_PID")
@@ -220,7 +258,7 @@ lg_run() { # id kind sessions files size dur server run
     LOADGEN_PASSWORD=$BENCH_PASSWORD python3 "$BENCH/benchlib.py" exec --timeout $((dur + 60)) \
         --stdout "$base.loadgen.json" --stderr "$base.loadgen.err" --meta "$base.exec.json" -- \
         "$LOADGEN_BIN" --port "$port" --user "$BENCH_USER" --json --quiet --source-addrs "$SRC_ADDRS" \
-        --duration "$dur" --sessions "$sess" --files "$files" --size "$size" "$kind"
+        --duration "$dur" --sessions "$sess" --files "$files" --size "$size" "${LOADGEN_TLS_ARGS[@]}" "$kind"
     python3 "$BENCH/benchlib.py" machine >"$base.mach1"
     python3 "$BENCH/benchlib.py" meminfo >"$base.mem1"
     local left alive=1
@@ -241,7 +279,7 @@ lg_run() { # id kind sessions files size dur server run
         --json "machine_before=$base.mach0" --json "machine_after=$base.mach1" \
         --num "reaper=1" --num "server_alive_after=$alive" --num "server_children_left=$left" --set "server_exit=$SRV_EXIT" \
         --num "disk_files=$dfiles" --num "disk_bytes=$dbytes" --num "disk_hidden_files=$dhidden" \
-        --set "server_cmd=$SRV_CMD" --set "loadavg=$(cat /proc/loadavg)"
+        --set "server_cmd=$SRV_CMD" --set "loadavg=$(cat /proc/loadavg)" "${TLS_REC[@]}"
     rm -f "$base.cpu0" "$base.cpu1" "$base.mach0" "$base.mach1" "$base.mem0" "$base.mem1"
 }
 
@@ -260,7 +298,7 @@ ceiling_run() { # id files run
     drop_root "$root"
     python3 "$BENCH/benchlib.py" record --out "$base.json" --set "server=fs_ceiling" --set "scenario=$id" \
         --set "kind=fs_ceiling" --num "run=$run" --num "files=$files" --num "rc=$rc" --set "output=$out" \
-        --set "loadavg=$(cat /proc/loadavg)"
+        --set "loadavg=$(cat /proc/loadavg)" "${TLS_REC[@]}"
 }
 
 idle_run() { # id sessions dur server run
@@ -279,7 +317,7 @@ idle_run() { # id sessions dur server run
         stop_server "$SRV_PID"; SRV_PID=""
         drop_root "$root"
         python3 "$BENCH/benchlib.py" record --out "$base.json" --set "server=$srv" --set "scenario=$id" \
-            --set "kind=idle" --num "run=$run" --set "status=server-start-failed" --set "server_exit=$SRV_EXIT"
+            --set "kind=idle" --num "run=$run" --set "status=server-start-failed" --set "server_exit=$SRV_EXIT" "${TLS_REC[@]}"
         return
     fi
     SRV_MAIN=$(main_of "$SRV_PID")
@@ -288,7 +326,7 @@ idle_run() { # id sessions dur server run
     python3 "$BENCH/benchlib.py" cpu "$SRV_PID" >"$base.cpu0"
     rm -f "$base.ready.json"
     IDLE_PASSWORD=$BENCH_PASSWORD python3 "$BENCH/idle.py" --port "$port" --user "$BENCH_USER" \
-        --sessions "$sess" --source-addrs "$SRC_ADDRS" --concurrency 32 --login-timeout "$dur" --hold 120 \
+        --sessions "$sess" --source-addrs "$SRC_ADDRS" --concurrency 32 --login-timeout "$dur" --hold 120 "${IDLE_TLS_ARGS[@]}" \
         --ready-file "$base.ready.json" >"$base.idle.json" 2>"$base.idle.err" &
     IDLE_PID=$!
     local n=$(( (dur + 60) * 10 ))
@@ -313,7 +351,7 @@ idle_run() { # id sessions dur server run
         --json "mem_before=$base.mem0" --json "mem_after=$base.mem1" \
         --json "cpu_before=$base.cpu0" --json "cpu_after=$base.cpu1" \
         --num "reaper=1" --num "server_alive_after=$alive" --num "server_children_left=$left" --set "server_exit=$SRV_EXIT" \
-        --set "server_cmd=$SRV_CMD" --set "loadavg=$(cat /proc/loadavg)"
+        --set "server_cmd=$SRV_CMD" --set "loadavg=$(cat /proc/loadavg)" "${TLS_REC[@]}"
     rm -f "$base.cpu0" "$base.cpu1" "$base.mem0" "$base.mem1"
 }
 
@@ -322,6 +360,7 @@ idle_run() { # id sessions dur server run
 k=0
 for step in "${PLAN[@]}"; do
     IFS='|' read -r id group kind sess files size dur est r s e <<<"$step"
+    id+=$SCEN_SUFFIX
     k=$((k + 1))
     files=$(scale "$files")
     if (( QUICK )) && [[ $size == 2G ]]; then size=256M; fi

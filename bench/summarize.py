@@ -8,6 +8,9 @@
 
 Medians and spreads are taken over the runs whose status is "ok"; the "ok" column says how many of
 the runs that is, and failed/partial runs are listed at the end with their errors.
+
+FTPS runs (run.sh --tls) are labelled: env.json has "tls": true, every record "tls": 1, and scenario
+ids end in -tls; the summary says so at the top, and warns if a directory mixes FTPS and plain runs.
 """
 import glob
 import json
@@ -171,6 +174,8 @@ def line(path):
              f"page cache {f(m.get('cache_growth_mib'), 0)} MiB more")
     if st != "ok" and detail:
         s += f"  [{detail[:300]}]"
+    if rec.get("tls"):
+        s = "FTPS " + s
     print(s)
 
 
@@ -206,6 +211,18 @@ def summarize(d):
                    f"Pure-FTPd {env.get('pureftpd') or '-'}")
         out.append(f"- {int(env.get('cpus') or 0)} CPUs, kernel {env.get('kernel')}, load at start "
                    f"{' '.join((env.get('loadavg_start') or '').split()[:3])}")
+    if env.get("tls"):
+        out.append("- **FTPS** (explicit: AUTH TLS, PBSZ 0, PROT P; TLS required on control and data "
+                   f"connections), one certificate for all servers (sha256 {env.get('tls_cert_sha256', '?')[:23]}...); "
+                   "scenario ids end in -tls")
+        out.append(f"  - ringest `{env.get('tls_ringest_args')}`; loadgen `{env.get('tls_loadgen_args')}`; "
+                   f"Pure-FTPd `{env.get('tls_pureftpd_args')}`; vsftpd `{env.get('tls_vsftpd_conf')}`")
+    tls_recs = sum(1 for r in recs if r.get("tls"))
+    if tls_recs and tls_recs != len(recs):
+        out.append(f"- **WARNING: this directory mixes FTPS runs ({tls_recs}) and plain runs "
+                   f"({len(recs) - tls_recs})**; FTPS scenario ids end in -tls")
+    elif tls_recs and not env.get("tls"):
+        out.append("- **FTPS** runs (every record has tls=1; env.json does not say so)")
     out.append("- values: median [min–max] over the runs with status ok; 'other' = CPU-s used on the "
                "machine by neither the server nor loadgen during the run (a shared-machine indicator)\n")
 
