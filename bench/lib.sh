@@ -112,6 +112,7 @@ make_tls_cert() {
     TLS_PEM=$dir/pure-ftpd.pem
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
         -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+        -addext basicConstraints=critical,CA:FALSE \
         -keyout "$TLS_KEY" -out "$TLS_CERT" >"$dir/openssl.log" 2>&1 || die "openssl req failed (see $dir/openssl.log)"
     cat "$TLS_KEY" "$TLS_CERT" >"$TLS_PEM"
     chmod 600 "$TLS_KEY" "$TLS_PEM"

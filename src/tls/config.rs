@@ -48,52 +48,112 @@ pub fn server_config(ck: &CertKey) -> Result<Arc<ServerConfig>, CertError> {
     Ok(Arc::new(cfg))
 }
 
-/// One control session's configurations: both share a session store of their own.
+/// One control session's configurations, sharing a session store of their own.
 #[derive(Clone)]
 pub struct SessionTls {
     /// For the control connection: issues the tickets its data connections resume.
     pub control: Arc<ServerConfig>,
-    /// For its data connections: issues no tickets. A ticket sent on a data connection is
-    /// unread data when the client closes, and a close with unread data is a reset that can
-    /// destroy the end of an upload (seen with vsftpd under TLS 1.3 and curl).
-    pub data: Arc<ServerConfig>,
+    /// For its data connections, normally: issues no tickets. A ticket sent on a data connection
+    /// is unread data when a client that only uploads closes it, and a close with unread data is
+    /// a reset that can destroy the end of the upload (seen with vsftpd under TLS 1.3 and curl).
+    data_quiet: Arc<ServerConfig>,
+    /// For a data connection of a client about to run out of tickets (see [`SessionTls::data`]).
+    data_refill: Arc<ServerConfig>,
+    store: Arc<SessionStore>,
+}
+
+impl SessionTls {
+    /// The configuration for the next data connection. Clients differ in how they resume: curl
+    /// (OpenSSL), lftp (GnuTLS) and Python reuse one ticket for every data connection, while
+    /// rustls clients use each ticket once. When the client has used all but one of the tickets
+    /// it was given, this data connection issues new ones (such a client reads them: it must, to
+    /// keep going); otherwise none, so a client that never reads its upload connection never
+    /// has unread tickets on it.
+    pub fn data(&self) -> Arc<ServerConfig> {
+        if self.store.running_low() {
+            self.data_refill.clone()
+        } else {
+            self.data_quiet.clone()
+        }
+    }
 }
 
 /// A control session's own configurations: the base with a session store of its own.
 pub fn for_control_session(base: &Arc<ServerConfig>) -> SessionTls {
-    let store: Arc<dyn StoresServerSessions> = Arc::new(SessionStore::default());
+    let store = Arc::new(SessionStore::default());
     let mut control = (**base).clone();
     control.session_storage = store.clone();
-    let mut data = control.clone();
-    data.send_tls13_tickets = 0;
+    let mut data_quiet = control.clone();
+    data_quiet.send_tls13_tickets = 0;
     SessionTls {
-        control: Arc::new(control),
-        data: Arc::new(data),
+        control: Arc::new(control.clone()),
+        data_quiet: Arc::new(data_quiet),
+        data_refill: Arc::new(control),
+        store,
     }
 }
 
-/// A small session store whose entries survive use (see the module docs for why that is safe here).
+/// A small session store whose entries survive use (see the module docs for why that is safe
+/// here), which also notes which tickets the client has used.
 #[derive(Debug, Default)]
 struct SessionStore {
-    entries: Mutex<VecDeque<(Vec<u8>, Vec<u8>)>>,
+    inner: Mutex<StoreInner>,
+}
+
+#[derive(Debug, Default)]
+struct StoreInner {
+    entries: VecDeque<(Vec<u8>, Vec<u8>)>,
+    /// Entries resumed at least once.
+    used: VecDeque<Vec<u8>>,
+}
+
+impl SessionStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StoreInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The client has resumed all but at most one of the sessions it holds.
+    fn running_low(&self) -> bool {
+        let s = self.lock();
+        let unused = s
+            .entries
+            .iter()
+            .filter(|(k, _)| !s.used.contains(k))
+            .count();
+        !s.used.is_empty() && unused <= 1
+    }
 }
 
 impl StoresServerSessions for SessionStore {
     fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
-        let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        e.retain(|(k, _)| *k != key);
-        if e.len() >= SESSIONS_PER_CONTROL {
-            e.pop_front();
+        let mut s = self.lock();
+        s.entries.retain(|(k, _)| *k != key);
+        if s.entries.len() >= SESSIONS_PER_CONTROL {
+            if let Some((old, _)) = s.entries.pop_front() {
+                s.used.retain(|k| *k != old);
+            }
         }
-        e.push_back((key, value));
+        s.entries.push_back((key, value));
         true
     }
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        let e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        e.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+        let s = self.lock();
+        s.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
     }
     fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.get(key)
+        let mut s = self.lock();
+        let v = s
+            .entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())?;
+        if !s.used.iter().any(|k| k == key) {
+            s.used.push_back(key.to_vec());
+        }
+        Some(v)
     }
     fn can_cache(&self) -> bool {
         true

@@ -423,16 +423,26 @@ mod tests {
         // TLS 1.3 tickets come after the handshake; a round of app data carries them.
         control.encrypt(b"220\r\n").unwrap();
         exchange(&mut control, &mut client);
-        for _ in 0..3 {
-            let mut data = TlsConn::server(st.data.clone()).unwrap();
+        // A rustls client uses each ticket once: far more data connections than the control
+        // connection's tickets all resume, because a client about to run out gets new ones on
+        // its data connection (it reads them, as `exchange` does).
+        let mut refills = 0;
+        for _ in 0..20 {
+            let cfg = st.data();
+            refills += usize::from(cfg.send_tls13_tickets > 0);
+            let mut data = TlsConn::server(cfg).unwrap();
             let mut dclient = TlsConn::client(c.clone(), name()).unwrap();
             exchange(&mut dclient, &mut data);
             assert!(data.resumed(), "same control session: resumed");
             assert!(dclient.plaintext().is_empty());
         }
+        assert!(
+            (1..=10).contains(&refills),
+            "refilled {refills} times in 20"
+        );
         // Another control session's configuration has none of these sessions.
         let other = for_control_session(&base);
-        let mut data = TlsConn::server(other.data).unwrap();
+        let mut data = TlsConn::server(other.data()).unwrap();
         let mut dclient = TlsConn::client(c, name()).unwrap();
         exchange(&mut dclient, &mut data);
         assert!(!data.is_handshaking());

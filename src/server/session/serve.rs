@@ -384,7 +384,7 @@ impl SessionIo {
                 let listener = self.passive.take().map(|(l, _)| l);
                 let data_tls = match (&self.tls, t.protected) {
                     (Some(st), true) => Some(DataTls {
-                        config: st.data.clone(),
+                        config: st.data(),
                         require_resumption: self.ctx.cfg.tls.data_resumption,
                     }),
                     _ => None,
