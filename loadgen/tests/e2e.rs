@@ -30,11 +30,14 @@ fn server_binary() -> PathBuf {
     })
 }
 
-/// A running server, killed (by its PID) when dropped.
+/// A running server, killed (by its PID) when dropped. Its root is `dir`, inside a temporary
+/// directory that also holds the self-signed certificate the server creates beside its root.
 struct Server {
     child: Child,
     port: u16,
-    root: tempfile::TempDir,
+    dir: PathBuf,
+    cert: PathBuf,
+    _base: tempfile::TempDir,
 }
 
 impl Server {
@@ -43,7 +46,9 @@ impl Server {
     }
 
     fn start_with(extra: &[&str]) -> Server {
-        let root = tempfile::tempdir().expect("tempdir");
+        let base = tempfile::tempdir().expect("tempdir");
+        let dir = base.path().join("root");
+        let cert = base.path().join("root.tls-cert.pem");
         let mut child = Command::new(server_binary())
             .args([
                 "serve",
@@ -55,7 +60,7 @@ impl Server {
                 PASSWORD,
                 "--root",
             ])
-            .arg(root.path())
+            .arg(&dir)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -78,7 +83,13 @@ impl Server {
             let _ = child.wait();
             panic!("ringest did not print its listening address");
         };
-        Server { child, port, root }
+        Server {
+            child,
+            port,
+            dir,
+            cert,
+            _base: base,
+        }
     }
 }
 
@@ -144,7 +155,7 @@ fn check_scenario_on(server_args: &[&str], scenario: &str, size: &str, extra: &[
     assert_eq!(report["verify"]["mismatched"], 0, "{output}");
     assert_eq!(report["latency_us"]["count"], 200, "{output}");
     assert!(report["bytes"].as_u64().unwrap_or(0) > 0, "{output}");
-    let stored = std::fs::read_dir(server.root.path().join("e2e"))
+    let stored = std::fs::read_dir(server.dir.as_path().join("e2e"))
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(stored, 200, "files under the server root\n{output}");
@@ -184,7 +195,7 @@ fn stream_reconnect_verify_download_epsv() {
 #[test]
 fn stream_verify_dir() {
     let server = Server::start();
-    let root = server.root.path().to_string_lossy().into_owned();
+    let root = server.dir.as_path().to_string_lossy().into_owned();
     let args = [
         "stream",
         "--sessions",
@@ -206,7 +217,7 @@ fn stream_verify_dir() {
     // a copy of the first run's files with one byte flipped.
     let fake = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(fake.path().join("vd2")).expect("mkdir");
-    for entry in std::fs::read_dir(server.root.path().join("vd")).expect("stored files") {
+    for entry in std::fs::read_dir(server.dir.as_path().join("vd")).expect("stored files") {
         let entry = entry.expect("entry");
         std::fs::copy(
             entry.path(),
@@ -323,4 +334,61 @@ fn server_gone_mid_run_is_fatal_at_once() {
         "loadgen took {after_kill:?} after the server died (run started {:?} ago)",
         started.elapsed()
     );
+}
+
+/// Every scenario over FTPS against ringest, byte-exact (downloads verified over TLS too), with
+/// every data connection resuming its control connection's session (the server refuses any that
+/// does not), and MODE B keeping one protected data connection per session.
+#[test]
+fn ftps_stream_reconnect_and_block_resume_and_verify() {
+    for (scenario, extra) in [
+        ("stream", &["--tls"][..]),
+        ("stream-reconnect", &["--tls"][..]),
+        ("block", &["--tls"][..]),
+    ] {
+        let server = Server::start_with(&["--tls", "required", "--tls-data", "required"]);
+        let cert = server.cert.to_string_lossy().into_owned();
+        let mut args = vec![
+            scenario,
+            "--sessions",
+            "4",
+            "--files",
+            "60",
+            "--size",
+            "0..200K",
+            "--prefix",
+            "tls",
+            "--verify",
+            "--ca",
+            &cert,
+        ];
+        args.extend_from_slice(extra);
+        let (code, report, output) = loadgen(&server, &args);
+        assert_eq!(code, 0, "loadgen {scenario} over TLS failed\n{output}");
+        assert_eq!(report["files_ok"], 60, "{output}");
+        assert_eq!(report["verify"]["verified"], 60, "{output}");
+        let data = report["tls_data_handshakes"].as_u64().unwrap_or(0);
+        assert!(data > 0, "no data handshakes counted\n{output}");
+        assert_eq!(report["tls_data_resumed"].as_u64(), Some(data), "{output}");
+        assert_eq!(
+            report["tls_handshake_failures"].as_u64(),
+            Some(0),
+            "{output}"
+        );
+        if scenario == "block" {
+            assert!(
+                data <= 4,
+                "MODE B: one data connection per session, got {data}\n{output}"
+            );
+        } else {
+            assert!(
+                data >= 60,
+                "stream: one data connection per file, got {data}\n{output}"
+            );
+        }
+        let stored = std::fs::read_dir(server.dir.join("tls"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(stored, 60, "files under the server root\n{output}");
+    }
 }
