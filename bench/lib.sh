@@ -123,7 +123,7 @@ make_tls_cert() {
 
 # The TLS flags of each server and client, in one place (adjust here when a flag changes).
 # ringest: TLS required on control and data (data connections must resume the control session).
-ringest_tls_args() { RINGEST_TLS_ARGS=(--tls required --tls-cert "$TLS_CERT" --tls-key "$TLS_KEY"); }
+ringest_tls_args() { RINGEST_TLS_ARGS=(--tls required --tls-data required --tls-cert "$TLS_CERT" --tls-key "$TLS_KEY"); }
 # loadgen: explicit FTPS (AUTH TLS, then PBSZ 0 / PROT P), trusting our certificate.
 loadgen_tls_args() { LOADGEN_TLS_ARGS=(--tls --ca "$TLS_CERT"); }
 # Pure-FTPd: -Y 3 = TLS required on the control connection and the data connections; -2 the key+cert
