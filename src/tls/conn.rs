@@ -40,8 +40,12 @@ pub const MAX_RECORD: usize = 16 * 1024 + 2048;
 /// A TLS connection's state and buffers.
 pub struct TlsConn {
     side: Side,
-    /// Received ciphertext not yet consumed (a partial record at most, between [`TlsConn::pump`]s).
+    /// Received ciphertext; `incoming[start..]` is not consumed yet (a partial record at most,
+    /// between [`TlsConn::pump`]s). Consumed records are dropped from the front once per receive,
+    /// not once per record: a receive holds many records, and moving the rest of the buffer after
+    /// each one cost more than decrypting it.
     incoming: Vec<u8>,
+    start: usize,
     /// Decrypted application data not yet taken by the caller.
     plain: Vec<u8>,
     /// Ciphertext the caller must send, in order.
@@ -51,18 +55,24 @@ pub struct TlsConn {
     peer_closed: bool,
     /// We queued close_notify.
     closing: bool,
+    /// Spare room a recv gets in [`TlsConn::incoming_buf`]: one record for a control connection,
+    /// more for a data connection (fewer, larger receives).
+    recv_chunk: usize,
 }
+
+/// Where decrypted application data goes while records are processed.
+type Sink<'s> = Option<&'s mut dyn FnMut(&[u8])>;
 
 /// Runs `process_tls_records` on whichever side this is, and hands the status to `$body`.
 macro_rules! with_status {
     ($self:ident, $status:ident => $body:expr) => {
         match &mut $self.side {
             Side::Server(c) => {
-                let $status = c.process_tls_records(&mut $self.incoming);
+                let $status = c.process_tls_records(&mut $self.incoming[$self.start..]);
                 $body
             }
             Side::Client(c) => {
-                let $status = c.process_tls_records(&mut $self.incoming);
+                let $status = c.process_tls_records(&mut $self.incoming[$self.start..]);
                 $body
             }
         }
@@ -98,20 +108,29 @@ impl TlsConn {
         TlsConn {
             side,
             incoming: Vec::new(),
+            start: 0,
             plain: Vec::new(),
             outgoing: Vec::new(),
             handshake_done: false,
             peer_closed: false,
             closing: false,
+            recv_chunk: MAX_RECORD,
         }
+    }
+
+    /// Sets how much room each receive gets (at least one record).
+    pub fn set_recv_chunk(&mut self, bytes: usize) {
+        self.recv_chunk = bytes.max(MAX_RECORD);
     }
 
     /// The buffer a recv appends ciphertext to (its spare capacity is at least one record). Give it
     /// back with [`TlsConn::received`].
     pub fn incoming_buf(&mut self) -> Vec<u8> {
         let mut b = std::mem::take(&mut self.incoming);
-        if b.capacity() - b.len() < MAX_RECORD {
-            b.reserve(MAX_RECORD);
+        b.drain(..self.start);
+        self.start = 0;
+        if b.capacity() - b.len() < self.recv_chunk {
+            b.reserve(self.recv_chunk);
         }
         b
     }
@@ -123,8 +142,22 @@ impl TlsConn {
         self.pump()
     }
 
+    /// Like [`TlsConn::received`], but hands each decrypted record to `sink` instead of keeping
+    /// it: rustls already copied the record out of the receive buffer, so this saves the second
+    /// copy (an upload writes straight from it).
+    pub fn received_into(
+        &mut self,
+        buf: Vec<u8>,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), TlsError> {
+        self.incoming = buf;
+        self.pump_with(Some(sink))
+    }
+
     /// Appends ciphertext received elsewhere (bytes that arrived before TLS began) and processes it.
     pub fn received_bytes(&mut self, bytes: &[u8]) -> Result<(), TlsError> {
+        self.incoming.drain(..self.start);
+        self.start = 0;
         self.incoming.extend_from_slice(bytes);
         self.pump()
     }
@@ -132,17 +165,22 @@ impl TlsConn {
     /// Processes what has been received: handshake messages (their answers go to `outgoing`),
     /// application data (to the plaintext), close_notify.
     pub fn pump(&mut self) -> Result<(), TlsError> {
+        self.pump_with(None)
+    }
+
+    fn pump_with(&mut self, mut sink: Sink<'_>) -> Result<(), TlsError> {
         loop {
-            let step = self.step()?;
+            // Reborrowed for this step only (a coercion Option does not apply by itself).
+            let step = self.step(sink.as_mut().map(|f| &mut **f as &mut dyn FnMut(&[u8])))?;
             let (Step::Progress(discard) | Step::Idle(discard)) = step;
-            self.incoming.drain(..discard);
+            self.start += discard;
             if let Step::Idle(_) = step {
                 return Ok(());
             }
         }
     }
 
-    fn step(&mut self) -> Result<Step, TlsError> {
+    fn step(&mut self, mut sink: Sink<'_>) -> Result<Step, TlsError> {
         let (plain, outgoing) = (&mut self.plain, &mut self.outgoing);
         let (handshake_done, peer_closed) = (&mut self.handshake_done, &mut self.peer_closed);
         with_status!(self, status => {
@@ -152,7 +190,10 @@ impl TlsConn {
                     while let Some(rec) = r.next_record() {
                         let rec = rec?;
                         discard += rec.discard;
-                        plain.extend_from_slice(rec.payload);
+                        match sink.as_deref_mut() {
+                            Some(f) => f(rec.payload),
+                            None => plain.extend_from_slice(rec.payload),
+                        }
                     }
                     Ok(Step::Progress(discard))
                 }
@@ -248,7 +289,7 @@ impl TlsConn {
                 }
             })?;
             let (Step::Progress(discard) | Step::Idle(discard)) = step;
-            self.incoming.drain(..discard);
+            self.start += discard;
             if let Step::Idle(_) = step {
                 self.handshake_done = true;
                 return Ok(());

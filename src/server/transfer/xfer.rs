@@ -184,7 +184,7 @@ impl Xfer<'_> {
         let (res, markers) = match (self.t.mode, conn.tls.as_mut()) {
             (TransferMode::Stream, Some(s)) => {
                 let storage::Target::File(sink) = upload.target();
-                let r = secure::receive_stream(s, sink.file, offset, stall, ascii).await;
+                let r = secure::receive_stream(s, sink, offset, stall, ascii).await;
                 (r, Vec::new())
             }
             (TransferMode::Block, Some(s)) => {
