@@ -271,7 +271,7 @@ fn a_renegotiation_attempt_does_not_hang_or_kill_the_server() {
 }
 
 #[test]
-fn feat_lists_auth_tls_and_the_certificate_is_reused_on_restart() {
+fn feat_lists_auth_tls_only_when_tls_is_on_and_the_certificate_is_announced() {
     let srv = tls_server(&[]);
     let mut c = srv.login();
     let feat = c.cmd("FEAT");
@@ -284,4 +284,228 @@ fn feat_lists_auth_tls_and_the_certificate_is_reused_on_restart() {
     let mut c = Ftp::connect(off.addr);
     assert_eq!(c.cmd("AUTH TLS").code, 502);
     assert!(!c.cmd("FEAT").text().contains("AUTH TLS"));
+}
+
+/// A certificate made with openssl (as operators make them), marked as a leaf.
+fn openssl_cert(dir: &std::path::Path, name: &str) -> (PathBuf, PathBuf) {
+    require_tool("openssl");
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let mut c = Command::new("openssl");
+    c.args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ])
+    .args(["-days", "30", "-subj", &format!("/CN={name}")])
+    .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+    .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+    .arg("-keyout")
+    .arg(&key)
+    .arg("-out")
+    .arg(&cert);
+    run_cmd(&mut c, Duration::from_secs(30)).assert_success("openssl req");
+    (cert, key)
+}
+
+/// A blocking FTPS control connection made with ringest's own TLS layer, trusting `roots` only.
+struct TlsControl {
+    s: std::net::TcpStream,
+    tls: ringest::tls::TlsConn,
+}
+
+impl TlsControl {
+    fn connect(addr: std::net::SocketAddr, roots: &std::path::Path) -> Result<TlsControl, String> {
+        use ringest::tls::config::{client_config, Verify};
+        use rustls::pki_types::pem::PemObject;
+        use std::io::{BufRead, BufReader, Write};
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(roots)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let cfg = client_config(Verify::Roots(certs)).unwrap();
+        let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        r.read_line(&mut line).map_err(|e| e.to_string())?;
+        s.write_all(b"AUTH TLS\r\n").unwrap();
+        line.clear();
+        r.read_line(&mut line).map_err(|e| e.to_string())?;
+        assert!(line.starts_with("234"), "{line}");
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tls = ringest::tls::TlsConn::client(cfg, name).map_err(|e| e.to_string())?;
+        let mut c = TlsControl { s, tls };
+        while c.tls.is_handshaking() {
+            c.flush()?;
+            c.read_more()?;
+        }
+        c.flush()?;
+        Ok(c)
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        use std::io::Write;
+        let out = self.tls.take_outgoing(Vec::new());
+        self.s.write_all(&out).map_err(|e| e.to_string())
+    }
+
+    fn read_more(&mut self) -> Result<(), String> {
+        use std::io::Read;
+        let mut buf = [0u8; 16384];
+        let n = self.s.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed".into());
+        }
+        self.tls
+            .received_bytes(&buf[..n])
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sends one command and returns its (single-line) reply.
+    fn cmd(&mut self, line: &str) -> Result<String, String> {
+        self.tls
+            .encrypt(format!("{line}\r\n").as_bytes())
+            .map_err(|e| e.to_string())?;
+        self.flush()?;
+        loop {
+            let p = self.tls.plaintext();
+            if let Some(end) = p.windows(2).position(|w| w == b"\r\n") {
+                let reply = String::from_utf8_lossy(&p[..end]).into_owned();
+                self.tls.consume(end + 2);
+                return Ok(reply);
+            }
+            self.read_more()?;
+        }
+    }
+}
+
+#[test]
+fn sighup_reloads_the_certificate_without_dropping_sessions() {
+    let base = tempfile::tempdir().unwrap();
+    let (a_cert, a_key) = openssl_cert(base.path(), "a");
+    let (b_cert, b_key) = openssl_cert(base.path(), "b");
+    let (cert, key) = (base.path().join("live.crt"), base.path().join("live.key"));
+    std::fs::copy(&a_cert, &cert).unwrap();
+    std::fs::copy(&a_key, &key).unwrap();
+    let srv = tls_server(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let mut old = TlsControl::connect(srv.addr, &a_cert).expect("a session trusting A");
+    assert!(old
+        .cmd(&format!("USER {}", srv.user))
+        .unwrap()
+        .starts_with("331"));
+    assert!(old
+        .cmd(&format!("PASS {}", srv.pass))
+        .unwrap()
+        .starts_with("230"));
+    assert!(
+        TlsControl::connect(srv.addr, &b_cert).is_err(),
+        "B is not in use yet"
+    );
+
+    // Replace the files and reload: new sessions get B, the logged-in session goes on.
+    std::fs::copy(&b_cert, &cert).unwrap();
+    std::fs::copy(&b_key, &key).unwrap();
+    srv.signal(libc::SIGHUP);
+    assert!(
+        wait_until(
+            || srv.stderr_tail(8192).contains("TLS certificate reloaded"),
+            Duration::from_secs(10)
+        ),
+        "{}",
+        srv.stderr_tail(2000)
+    );
+    TlsControl::connect(srv.addr, &b_cert).expect("a new session gets B");
+    assert!(
+        TlsControl::connect(srv.addr, &a_cert).is_err(),
+        "A is no longer served"
+    );
+    assert!(
+        old.cmd("NOOP").unwrap().starts_with("200"),
+        "the old session survived"
+    );
+
+    // A broken certificate on the next reload is refused; B stays in use.
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    srv.signal(libc::SIGHUP);
+    assert!(
+        wait_until(
+            || srv
+                .stderr_tail(8192)
+                .contains("TLS certificate not reloaded"),
+            Duration::from_secs(10)
+        ),
+        "{}",
+        srv.stderr_tail(2000)
+    );
+    TlsControl::connect(srv.addr, &b_cert).expect("B is still served");
+    assert!(old.cmd("NOOP").unwrap().starts_with("200"));
+}
+
+#[test]
+fn check_config_validates_the_certificate_and_its_key() {
+    let base = tempfile::tempdir().unwrap();
+    let (a_cert, a_key) = openssl_cert(base.path(), "a");
+    let (_, b_key) = openssl_cert(base.path(), "b");
+    let root = base.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let conf = |key: &std::path::Path| {
+        let p = base.path().join("ringest.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "root = \"{}\"\ntls = \"required\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                root.display(),
+                a_cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let ok = ringest_cmd(
+        &["check-config", conf(&a_key).to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    ok.assert_success("check-config with a matching key");
+    assert!(ok.stdout_str().contains("SHA-256"), "{}", ok.describe());
+    let bad = ringest_cmd(
+        &["check-config", conf(&b_key).to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert!(
+        !bad.success(),
+        "a key of another certificate passed\n{}",
+        bad.describe()
+    );
+    let all = format!("{}{}", bad.stdout_str(), bad.stderr_str());
+    assert!(all.contains("tls_cert") && all.contains("match"), "{all}");
+    // The server refuses to start with it, naming the problem.
+    let out = ringest_cmd(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--root",
+            root.to_str().unwrap(),
+            "--tls-cert",
+            a_cert.to_str().unwrap(),
+            "--tls-key",
+            b_key.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(!out.success(), "{}", out.describe());
+    assert!(out.stderr_str().contains("match"), "{}", out.describe());
 }

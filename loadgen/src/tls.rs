@@ -121,8 +121,7 @@ pub fn from_flags(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringest::tls::cert;
-    use ringest::tls::config::server_config;
+    use ringest::tls::testing::exchange;
     use ringest::tls::TlsConn;
     use rustls::ServerConfig;
 
@@ -130,25 +129,7 @@ mod tests {
     /// would resume any session the client offers: only the client's cache decides), and a base
     /// client configuration that trusts its certificate.
     fn configs(dir: &Path) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
-        let (c, k) = cert::default_paths(dir);
-        cert::ensure_self_signed(&c, &k, &[]).unwrap();
-        let ck = cert::load(&c, &k).unwrap();
-        let server = server_config(&ck).unwrap();
-        let client = client_config(Verify::Roots(ck.chain.clone())).unwrap();
-        (server, client)
-    }
-
-    fn exchange(a: &mut TlsConn, b: &mut TlsConn) {
-        for _ in 0..20 {
-            let ab = a.take_outgoing(Vec::new());
-            let ba = b.take_outgoing(Vec::new());
-            if ab.is_empty() && ba.is_empty() {
-                return;
-            }
-            b.received_bytes(&ab).unwrap();
-            a.received_bytes(&ba).unwrap();
-        }
-        panic!("the exchange did not settle");
+        ringest::tls::testing::configs(dir)
     }
 
     fn name() -> ServerName<'static> {

@@ -168,10 +168,17 @@ impl TlsConn {
         self.pump_with(None)
     }
 
-    fn pump_with(&mut self, mut sink: Sink<'_>) -> Result<(), TlsError> {
+    fn pump_with(&mut self, sink: Sink<'_>) -> Result<(), TlsError> {
+        self.run(sink, None)
+    }
+
+    /// Processes records until nothing more can happen; with `write`, until it is written (which
+    /// needs the handshake done: an error before that).
+    fn run(&mut self, mut sink: Sink<'_>, mut write: Option<WriteOp<'_>>) -> Result<(), TlsError> {
         loop {
             // Reborrowed for this step only (a coercion Option does not apply by itself).
-            let step = self.step(sink.as_mut().map(|f| &mut **f as &mut dyn FnMut(&[u8])))?;
+            let f = sink.as_mut().map(|f| &mut **f as &mut dyn FnMut(&[u8]));
+            let step = self.step(f, &mut write)?;
             let (Step::Progress(discard) | Step::Idle(discard)) = step;
             self.start += discard;
             if let Step::Idle(_) = step {
@@ -180,9 +187,16 @@ impl TlsConn {
         }
     }
 
-    fn step(&mut self, mut sink: Sink<'_>) -> Result<Step, TlsError> {
+    /// One call of `process_tls_records` and the handling of the state it returns. A pending
+    /// `write` is done (and taken) when the connection can send application data.
+    fn step(
+        &mut self,
+        mut sink: Sink<'_>,
+        write: &mut Option<WriteOp<'_>>,
+    ) -> Result<Step, TlsError> {
         let (plain, outgoing) = (&mut self.plain, &mut self.outgoing);
         let (handshake_done, peer_closed) = (&mut self.handshake_done, &mut self.peer_closed);
+        let writing = write.is_some();
         with_status!(self, status => {
             let UnbufferedStatus { mut discard, state } = status;
             match state? {
@@ -201,6 +215,7 @@ impl TlsConn {
                     *peer_closed = true;
                     Ok(Step::Progress(discard))
                 }
+                ConnectionState::Closed if writing => Err(TlsError::State("the connection is closed")),
                 ConnectionState::Closed => {
                     *peer_closed = true;
                     Ok(Step::Idle(discard))
@@ -217,12 +232,25 @@ impl TlsConn {
                     t.done();
                     Ok(Step::Progress(discard))
                 }
-                ConnectionState::BlockedHandshake => Ok(Step::Idle(discard)),
-                ConnectionState::WriteTraffic(_) => {
+                ConnectionState::WriteTraffic(mut w) => {
                     *handshake_done = true;
+                    if let Some(what) = write.take() {
+                        grow_into(outgoing, |out| match what {
+                            WriteOp::Data(d) => w.encrypt(d, out),
+                            WriteOp::CloseNotify => w.queue_close_notify(out),
+                        }.map_err(|err| match err {
+                            EncryptError::InsufficientSize(s) => Grow::By(s),
+                            _ => Grow::Fail("encryption exhausted"),
+                        }))?;
+                    }
                     Ok(Step::Idle(discard))
                 }
+                ConnectionState::BlockedHandshake if writing => {
+                    Err(TlsError::State("cannot send before the handshake completes"))
+                }
+                ConnectionState::BlockedHandshake => Ok(Step::Idle(discard)),
                 // Early data is never enabled; a state this version does not know ends the loop.
+                _ if writing => Err(TlsError::State("cannot send in this state")),
                 _ => Ok(Step::Idle(discard)),
             }
         })
@@ -230,7 +258,7 @@ impl TlsConn {
 
     /// Encrypts `data` into `outgoing`. Only after the handshake.
     pub fn encrypt(&mut self, data: &[u8]) -> Result<(), TlsError> {
-        self.write_traffic(WriteOp::Data(data))
+        self.run(None, Some(WriteOp::Data(data)))
     }
 
     /// Queues close_notify: the end of our data, which a stream-mode peer needs to tell a complete
@@ -240,61 +268,7 @@ impl TlsConn {
             return Ok(());
         }
         self.closing = true;
-        self.write_traffic(WriteOp::CloseNotify)
-    }
-
-    fn write_traffic(&mut self, what: WriteOp<'_>) -> Result<(), TlsError> {
-        loop {
-            let outgoing = &mut self.outgoing;
-            let plain = &mut self.plain;
-            let peer_closed = &mut self.peer_closed;
-            let step = with_status!(self, status => {
-                let UnbufferedStatus { mut discard, state } = status;
-                match state? {
-                    ConnectionState::WriteTraffic(mut w) => {
-                        grow_into(outgoing, |out| match what {
-                            WriteOp::Data(d) => w.encrypt(d, out),
-                            WriteOp::CloseNotify => w.queue_close_notify(out),
-                        }.map_err(|err| match err {
-                            EncryptError::InsufficientSize(s) => Grow::By(s),
-                            _ => Grow::Fail("encryption exhausted"),
-                        }))?;
-                        Ok::<_, TlsError>(Step::Idle(discard))
-                    }
-                    ConnectionState::ReadTraffic(mut r) => {
-                        while let Some(rec) = r.next_record() {
-                            let rec = rec?;
-                            discard += rec.discard;
-                            plain.extend_from_slice(rec.payload);
-                        }
-                        Ok(Step::Progress(discard))
-                    }
-                    ConnectionState::PeerClosed => {
-                        *peer_closed = true;
-                        Ok(Step::Progress(discard))
-                    }
-                    ConnectionState::EncodeTlsData(mut e) => {
-                        grow_into(outgoing, |out| e.encode(out).map_err(|err| match err {
-                            EncodeError::InsufficientSize(s) => Grow::By(s),
-                            EncodeError::AlreadyEncoded => Grow::Fail("handshake record encoded twice"),
-                        }))?;
-                        Ok(Step::Progress(discard))
-                    }
-                    ConnectionState::TransmitTlsData(t) => {
-                        t.done();
-                        Ok(Step::Progress(discard))
-                    }
-                    ConnectionState::Closed => Err(TlsError::State("the connection is closed")),
-                    _ => Err(TlsError::State("cannot send before the handshake completes")),
-                }
-            })?;
-            let (Step::Progress(discard) | Step::Idle(discard)) = step;
-            self.start += discard;
-            if let Step::Idle(_) = step {
-                self.handshake_done = true;
-                return Ok(());
-            }
-        }
+        self.run(None, Some(WriteOp::CloseNotify))
     }
 
     /// Decrypted application data not yet consumed.
@@ -401,34 +375,12 @@ fn grow_into(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::cert;
-    use crate::tls::config::{client_config, for_control_session, server_config, Verify};
+    use crate::tls::config::for_control_session;
+    use crate::tls::testing::exchange;
 
     fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
         let dir = tempfile::tempdir().unwrap();
-        let (c, k) = cert::default_paths(&dir.path().join("d"));
-        cert::ensure_self_signed(&c, &k, &[]).unwrap();
-        let ck = cert::load(&c, &k).unwrap();
-        let server = server_config(&ck).unwrap();
-        let client = client_config(Verify::Roots(ck.chain.clone())).unwrap();
-        (server, client)
-    }
-
-    /// Moves queued records between the two ends until neither has anything to send.
-    fn exchange(a: &mut TlsConn, b: &mut TlsConn) {
-        for _ in 0..20 {
-            let ab = a.take_outgoing(Vec::new());
-            let ba = b.take_outgoing(Vec::new());
-            if ab.is_empty() && ba.is_empty() {
-                return;
-            }
-            // Delivered one byte at a time the first round, to cross every record boundary.
-            for chunk in ab.chunks(7) {
-                b.received_bytes(chunk).unwrap();
-            }
-            a.received_bytes(&ba).unwrap();
-        }
-        panic!("the exchange did not settle");
+        crate::tls::testing::configs(dir.path())
     }
 
     fn name() -> ServerName<'static> {

@@ -8,5 +8,7 @@ pub mod cert;
 pub mod config;
 pub mod conn;
 pub mod stream;
+#[doc(hidden)]
+pub mod testing;
 
 pub use conn::{TlsConn, TlsError};

@@ -104,3 +104,38 @@ pub fn problems(info: &CertInfo, now: SystemTime) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn info(from_days: i64, to_days: i64) -> CertInfo {
+        let now = SystemTime::now();
+        let at = |d: i64| {
+            if d >= 0 {
+                now + Duration::from_secs(d as u64 * 86_400)
+            } else {
+                now - Duration::from_secs((-d) as u64 * 86_400)
+            }
+        };
+        CertInfo {
+            subject: "CN=test".into(),
+            not_before: at(from_days),
+            not_after: at(to_days),
+            fingerprint: String::new(),
+        }
+    }
+
+    #[test]
+    fn expired_soon_to_expire_and_not_yet_valid_certificates_are_named() {
+        let now = SystemTime::now();
+        assert!(problems(&info(-30, 300), now).is_empty());
+        let expired = problems(&info(-30, -1), now);
+        assert!(expired[0].contains("has expired"), "{expired:?}");
+        let soon = problems(&info(-30, 5), now);
+        assert!(soon[0].contains("expires in"), "{soon:?}");
+        let early = problems(&info(2, 30), now);
+        assert!(early[0].contains("not valid yet"), "{early:?}");
+    }
+}
