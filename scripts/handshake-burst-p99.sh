@@ -6,6 +6,9 @@
 # over TLS (every file a new control connection: a full handshake, plus a resumed one for its data
 # connection). Interleaved rounds; prints one line per run. Bounded: every loadgen has --duration.
 #
+# Each round also runs the same burst without TLS, to tell the handshakes' cost from that of the
+# connection churn and the burst client's own CPU (client and server share the machine's cores).
+#
 #   scripts/handshake-burst-p99.sh [ROUNDS] [BURST_FILES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,17 +26,23 @@ cert=$(grep -o '"[^"]*tls-cert.pem"' "$dir/out" | tr -d '"')
 victim() {
     "$BIN/loadgen" --port "$port" --user u --password p --sessions 4 --files 3000 --size 4K \
         --duration 60 --json --quiet --prefix "v$1" stream |
-        python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_us"]; print(f"files/s {r[\"files_per_s\"]:.0f} p50 {l[\"p50\"]/1000:.2f} ms p99 {l[\"p99\"]/1000:.2f} ms")'
+        python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_us"]; print("files/s %.0f p50 %.2f ms p99 %.2f ms" % (r["files_per_s"], l["p50"]/1000, l["p99"]/1000))'
+}
+burst() { # $1: tag, $2...: extra loadgen flags
+    local tag=$1
+    shift
+    "$BIN/loadgen" --port "$port" --user u --password p "$@" --sessions 64 \
+        --files "$BURST" --size 4K --duration 60 --json --quiet --prefix "b$tag" stream-reconnect \
+        >"$dir/burst.json" &
+    local pid=$!
+    sleep 0.05
+    local line
+    line=$(victim "$tag")
+    wait $pid
+    echo "$line   (burst: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%d logins in %.2f s, TLS handshakes control %d data %d" % (r["files_ok"], r["elapsed_s"], r.get("tls_control_handshakes", 0), r.get("tls_data_handshakes", 0)))' "$dir/burst.json"))"
 }
 for r in $(seq "$ROUNDS"); do
-    echo "round $r alone:  $(victim a$r)"
-    "$BIN/loadgen" --port "$port" --user u --password p --tls --ca "$cert" --sessions 64 \
-        --files "$BURST" --size 4K --duration 60 --json --quiet --prefix "b$r" stream-reconnect \
-        >"$dir/burst.json" &
-    burst=$!
-    sleep 0.05
-    line=$(victim b$r)
-    wait $burst
-    hs=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["tls_control_handshakes"], r["tls_data_handshakes"], round(r["elapsed_s"],2) if "elapsed_s" in r else "")' "$dir/burst.json")
-    echo "round $r burst:  $line   (burst: control/data handshakes, seconds: $hs)"
+    echo "round $r alone:       $(victim a$r)"
+    echo "round $r TLS burst:   $(burst t$r --tls --ca "$cert")"
+    echo "round $r plain burst: $(burst p$r)"
 done
