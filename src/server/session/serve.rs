@@ -159,10 +159,8 @@ struct SessionIo {
 impl SessionIo {
     async fn drive(&mut self, implicit: bool) -> io::Result<()> {
         let connected = Instant::now();
-        if implicit {
-            if !self.start_tls(&[]) || !self.handshake(connected).await? {
-                return Ok(());
-            }
+        if implicit && (!self.start_tls(&[]) || !self.handshake(connected).await?) {
+            return Ok(());
         }
         self.ctl.send(&self.session.greeting()).await?;
         loop {
