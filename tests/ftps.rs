@@ -509,3 +509,56 @@ fn check_config_validates_the_certificate_and_its_key() {
     assert!(!out.success(), "{}", out.describe());
     assert!(out.stderr_str().contains("match"), "{}", out.describe());
 }
+
+#[test]
+fn a_user_can_require_tls_for_their_own_login_and_data() {
+    let base = tempfile::tempdir().unwrap();
+    let root = base.path().join("root");
+    let home = base.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let hash = |pw: &str| {
+        let r = ringest_cmd(&["passwd", "--password", pw], Duration::from_secs(60));
+        r.assert_success("ringest passwd");
+        r.stdout_str().trim().to_owned()
+    };
+    let users = base.path().join("users.toml");
+    std::fs::write(
+        &users,
+        format!(
+            "[[user]]\nname = \"strict\"\npassword = \"{}\"\nroot = \"{}\"\ntls = \"required\"\n\
+             tls_data = \"required\"\n\n[[user]]\nname = \"loose\"\npassword = \"{}\"\nroot = \"{}\"\n",
+            hash("pw1"),
+            home.display(),
+            hash("pw2"),
+            home.display()
+        ),
+    )
+    .unwrap();
+    let srv = users_file_server(base.path(), &users, &["--root", root.to_str().unwrap()]);
+    let cert = base.path().join("root.tls-cert.pem");
+    // In clear, the strict user's correct password is refused with the reason.
+    let mut c = Ftp::connect(srv.addr);
+    c.cmd_expect("USER strict", 331);
+    let r = c.cmd("PASS pw1");
+    assert_eq!(r.code, 530, "{}", c.transcript());
+    assert!(r.text().contains("requires TLS"), "{}", r.text());
+    // The other user logs in in clear.
+    let mut c = Ftp::connect(srv.addr);
+    c.cmd_expect("USER loose", 331);
+    c.cmd_expect("PASS pw2", 230);
+    // Over TLS the strict user logs in, and must protect data connections.
+    assert!(wait_until(|| cert.exists(), Duration::from_secs(5)));
+    let mut t = TlsControl::connect(srv.addr, &cert).expect("TLS session");
+    assert!(t.cmd("USER strict").unwrap().starts_with("331"));
+    assert!(t.cmd("PASS pw1").unwrap().starts_with("230"));
+    assert!(t.cmd("PBSZ 0").unwrap().starts_with("200"));
+    assert!(t.cmd("PROT C").unwrap().starts_with("534"));
+    assert!(t.cmd("EPSV").unwrap().starts_with("229"));
+    assert!(t.cmd("STOR x.bin").unwrap().starts_with("521"));
+    // The loose user may choose clear data over TLS.
+    let mut t = TlsControl::connect(srv.addr, &cert).expect("TLS session");
+    assert!(t.cmd("USER loose").unwrap().starts_with("331"));
+    assert!(t.cmd("PASS pw2").unwrap().starts_with("230"));
+    assert!(t.cmd("PBSZ 0").unwrap().starts_with("200"));
+    assert!(t.cmd("PROT C").unwrap().starts_with("200"));
+}

@@ -457,6 +457,29 @@ mod tests {
             .is_err());
     }
 
+    proptest::proptest! {
+        /// Whatever bytes a client sends, cut anywhere, the server's TLS state never panics: it
+        /// errs or waits for more.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 0..8),
+            hello_prefix in proptest::prelude::any::<bool>(),
+        ) {
+            let (s, _) = configs();
+            let mut server = TlsConn::server(s).unwrap();
+            if hello_prefix {
+                // A plausible record header, so the bytes reach the handshake parser.
+                let _ = server.received_bytes(&[0x16, 0x03, 0x01, 0x00, 0x40, 0x01, 0x00, 0x00, 0x3c, 0x03, 0x03]);
+            }
+            for c in chunks {
+                if server.received_bytes(&c).is_err() {
+                    break;
+                }
+            }
+            proptest::prop_assert!(server.is_handshaking());
+        }
+    }
+
     #[test]
     fn sending_before_the_handshake_is_refused() {
         let (s, _) = configs();
