@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use ringest::proto::proxy::Cidr;
 use ringest::proto::session::TlsMode;
 use ringest::server::auth::{hash_password, UserDb};
-use ringest::server::config::policies::TlsData;
+use ringest::server::config::policies::{ProxyMode, TlsData};
 use ringest::server::config::{
     parse_mode_mask, parse_port_range, DirectIo, FileConfig, FsOps, FsyncPolicy, LogFormat,
     Overwrite,
@@ -122,6 +123,17 @@ struct ServeArgs {
     /// A second address where TLS starts at once (implicit FTPS, conventionally port 990).
     #[arg(long, env = "RINGEST_IMPLICIT_TLS_LISTEN")]
     implicit_tls_listen: Option<SocketAddr>,
+    /// PROXY protocol (v1 and v2) from layer-4 balancers: "off", "optional" (connections from
+    /// --proxy-from may carry a header) or "required" (every connection must come from
+    /// --proxy-from with a header) [default: off].
+    #[arg(long, env = "RINGEST_PROXY_PROTOCOL")]
+    proxy_protocol: Option<ProxyMode>,
+    /// The balancers' addresses (comma-separated, ADDRESS or ADDRESS/PREFIX).
+    #[arg(long, env = "RINGEST_PROXY_FROM", value_delimiter = ',')]
+    proxy_from: Option<Vec<Cidr>>,
+    /// Seconds a balancer's connection may take to send its header [default: 5].
+    #[arg(long, env = "RINGEST_PROXY_TIMEOUT")]
+    proxy_timeout: Option<u64>,
     /// Registered buffers per core [default: 512].
     #[arg(long, env = "RINGEST_BUFFERS")]
     buffers: Option<u32>,
@@ -249,6 +261,11 @@ fn build_config(a: &ServeArgs) -> Result<ServerConfig> {
         allo_check => cfg.allo_check,
         tls => cfg.tls.mode,
         tls_data_resumption => cfg.tls.data_resumption,
+        proxy_protocol => cfg.proxy.mode,
+        proxy_from => cfg.proxy.from,
+    }
+    if let Some(v) = a.proxy_timeout {
+        cfg.proxy.timeout = secs(v);
     }
     if let Some(v) = a.tls_data {
         cfg.tls.data_required = v == TlsData::Required;

@@ -5,6 +5,8 @@
 //! ring does the waiting.
 //!
 //! Raw `libc` calls remain only where socket2 has no call for the job:
+//! - `recv(2)` with `MSG_PEEK`/`MSG_DONTWAIT` into an initialised buffer in [`peek_now`] and
+//!   [`recv_now`] (socket2 wants `MaybeUninit` buffers);
 //! - `setsockopt(IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT)` in [`connect`]: socket2 has no setter for
 //!   this Linux option.
 //! - `poll(2)` with a zero timeout in [`drain_accept_queue`]: socket2 does not poll, and the
@@ -291,4 +293,26 @@ fn set_bind_address_no_port(sock: &Socket) -> io::Result<()> {
 /// Whether `ip` is a loopback or unspecified address (for advertising a passive address).
 pub fn is_local_wildcard(ip: IpAddr) -> bool {
     ip.is_unspecified()
+}
+
+/// Copies what is queued on `fd` into `buf` without taking it (`MSG_PEEK`) and without waiting
+/// (`MSG_DONTWAIT`): EAGAIN when nothing is queued. For looking at a connection's first bytes (a
+/// PROXY header) without consuming what follows them.
+pub fn peek_now(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    recv_flags(fd, buf, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+}
+
+/// Takes up to `buf.len()` queued bytes without waiting (after [`peek_now`] saw them).
+pub fn recv_now(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    recv_flags(fd, buf, libc::MSG_DONTWAIT)
+}
+
+fn recv_flags(fd: RawFd, buf: &mut [u8], flags: i32) -> io::Result<usize> {
+    // SAFETY: recv(2) writes at most `buf.len()` bytes into the live, exclusively borrowed `buf`.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }

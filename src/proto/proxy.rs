@@ -9,8 +9,8 @@
 //! header took (the rest belongs to the protocol behind it). It never reads past the header, never
 //! buffers more than the largest valid header, and never panics on any input.
 //!
-//! Not wired into the server yet: accepting headers only from configured balancer addresses, the
-//! timeout for a header that never comes, and the TLVs (skipped here; their length is checked).
+//! The server (`server::balancer`) accepts headers only from the balancers' addresses ([`Cidr`],
+//! `proxy_from`) and bounds the wait for one; TLVs are skipped (their framing is checked).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -250,6 +250,59 @@ fn check_tlvs(mut t: &[u8]) -> Result<(), ProxyError> {
     Ok(())
 }
 
+/// An address block (`10.0.0.0/8`, `2001:db8::/32`, or one address): where balancers connect from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is in the block (an IPv4-mapped IPv6 address counts as its IPv4 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let bad = || format!("expected an address or ADDRESS/PREFIX, got {s:?}");
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.trim(), None),
+        };
+        let net: IpAddr = addr.parse().map_err(|_| bad())?;
+        let net = net.to_canonical();
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().ok().filter(|&p| p <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(Cidr { net, prefix })
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
 /// Encodes a v2 header (for tests and for a client side that forwards connections).
 pub fn encode_v2(
     addresses: Option<(SocketAddr, SocketAddr)>,
@@ -297,6 +350,30 @@ mod tests {
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn cidr_blocks_contain_their_addresses_only() {
+        let c: Cidr = "10.1.0.0/16".parse().unwrap();
+        assert!(c.contains("10.1.200.3".parse().unwrap()));
+        assert!(!c.contains("10.2.0.1".parse().unwrap()));
+        assert!(
+            c.contains("::ffff:10.1.0.9".parse().unwrap()),
+            "mapped IPv4"
+        );
+        let one: Cidr = "127.0.0.2".parse().unwrap();
+        assert!(one.contains("127.0.0.2".parse().unwrap()));
+        assert!(!one.contains("127.0.0.3".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("192.0.2.1".parse().unwrap()));
+        assert!(!all.contains("::1".parse().unwrap()), "families never mix");
+        let v6: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8:1::5".parse().unwrap()));
+        assert!(!v6.contains("2001:db9::5".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "x/8", "", "::/129", "1.2.3.4/"] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+        assert_eq!(c.to_string(), "10.1.0.0/16");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - `config/`: the resolved configuration, the policies, the TOML file.
 
 pub mod auth;
+pub mod balancer;
 pub mod config;
 pub mod context;
 pub mod observe;

@@ -74,6 +74,13 @@ pub fn run(mut cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<
     })?;
     let root = UserRoot::open(&cfg.root)?;
     let users = users::load_for(&cfg)?;
+    if cfg.proxy.mode != super::config::policies::ProxyMode::Off && cfg.proxy.from.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "proxy_protocol is on but proxy_from lists no balancer address: every PROXY header \
+             would be refused",
+        ));
+    }
     let tls = cfg
         .tls
         .load(&cfg.root)

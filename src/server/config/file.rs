@@ -47,6 +47,9 @@
 //! tls_cert = "/etc/ringest/cert.pem"  # PEM chain; default: a self-signed pair beside the root
 //! tls_key = "/etc/ringest/key.pem"
 //! implicit_tls_listen = "0.0.0.0:990" # implicit FTPS (TLS from the first byte) on a second port
+//! proxy_protocol = "off"            # "optional", "required": PROXY v1/v2 headers from balancers
+//! proxy_from = ["10.0.0.0/8"]       # the balancers' addresses; a header from anyone else is refused
+//! proxy_timeout = 5                 # seconds a balancer's connection may take to send its header
 //! ```
 //!
 //! Fields that [`ServerConfig`] has are applied by [`FileConfig::apply`]; the others land in
@@ -60,8 +63,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::policies::{DirectIo, FsyncPolicy, LogFormat, Overwrite, Policies, TlsData};
+use super::policies::{DirectIo, FsyncPolicy, LogFormat, Overwrite, Policies, ProxyMode, TlsData};
 use super::server::{DataPathKind, FsOps, ServerConfig};
+use crate::proto::proxy::Cidr;
 
 /// Why a configuration file was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +142,10 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub implicit_tls_listen: Option<String>,
+    pub proxy_protocol: Option<String>,
+    pub proxy_from: Option<Vec<String>>,
+    /// Seconds.
+    pub proxy_timeout: Option<u64>,
 }
 
 /// Longest timeout accepted, in seconds (a year): anything longer is a typo, and a huge value
@@ -292,6 +300,17 @@ impl FileConfig {
         }
         if let Some(v) = &self.tls_data {
             key("tls_data", v.parse::<TlsData>())?;
+        }
+        if let Some(v) = &self.proxy_protocol {
+            key("proxy_protocol", v.parse::<ProxyMode>())?;
+        }
+        if let Some(list) = &self.proxy_from {
+            for v in list {
+                key("proxy_from", v.parse::<Cidr>())?;
+            }
+        }
+        if let Some(v) = self.proxy_timeout {
+            key("proxy_timeout", check_range(v, 1, 3600))?;
         }
         if let Some(v) = &self.tls_cert {
             key("tls_cert", check_path(v))?;
@@ -461,6 +480,15 @@ impl FileConfig {
         }
         if let Some(v) = self.tls_data_resumption {
             cfg.tls.data_resumption = v;
+        }
+        if let Some(v) = self.proxy_protocol.as_deref().and_then(|s| s.parse().ok()) {
+            cfg.proxy.mode = v;
+        }
+        if let Some(list) = &self.proxy_from {
+            cfg.proxy.from = list.iter().filter_map(|s| s.parse().ok()).collect();
+        }
+        if let Some(v) = self.proxy_timeout {
+            cfg.proxy.timeout = Duration::from_secs(v);
         }
         if let Some(v) = &self.tls_cert {
             cfg.tls.cert = Some(v.clone());

@@ -81,6 +81,20 @@ pub enum DirectIo {
 keyword_enum!(DirectIo, "direct_io policy", "auto" => DirectIo::Auto, "on" => DirectIo::On, "off" => DirectIo::Off);
 keyword_enum!(crate::proto::session::TlsMode, "tls policy", "off" => crate::proto::session::TlsMode::Off, "optional" => crate::proto::session::TlsMode::Optional, "required" => crate::proto::session::TlsMode::Required);
 
+/// `proxy_protocol`: whether connections carry a PROXY header from a balancer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// No header is read; a header is just bytes (an unknown command).
+    #[default]
+    Off,
+    /// Connections from `proxy_from` may start with a header; others must not (refused).
+    Optional,
+    /// Every connection must come from `proxy_from` with a header; anything else is refused.
+    Required,
+}
+
+keyword_enum!(ProxyMode, "proxy_protocol", "off" => ProxyMode::Off, "optional" => ProxyMode::Optional, "required" => ProxyMode::Required);
+
 /// `tls_data`: whether data connections must be protected.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TlsData {

@@ -119,6 +119,28 @@ pub struct ServerConfig {
     pub policies: Policies,
     /// FTPS.
     pub tls: super::tls::TlsSettings,
+    /// Connections through a layer-4 balancer (PROXY protocol).
+    pub proxy: ProxySettings,
+}
+
+/// The PROXY protocol: who may send a header, and how long one may take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxySettings {
+    pub mode: super::policies::ProxyMode,
+    /// The balancers' addresses; a header from anywhere else is refused.
+    pub from: Vec<crate::proto::proxy::Cidr>,
+    /// A connection from a balancer that sends no complete header within this is closed.
+    pub timeout: Duration,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            mode: super::policies::ProxyMode::Off,
+            from: Vec::new(),
+            timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 impl ServerConfig {
@@ -149,6 +171,7 @@ impl ServerConfig {
             allo_check: true,
             policies: Policies::default(),
             tls: super::tls::TlsSettings::default(),
+            proxy: ProxySettings::default(),
         }
     }
 

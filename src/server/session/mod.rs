@@ -3,8 +3,9 @@
 //! while a transfer runs (ABOR, STAT, a vanished client).
 //!
 //! Owns: the control connection and a session's state between transfers (its passive listener,
-//! kept MODE B connection, storage). May use: `transfer`, `storage`, `auth`, `observe`, `context`,
-//! `config`; nothing above it but `start`, which spawns it.
+//! kept MODE B connection, storage, TLS). May use: `transfer`, `storage`, `auth`, `observe`,
+//! `context`, `config`, `balancer` (the PROXY header), `crate::tls`; nothing above it but `start`,
+//! which spawns it.
 
 pub mod account;
 pub mod io;

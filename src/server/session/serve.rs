@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
+use crate::engine::fd::SharedFd;
 use crate::engine::sync::Listener;
 use crate::engine::{net, time};
 use crate::proto::command::LineBuffer;
@@ -28,6 +29,7 @@ use crate::proto::session::{
     Access, Action, Session, SessionConfig, TlsMode, TlsPolicy, TransferOutcome,
 };
 use crate::server::auth::limits::Refusal;
+use crate::server::balancer;
 use crate::server::context::CoreCtx;
 use crate::server::storage::Storage;
 use crate::server::transfer::{self, DataConn, DataTls, PassiveListener, XferEnv};
@@ -42,7 +44,7 @@ use super::watch::{watch, Watched};
 /// `implicit`: the connection came in on the implicit-TLS listener.
 pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd, implicit: bool) {
     let raw = fd.as_raw_fd();
-    let (peer, local) = match (net::peer_addr(raw), net::local_addr(raw)) {
+    let (tcp_peer, local) = match (net::peer_addr(raw), net::local_addr(raw)) {
         (Ok(p), Ok(l)) => (p, l),
         _ => return, // the peer is already gone
     };
@@ -51,6 +53,16 @@ pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd, implicit: bool) {
     if let Err(e) = net::set_oobinline(raw) {
         tracing::warn!(error = %e, "SO_OOBINLINE failed: an ABOR sent as urgent data will not be seen");
     }
+    let fd = Rc::new(fd);
+    // Behind a balancer, the client is the one its PROXY header names, for everything below.
+    let origin = match balancer::origin(&fd, tcp_peer, &ctx.cfg.proxy).await {
+        Ok(o) => o,
+        Err(why) => {
+            tracing::warn!(%tcp_peer, error = %why, "connection refused");
+            return;
+        }
+    };
+    let peer = origin.client;
     let _guard = match ctx.shared.limits.admit(peer.ip()) {
         Ok(g) => g,
         Err(why) => {
@@ -60,32 +72,33 @@ pub async fn serve(ctx: Rc<CoreCtx>, fd: OwnedFd, implicit: bool) {
             };
             tracing::info!(%peer, ?why, "connection refused");
             let stall = ctx.cfg.control_send_timeout;
-            let _ = net::send_all(&Rc::new(fd), text.as_bytes().to_vec(), stall).await;
+            let _ = net::send_all(&fd, text.as_bytes().to_vec(), stall).await;
             return;
         }
     };
     if ctx.shutdown.is_set() {
         let bye = b"421 Server shutting down.\r\n".to_vec();
-        let _ = net::send_all(&Rc::new(fd), bye, ctx.cfg.control_send_timeout).await;
+        let _ = net::send_all(&fd, bye, ctx.cfg.control_send_timeout).await;
         return;
     }
     // Instrumented, not entered: a span entered across an `.await` stays entered while the core
     // runs other sessions' tasks, and their log lines would carry this session's tag.
     let span = tracing::debug_span!("session", %peer, core = ctx.core);
-    run_session(ctx, fd, peer, local, implicit)
+    let advertise = origin.via.map(|v| v.ip());
+    run_session(ctx, fd, peer, local, advertise, implicit)
         .instrument(span)
         .await;
 }
 
 async fn run_session(
     ctx: Rc<CoreCtx>,
-    fd: OwnedFd,
+    fd: SharedFd,
     peer: SocketAddr,
     local: SocketAddr,
+    advertise: Option<IpAddr>,
     implicit: bool,
 ) {
-    tracing::debug!("connected");
-    let fd = Rc::new(fd);
+    tracing::debug!(tcp = ?advertise, "connected");
     let stall = ctx.cfg.control_send_timeout;
     let ctl = Control::new(fd.clone(), peer, local, ctx.metrics.clone(), stall);
     ctx.metrics.session_opened();
@@ -123,6 +136,7 @@ async fn run_session(
         force_close: ctx.force_close.listen(),
         base_tls,
         tls: None,
+        advertise,
     };
     match s.drive(implicit).await {
         Ok(()) => tracing::debug!("closed"),
@@ -154,6 +168,9 @@ struct SessionIo {
     base_tls: Option<Arc<rustls::ServerConfig>>,
     /// This session's TLS configurations, once TLS is on.
     tls: Option<SessionTls>,
+    /// The balancer's address the client connected to (PROXY header): what PASV advertises
+    /// unless `passive_address` is set.
+    advertise: Option<IpAddr>,
 }
 
 impl SessionIo {
@@ -364,7 +381,7 @@ impl SessionIo {
                 };
                 let addr = match opened {
                     Ok(l) => {
-                        let a = l.advertised(&self.ctx, ip);
+                        let a = l.advertised(&self.ctx, self.advertise.unwrap_or(ip));
                         self.passive = Some((l, Instant::now()));
                         Some(a)
                     }

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use crate::engine::fd::SharedFd;
 use crate::engine::{net, op, time};
 use crate::proto::session::DataEndpoint;
+use crate::server::balancer;
 use crate::server::context::CoreCtx;
 
 use super::block::BlockReceiver;
@@ -61,18 +62,25 @@ pub async fn connect(
                         }
                     };
                     let raw = fd.as_raw_fd();
+                    let Ok(tcp_peer) = net::peer_addr(raw) else {
+                        continue;
+                    };
+                    let fd = Rc::new(fd);
+                    // Behind a balancer the data connection names its client too.
+                    let a = match balancer::origin(&fd, tcp_peer, &ctx.cfg.proxy).await {
+                        Ok(o) => o.client,
+                        Err(why) => {
+                            tracing::warn!(%tcp_peer, error = %why, "refused passive data connection");
+                            continue;
+                        }
+                    };
                     // Refuse data connections from anyone but the control connection's peer: otherwise
                     // a third party could race the client for the port and steal or inject a file.
-                    match net::peer_addr(raw) {
-                        Ok(a) if a.ip().to_canonical() == peer.ip().to_canonical() => {
-                            let _ = net::set_nodelay(raw);
-                            return Ok(Rc::new(fd));
-                        }
-                        Ok(a) => {
-                            tracing::warn!(from = %a, expected = %peer.ip(), "refused passive data connection")
-                        }
-                        Err(_) => {}
+                    if a.ip().to_canonical() == peer.ip().to_canonical() {
+                        let _ = net::set_nodelay(raw);
+                        return Ok(fd);
                     }
+                    tracing::warn!(from = %a, expected = %peer.ip(), "refused passive data connection");
                 }
             }
             DataEndpoint::Active(addr) => {

@@ -3,8 +3,8 @@
 //! writes, splice, a copying path for TYPE A), MODE B's kept connection, downloads and listings.
 //!
 //! Owns: one transfer from its 150 to its outcome. May use: the per-core `context`, `storage` (only
-//! through its seam), `proto`, the engine. Never the session above it, which watches the control
-//! connection while a transfer runs.
+//! through its seam), `balancer` (a data connection's PROXY header), `proto`, `crate::tls`, the
+//! engine. Never the session above it, which watches the control connection while a transfer runs.
 
 pub mod block;
 pub mod data;
