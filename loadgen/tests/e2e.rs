@@ -392,3 +392,115 @@ fn ftps_stream_reconnect_and_block_resume_and_verify() {
         assert_eq!(stored, 60, "files under the server root\n{output}");
     }
 }
+
+/// Stream and MODE B through HAProxy (`send-proxy-v2` on the control port and the passive range),
+/// ringest requiring PROXY headers from HAProxy's address: every file lands and the xferlog names
+/// the client's address, not the balancer's.
+#[test]
+fn stream_and_block_through_haproxy() {
+    let haproxy = Command::new("haproxy").arg("-v").output();
+    assert!(
+        haproxy.is_ok_and(|o| o.status.success()),
+        "haproxy not found (apt-get install -y haproxy)"
+    );
+    let (lo, hi) = (26200u16, 26239u16);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let log_path = log.path().to_string_lossy().into_owned();
+    let range = format!("{lo}-{hi}");
+    let server = Server::start_with(&[
+        "--proxy-protocol",
+        "required",
+        "--proxy-from",
+        "127.0.0.1",
+        "--passive-ports",
+        &range,
+        "--xferlog",
+        &log_path,
+    ]);
+    let front = std::net::TcpListener::bind("127.0.0.2:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        cfg.path(),
+        format!(
+            "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
+             frontend ftp\n  bind 127.0.0.2:{front}\n  default_backend ftp\n\
+             backend ftp\n  source 127.0.0.1\n  server n1 127.0.0.1:{} send-proxy-v2\n\
+             frontend pasv\n  bind 127.0.0.2:{lo}-{hi}\n  default_backend pasv\n\
+             backend pasv\n  source 127.0.0.1\n  server n1 127.0.0.1 send-proxy-v2\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    let mut hap = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(cfg.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting haproxy");
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::net::TcpStream::connect(("127.0.0.2", front)).is_ok()
+    });
+    for scenario in ["stream", "block"] {
+        if !up {
+            break;
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args([
+                scenario,
+                "--host",
+                "127.0.0.2",
+                "--port",
+                &front.to_string(),
+            ])
+            .args([
+                "--user",
+                USER,
+                "--password",
+                PASSWORD,
+                "--sessions",
+                "4",
+                "--files",
+                "100",
+            ])
+            .args([
+                "--size",
+                "0..64K",
+                "--source-addrs",
+                "127.0.0.8",
+                "--prefix",
+                scenario,
+            ])
+            .args([
+                "--json",
+                "--quiet",
+                "--duration",
+                "60",
+                "--op-timeout",
+                "10",
+            ])
+            .output()
+            .expect("running loadgen");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let report: Value = serde_json::from_str(text.trim()).unwrap_or(Value::Null);
+        assert_eq!(
+            report["files_ok"],
+            100,
+            "{scenario} through haproxy: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _ = hap.kill();
+    let _ = hap.wait();
+    assert!(up, "haproxy did not listen on 127.0.0.2:{front}");
+    let xfer = std::fs::read_to_string(log.path()).unwrap();
+    let lines: Vec<&str> = xfer.lines().collect();
+    assert_eq!(lines.len(), 200, "{xfer}");
+    assert!(lines.iter().all(|l| l.contains(" 127.0.0.8 ")), "{xfer}");
+}
