@@ -83,12 +83,15 @@ pub fn for_control_session(base: &Arc<ServerConfig>) -> SessionTls {
     let store = Arc::new(SessionStore::default());
     let mut control = (**base).clone();
     control.session_storage = store.clone();
-    let mut data_quiet = control.clone();
+    // Data connections hand their keys to the in-place record layer (`tls::record`) for uploads.
+    let mut data_refill = control.clone();
+    data_refill.enable_secret_extraction = true;
+    let mut data_quiet = data_refill.clone();
     data_quiet.send_tls13_tickets = 0;
     SessionTls {
         control: Arc::new(control.clone()),
         data_quiet: Arc::new(data_quiet),
-        data_refill: Arc::new(control),
+        data_refill: Arc::new(data_refill),
         store,
     }
 }

@@ -79,6 +79,21 @@ macro_rules! with_status {
     };
 }
 
+/// A server connection's keys, taken from rustls after the handshake ([`TlsConn::into_kernel`]).
+pub struct Kernel {
+    pub secrets: rustls::ExtractedSecrets,
+    /// rustls' side of the connection from here on (key updates, tickets); kept for a future
+    /// kTLS path, unused by the software record layer.
+    pub kernel: rustls::kernel::KernelConnection<rustls::server::ServerConnectionData>,
+    pub version: rustls::ProtocolVersion,
+    /// Received records after the handshake, not decrypted yet.
+    pub leftover: Vec<u8>,
+    /// Application data rustls had already decrypted.
+    pub plaintext: Vec<u8>,
+    /// The peer's close_notify was among them.
+    pub peer_closed: bool,
+}
+
 /// What one step of record processing did.
 enum Step {
     /// Something happened; process again.
@@ -315,6 +330,38 @@ impl TlsConn {
             Side::Client(c) => c.handshake_kind(),
         };
         kind == Some(HandshakeKind::Resumed)
+    }
+
+    /// Hands the connection's traffic keys over (rustls' kernel-connection API, made for kTLS), for
+    /// a record layer that decrypts in place ([`crate::tls::record`]). Only a server connection
+    /// whose handshake is done and whose output has been sent; the configuration must allow
+    /// secret extraction. Whatever was received beyond the handshake comes along: undecrypted
+    /// records (`leftover`) and what rustls already decrypted (`plaintext`).
+    pub fn into_kernel(mut self) -> Result<Kernel, TlsError> {
+        if self.is_handshaking() || !self.outgoing.is_empty() {
+            return Err(TlsError::State(
+                "keys can only be taken after the handshake is sent",
+            ));
+        }
+        let leftover = self.incoming.split_off(self.start);
+        let plaintext = std::mem::take(&mut self.plain);
+        let Side::Server(c) = self.side else {
+            return Err(TlsError::State(
+                "only a server connection hands its keys over",
+            ));
+        };
+        let version = c
+            .protocol_version()
+            .ok_or(TlsError::State("no protocol version"))?;
+        let (secrets, kernel) = c.dangerous_into_kernel_connection()?;
+        Ok(Kernel {
+            secrets,
+            kernel,
+            version,
+            leftover,
+            plaintext,
+            peer_closed: self.peer_closed,
+        })
     }
 
     /// The negotiated protocol version and cipher suite, for logs.

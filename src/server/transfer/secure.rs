@@ -12,17 +12,22 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::rc::Rc;
+
 use crate::engine::fd::SharedFd;
-use crate::engine::{direct, net, op};
+use crate::engine::{direct, net, op, runtime};
 use crate::proto::ascii::CrlfToLf;
 use crate::proto::modeb::{Decoder, Event};
 use crate::proto::session::TransferOutcome;
 use crate::server::storage::FileSink;
+use crate::tls::conn::Kernel;
+use crate::tls::record::{Content, Opener, RecordError, Sealer};
 use crate::tls::stream::{DrainError, End, TlsStream};
 
 use super::block::BlockFile;
 use super::data::DataConn;
 use super::failure::StoreError;
+use super::fixed::{Receiver, Wake, WriteSet};
 
 /// The TLS a session's protected data connections run with.
 #[derive(Clone)]
@@ -75,19 +80,180 @@ async fn write_at(file: &SharedFd, buf: Vec<u8>, offset: u64) -> (Result<(), Sto
 }
 
 /// Receives a stream-mode upload until the client's close_notify; a close without it is
-/// [`StoreError::Truncated`]. Binary uploads with inline file-system calls are written straight
-/// from each decrypted record; the others (TYPE A, which converts CRLF to LF, and `fs_ops = ring`)
-/// collect the plaintext and write it through the ring.
+/// [`StoreError::Truncated`]. Binary uploads take rustls' keys and decrypt every record in place in
+/// the registered buffers it was received into, then write the plaintext from there (fixed writes,
+/// or inline writes from the same buffer): no copy in user space. Without a buffer pool, binary
+/// uploads with inline file-system calls are written from each record rustls decrypted; TYPE A
+/// (which converts CRLF to LF) and the rest collect the plaintext and write it through the ring.
 pub async fn receive_stream(
-    s: &mut TlsStream,
+    mut s: TlsStream,
     sink: FileSink<'_>,
     start: u64,
     stall: Duration,
     ascii: bool,
 ) -> Result<u64, StoreError> {
-    if ascii || !sink.inline {
-        return receive_stream_ring(s, sink.file, start, stall, ascii).await;
+    let has_pool = runtime::with(|rt| rt.bufpool().is_some());
+    if ascii || (!has_pool && !sink.inline) {
+        return receive_stream_ring(&mut s, sink.file, start, stall, ascii).await;
     }
+    if !has_pool {
+        return receive_stream_drain(&mut s, sink, start, stall).await;
+    }
+    let fd = s.fd.clone();
+    let kernel = s
+        .tls
+        .into_kernel()
+        .map_err(|e| StoreError::Net(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+    receive_in_place(&fd, kernel, sink, start, stall).await
+}
+
+fn record_error(e: RecordError) -> StoreError {
+    StoreError::Net(io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// The in-place path: a multishot recv fills registered buffers; every complete record in a buffer
+/// is decrypted where it lies and its plaintext range written from that buffer at its offset. A
+/// record cut by the end of a buffer is carried (at most one record, ~16 KiB) and finished from
+/// the next buffer, then written from the carry.
+async fn receive_in_place(
+    fd: &SharedFd,
+    k: Kernel,
+    sink: FileSink<'_>,
+    start: u64,
+    stall: Duration,
+) -> Result<u64, StoreError> {
+    let mut opener = Opener::new(k.version, &k.secrets.rx).map_err(record_error)?;
+    let mut sealer = Sealer::new(k.version, &k.secrets.tx).map_err(record_error)?;
+    let file = sink.file;
+    let mut offset = start;
+    // What rustls had decrypted before it handed the keys over.
+    if !k.plaintext.is_empty() {
+        direct::pwrite_all(file, &k.plaintext, offset).map_err(StoreError::File)?;
+        offset += k.plaintext.len() as u64;
+    }
+    let mut clean = k.peer_closed;
+    let mut carry = k.leftover;
+    if !clean {
+        let (n, ended) = open_carried(&mut opener, &mut carry, file, offset)?;
+        offset += n;
+        clean = ended;
+    }
+    let mut rx = Receiver::new(fd, stall);
+    let mut writes = WriteSet::new(sink);
+    loop {
+        if clean && writes.is_empty() {
+            // Our close_notify back; the client may have closed already, which is fine.
+            if let Ok(bye) = sealer.close_notify() {
+                let _ = net::send_all(fd, bye, Duration::from_secs(1)).await;
+            }
+            return Ok(offset - start);
+        }
+        if rx.closed && !clean && writes.is_empty() {
+            // The connection ended without close_notify: cut short, whatever arrived.
+            return Err(StoreError::Truncated {
+                received: offset - start,
+            });
+        }
+        match rx.event(&mut writes, !clean && !rx.closed).await? {
+            Wake::Wrote => {}
+            Wake::Tick => rx.on_tick(!clean && !rx.closed)?,
+            Wake::Recv(item) => {
+                let Some(mut buf) = rx.on_recv(item)? else {
+                    continue;
+                };
+                let data = buf.as_mut_slice();
+                let mut pos = 0;
+                // First the record the last buffer cut.
+                if !carry.is_empty() {
+                    loop {
+                        let want = Opener::record_len(&carry)
+                            .map_err(record_error)?
+                            .unwrap_or(5);
+                        let take = want.saturating_sub(carry.len()).min(data.len() - pos);
+                        carry.extend_from_slice(&data[pos..pos + take]);
+                        pos += take;
+                        if take == 0 || pos == data.len() {
+                            break;
+                        }
+                    }
+                    let (n, ended) = open_carried(&mut opener, &mut carry, file, offset)?;
+                    offset += n;
+                    clean = ended;
+                }
+                let mut ranges = Vec::new();
+                while !clean && pos < data.len() {
+                    match Opener::record_len(&data[pos..]).map_err(record_error)? {
+                        Some(n) if pos + n <= data.len() => {
+                            match opener.open(&mut data[pos..pos + n]).map_err(record_error)? {
+                                Content::Data(r) => ranges.push(pos + r.start..pos + r.end),
+                                Content::CloseNotify => clean = true,
+                            }
+                            pos += n;
+                        }
+                        _ => {
+                            carry.extend_from_slice(&data[pos..]);
+                            pos = data.len();
+                        }
+                    }
+                }
+                let buf = Rc::new(buf);
+                for r in ranges {
+                    let n = r.len() as u64;
+                    writes.push(buf.clone(), r, offset)?;
+                    offset += n;
+                }
+            }
+        }
+    }
+}
+
+/// Opens the complete records at the start of `carry` (decrypted in place there) and writes
+/// their plaintext at `offset`; keeps an incomplete one. Returns the bytes written and whether
+/// close_notify came.
+fn open_carried(
+    opener: &mut Opener,
+    carry: &mut Vec<u8>,
+    file: &SharedFd,
+    offset: u64,
+) -> Result<(u64, bool), StoreError> {
+    let mut pos = 0;
+    let mut written = 0u64;
+    let mut ended = false;
+    while let Some(n) = Opener::record_len(&carry[pos..]).map_err(record_error)? {
+        if pos + n > carry.len() {
+            break;
+        }
+        match opener
+            .open(&mut carry[pos..pos + n])
+            .map_err(record_error)?
+        {
+            Content::Data(r) => {
+                let plain = &carry[pos + r.start..pos + r.end];
+                direct::pwrite_all(file, plain, offset + written).map_err(StoreError::File)?;
+                written += plain.len() as u64;
+            }
+            Content::CloseNotify => {
+                ended = true;
+                pos += n;
+                break;
+            }
+        }
+        pos += n;
+    }
+    carry.drain(..pos);
+    if ended {
+        carry.clear();
+    }
+    Ok((written, ended))
+}
+
+/// Without a buffer pool: each record rustls decrypted is written straight from its copy.
+async fn receive_stream_drain(
+    s: &mut TlsStream,
+    sink: FileSink<'_>,
+    start: u64,
+    stall: Duration,
+) -> Result<u64, StoreError> {
     s.tls.set_recv_chunk(RECV_CHUNK);
     let file = sink.file;
     let mut offset = start;

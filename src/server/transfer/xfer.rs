@@ -182,9 +182,13 @@ impl Xfer<'_> {
         let stall = env.ctx.cfg.data_timeout;
         let ascii = self.t.ttype == TransferType::Ascii;
         let (res, markers) = match (self.t.mode, conn.tls.as_mut()) {
-            (TransferMode::Stream, Some(s)) => {
+            // The stream's end is the connection's: its TLS state is handed to the receive path.
+            (TransferMode::Stream, Some(_)) => {
                 let storage::Target::File(sink) = upload.target();
-                let r = secure::receive_stream(s, sink, offset, stall, ascii).await;
+                let r = match conn.tls.take() {
+                    Some(s) => secure::receive_stream(s, sink, offset, stall, ascii).await,
+                    None => Err(StoreError::Net(io::ErrorKind::NotConnected.into())),
+                };
                 (r, Vec::new())
             }
             (TransferMode::Block, Some(s)) => {
