@@ -14,7 +14,9 @@
 //! big-endian)`, followed by `count` payload bytes that belong at file offset `offset`. A block
 //! with the EOF bit uses the offset field for something else: the number of EOD markers the
 //! receiver must see, i.e. the number of data connections the sender used. Every connection ends
-//! its part of the transfer with the EOD bit; the EOF may come on any one of them.
+//! its part of the transfer with the EOD bit; the EOF may come on any one of them. Checked on the
+//! wire against `globus-url-copy` 10.12 (`docs/gridftp/`): with `-p 2` one connection ends with
+//! EOD (0x08), the other with EOF | EOD (0x48) whose offset field is 2.
 //!
 //! # How it maps onto ringest
 //! One [`Decoder`] per data connection turns that connection's receive buffers into
