@@ -1,6 +1,6 @@
 //! Replies clients trip over (issue 10, item 4), checked with ftplib (tests/py/client_habits.py):
-//! `MODE E`/`MODE Z` answered 504 naming the available modes (globus-url-copy shows a 501 as a
-//! syntax error), `HOST` after login 503 (RFC 7151), EPRT answered as EPRT, a NUL byte named, and
+//! `MODE E` accepted (GridFTP extended block mode), `MODE Z`/`MODE C` answered 504 naming the
+//! available modes (globus-url-copy shows a 501 as a syntax error), `HOST` after login 503 (RFC 7151), EPRT answered as EPRT, a NUL byte named, and
 //! control characters in file names escaped in replies.
 
 mod common;

@@ -221,6 +221,9 @@ pub enum TransferMode {
     Stream,
     /// `B`: block mode, end of file in-band, the data connection can carry many files.
     Block,
+    /// `E`: GridFTP extended block mode (GFD.20): blocks with their own file offsets over one or
+    /// more parallel data connections, kept open across files.
+    Extended,
 }
 
 /// The argument of EPSV (RFC 2428).
@@ -722,6 +725,7 @@ fn parse_mode(s: &str) -> Result<TransferMode, ParseError> {
     match s.to_ascii_uppercase().as_str() {
         "S" => Ok(TransferMode::Stream),
         "B" => Ok(TransferMode::Block),
+        "E" => Ok(TransferMode::Extended),
         m if m.len() == 1 && m.bytes().all(|b| b.is_ascii_alphabetic()) => {
             Err(ParseError::UnsupportedMode(m.to_owned()))
         }
@@ -977,7 +981,8 @@ mod tests {
         assert_eq!(parse(b"STRU Q"), Err(ParseError::BadArgument("STRU")));
         assert_eq!(parse(b"MODE s"), Ok(Command::Mode(TransferMode::Stream)));
         assert_eq!(parse(b"MODE B"), Ok(Command::Mode(TransferMode::Block)));
-        for m in ["C", "E", "z"] {
+        assert_eq!(parse(b"mode e"), Ok(Command::Mode(TransferMode::Extended)));
+        for m in ["C", "z"] {
             assert_eq!(
                 parse(format!("MODE {m}").as_bytes()),
                 Err(ParseError::UnsupportedMode(m.to_ascii_uppercase())),

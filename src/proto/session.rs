@@ -465,7 +465,7 @@ impl Session {
             Err(ParseError::Empty) => Action::Reply(Reply::new(500, "Empty command.")),
             Err(ParseError::UnsupportedMode(m)) => {
                 let available = if self.cfg.block_mode {
-                    "S (stream) and B (block)"
+                    "S (stream), B (block) and E (extended block)"
                 } else {
                     "S (stream)"
                 };
@@ -576,6 +576,14 @@ impl Session {
                 reply(200, "Mode set to B.")
             }
             Command::Mode(TransferMode::Block) => reply(504, "Block mode not supported."),
+            Command::Mode(TransferMode::Extended) if self.cfg.block_mode => {
+                self.mode = TransferMode::Extended;
+                reply(200, "Mode set to E.")
+            }
+            Command::Mode(TransferMode::Extended) => reply(
+                504,
+                "MODE E not available (no registered buffers); available modes: S (stream).",
+            ),
             Command::Pasv if self.epsv_all => reply(501, "PASV not allowed after EPSV ALL."),
             Command::Pasv => {
                 if !self.peer.ip().to_canonical().is_ipv4() {
@@ -753,6 +761,7 @@ impl Session {
         let mode = match self.mode {
             TransferMode::Stream => "Stream",
             TransferMode::Block => "Block",
+            TransferMode::Extended => "Extended block",
         };
         lines.push(format!("TYPE: {ty}, STRUcture: File, MODE: {mode}"));
         lines.push(match (self.secure, self.protected) {
@@ -903,6 +912,8 @@ impl Session {
             .is_some_and(|a| a.write && a.upload_only.is_none());
         match site::parse_site(arg) {
             Ok(SiteCmd::Help) => Action::Reply(site_help()),
+            Ok(SiteCmd::Noted { clientinfo: true }) => reply(250, "OK."),
+            Ok(SiteCmd::Noted { clientinfo: false }) => reply(200, "Buffer size noted."),
             Ok(SiteCmd::Unknown(name)) => reply(502, format!("SITE {name} not implemented.")),
             Ok(_) if !may_change => reply(550, "Permission denied."),
             Ok(SiteCmd::Utime { path, mtime, atime }) => {
@@ -1013,7 +1024,22 @@ impl Session {
             );
         }
         let offset = std::mem::take(&mut self.rest);
-        let endpoint = if self.block_open && self.mode == TransferMode::Block {
+        if self.mode == TransferMode::Extended {
+            if kind != TransferKind::Store {
+                return reply(
+                    504,
+                    "MODE E: only uploads (STOR) are supported; use MODE S.",
+                );
+            }
+            if self.protected {
+                return reply(
+                    534,
+                    "MODE E is not available on protected data connections.",
+                );
+            }
+        }
+        let kept = matches!(self.mode, TransferMode::Block | TransferMode::Extended);
+        let endpoint = if self.block_open && kept {
             DataEndpoint::Open
         } else {
             match self.endpoint.take() {
@@ -1091,6 +1117,10 @@ impl Session {
         let Some(t) = &self.pending_transfer else {
             return Reply::new(150, "Opening data connection.");
         };
+        if t.mode == TransferMode::Extended {
+            // GridFTP servers answer 150 whether or not the connections are cached.
+            return Reply::new(150, "Beginning transfer.");
+        }
         if t.endpoint == DataEndpoint::Open {
             return Reply::new(125, "Data connection already open; transfer starting.");
         }
@@ -1127,6 +1157,11 @@ impl Session {
             }
         );
         match outcome {
+            TransferOutcome::Complete {
+                kept_open: true, ..
+            } if t.as_ref().is_some_and(|t| t.mode == TransferMode::Extended) => {
+                Reply::new(226, "Transfer Complete.")
+            }
             TransferOutcome::Complete {
                 kept_open: true, ..
             } => Reply::new(250, "Transfer complete; data connection kept open."),

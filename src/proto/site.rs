@@ -31,6 +31,10 @@ pub enum SiteCmd {
     },
     /// `SITE HELP`: the subcommands we know.
     Help,
+    /// What GridFTP clients send that needs no action here: `SITE CLIENTINFO` (the client's name
+    /// and version, 250) and the buffer-size hints `SITE STORBUFSIZE`/`RETRBUFSIZE`/`BUFSIZE`
+    /// (200: the kernel autotunes socket buffers).
+    Noted { clientinfo: bool },
     /// Anything else: the subcommand's name, uppercased and made safe to echo.
     Unknown(String),
 }
@@ -49,6 +53,8 @@ pub fn parse_site(arg: &str) -> Result<SiteCmd, SiteError> {
         "CHMOD" => parse_chmod(rest),
         "UTIME" => parse_utime(rest),
         "HELP" => Ok(SiteCmd::Help),
+        "CLIENTINFO" => Ok(SiteCmd::Noted { clientinfo: true }),
+        "STORBUFSIZE" | "RETRBUFSIZE" | "BUFSIZE" => Ok(SiteCmd::Noted { clientinfo: false }),
         _ => Ok(SiteCmd::Unknown(
             name.chars()
                 .take(16)

@@ -8,7 +8,7 @@ tests/client_*.rs and tests/allo_truncation.rs, which prepare the files and chec
   limit      NLST * on a server started with --max-list-entries 2 (same files)
   times      MFMT, MDTM with two arguments, both SITE UTIME forms, SITE CHMOD, SITE HELP, FEAT
   allo       ALLO followed by short, exact and longer uploads, APPE and REST
-  replies    MODE E/Z, HOST after login, EPRT, a NUL byte, control characters in names
+  replies    MODE E accepted, MODE Z/C 504, HOST after login, EPRT, a NUL byte, control characters in names
 """
 import io
 import socket
@@ -142,13 +142,14 @@ def check_allo(ftp):
 
 
 def check_replies(ftp):
-    for mode in ("E", "Z"):
+    expect_code(ftp.sendcmd("MODE E"), 200, "MODE E (GridFTP extended block mode)")
+    for mode in ("Z", "C"):
         try:
             ftp.sendcmd(f"MODE {mode}")
             raise AssertionError(f"MODE {mode} succeeded")
         except Exception as e:  # noqa: BLE001
             text = str(e)
-            expect(text == f"504 MODE {mode} not implemented; available modes: S (stream) and B (block).", f"MODE {mode}: {text!r}")
+            expect(text == f"504 MODE {mode} not implemented; available modes: S (stream), B (block) and E (extended block).", f"MODE {mode}: {text!r}")
     expect_code(ftp.sendcmd("MODE S"), 200, "MODE S")
     expect_error(lambda: ftp.sendcmd("HOST ftp.example.com"), 503, "HOST after login")
     listener = socket.socket()

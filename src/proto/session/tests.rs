@@ -217,9 +217,9 @@ fn unknown_and_unimplemented() {
 }
 
 #[test]
-fn mode_e_and_z_name_the_available_modes() {
+fn modes_name_what_is_available() {
     let mut s = logged_in();
-    for m in ["E", "Z", "C"] {
+    for m in ["Z", "C"] {
         let Action::Reply(r) = s.on_line(line(&format!("MODE {m}"))) else {
             panic!()
         };
@@ -229,6 +229,15 @@ fn mode_e_and_z_name_the_available_modes() {
             format!("MODE {m} not implemented; available modes: S (stream).")
         );
     }
+    // Without registered buffers MODE E is not offered either.
+    let Action::Reply(r) = s.on_line(line("MODE E")) else {
+        panic!()
+    };
+    assert_eq!(r.code, 504);
+    assert!(
+        r.lines[0].ends_with("available modes: S (stream)."),
+        "{r:?}"
+    );
     let mut s = Session::new(
         SessionConfig {
             block_mode: true,
@@ -236,11 +245,53 @@ fn mode_e_and_z_name_the_available_modes() {
         },
         peer(),
     );
-    let Action::Reply(r) = s.on_line(line("MODE E")) else {
+    let Action::Reply(r) = s.on_line(line("MODE Z")) else {
         panic!()
     };
-    assert!(r.lines[0].ends_with("S (stream) and B (block)."), "{r:?}");
+    assert!(
+        r.lines[0].ends_with("S (stream), B (block) and E (extended block)."),
+        "{r:?}"
+    );
     assert_eq!(code(&s.on_line(line("MODE x1"))), 501);
+}
+
+#[test]
+fn mode_e_takes_uploads_only_and_not_over_tls() {
+    let mut s = Session::new(
+        SessionConfig {
+            block_mode: true,
+            tls: TlsPolicy {
+                control: TlsMode::Optional,
+                ..TlsPolicy::default()
+            },
+            ..SessionConfig::default()
+        },
+        peer(),
+    );
+    s.on_line(line("USER alice"));
+    s.on_line(line("PASS secret"));
+    s.login_done(Some(Access::full()));
+    assert_eq!(code(&s.on_line(line("MODE E"))), 200);
+    assert_eq!(code(&s.on_line(line("PORT 127,0,0,1,200,10"))), 200);
+    assert_eq!(code(&s.on_line(line("RETR f"))), 504);
+    assert_eq!(code(&s.on_line(line("SITE CLIENTINFO appname=\"x\""))), 250);
+    assert_eq!(code(&s.on_line(line("SITE STORBUFSIZE 65536"))), 200);
+    match s.on_line(line("STOR f")) {
+        Action::Transfer(t) => {
+            assert_eq!(t.mode, TransferMode::Extended);
+            assert_eq!(s.transfer_opening().code, 150);
+            let r = s.transfer_done(TransferOutcome::Complete {
+                bytes: 1,
+                kept_open: true,
+            });
+            assert_eq!(r.code, 226);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The kept connections carry the next STOR without a new PASV.
+    assert!(
+        matches!(s.on_line(line("STOR g")), Action::Transfer(t) if t.endpoint == DataEndpoint::Open)
+    );
 }
 
 #[test]

@@ -21,7 +21,7 @@ pub fn account(
     let took = started.elapsed();
     let mode = match t.mode {
         TransferMode::Stream => Mode::Stream,
-        TransferMode::Block => Mode::Block,
+        TransferMode::Block | TransferMode::Extended => Mode::Block,
     };
     let dir = match t.kind {
         TransferKind::Store | TransferKind::Append | TransferKind::StoreUnique => Direction::In,

@@ -23,6 +23,8 @@ pub struct DataConn {
     pub tls: Option<crate::tls::stream::TlsStream>,
     /// MODE B over TLS: the decoder's state between files.
     pub tls_block: crate::proto::modeb::Decoder,
+    /// MODE E: every data connection of the session (`fd` is the first of them).
+    pub ext: Option<super::extended::Extended>,
 }
 
 impl DataConn {
@@ -32,6 +34,7 @@ impl DataConn {
             block: None,
             tls: None,
             tls_block: crate::proto::modeb::Decoder::new(),
+            ext: None,
         }
     }
 }

@@ -9,6 +9,7 @@
 pub mod block;
 pub mod data;
 pub mod direct;
+pub mod extended;
 pub mod failure;
 pub mod fixed;
 pub mod passive;

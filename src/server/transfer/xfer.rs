@@ -21,6 +21,7 @@ use crate::tls::stream::Channel;
 
 use super::block::BlockReceiver;
 use super::data::{self, DataConn};
+use super::extended;
 use super::failure::StoreError;
 use super::passive::PassiveListener;
 use super::receive;
@@ -171,6 +172,9 @@ impl Xfer<'_> {
                 return Ok(TransferOutcome::Local(fs_error(e)).into());
             }
         }
+        if self.t.mode == TransferMode::Extended {
+            return self.store_extended(upload, offset, unique).await;
+        }
         let mut conn = match self.open_data().await? {
             Ok(c) => c,
             Err(outcome) => {
@@ -218,6 +222,11 @@ impl Xfer<'_> {
                     Err(e) => (Err(e), rx.markers_of_failed().to_vec()),
                 }
             }
+            // Taken by `store_extended` before any data connection is made.
+            (TransferMode::Extended, _) => (
+                Err(StoreError::Net(io::ErrorKind::Unsupported.into())),
+                Vec::new(),
+            ),
         };
         // RFC 959 3.5: the receiver reports each marker with its own position, which REST takes.
         let marks = markers
@@ -264,25 +273,91 @@ impl Xfer<'_> {
                     }
                     None => upload.discard().await,
                 }
-                match err {
-                    StoreError::Net(e) => {
-                        tracing::info!(path = %self.t.path, error = %e, "upload aborted");
-                        TransferOutcome::ConnectionLost
-                    }
-                    StoreError::File(e) => {
-                        tracing::warn!(path = %self.t.path, error = %e, "upload failed writing the file");
-                        TransferOutcome::Local(fs_error(e))
-                    }
-                    StoreError::Truncated { received } => {
-                        tracing::warn!(path = %self.t.path, received, "protected upload ended without TLS close_notify (truncated); discarded");
-                        TransferOutcome::Truncated { received }
-                    }
-                }
+                self.failed(err)
             }
         };
         Ok(Finished {
             outcome,
             marks,
+            unique,
+        })
+    }
+
+    /// The outcome of an upload whose receive failed (the upload already discarded), logged.
+    fn failed(&self, err: StoreError) -> TransferOutcome {
+        match err {
+            StoreError::Net(e) => {
+                tracing::info!(path = %self.t.path, error = %e, "upload aborted");
+                TransferOutcome::ConnectionLost
+            }
+            StoreError::File(e) => {
+                tracing::warn!(path = %self.t.path, error = %e, "upload failed writing the file");
+                TransferOutcome::Local(fs_error(e))
+            }
+            StoreError::Truncated { received } => {
+                tracing::warn!(path = %self.t.path, received, "protected upload ended without TLS close_notify (truncated); discarded");
+                TransferOutcome::Truncated { received }
+            }
+        }
+    }
+
+    /// MODE E: the file over the session's parallel data connections (new ones accepted from the
+    /// PASV listener while it arrives), which stay open for the next file.
+    async fn store_extended(
+        &mut self,
+        upload: storage::Upload,
+        offset: u64,
+        unique: Option<VPath>,
+    ) -> io::Result<Finished> {
+        let env = self.env;
+        let mut ext = self.kept.take().and_then(|c| c.ext).unwrap_or_default();
+        let listener = self.passive.take();
+        if ext.is_empty() && listener.is_none() {
+            upload.discard().await;
+            return Ok(TransferOutcome::NoConnection.into());
+        }
+        let (res, _) = env.ctl.send(self.opening.to_bytes()).await;
+        res?;
+        let stall = env.ctx.cfg.data_timeout;
+        let storage::Target::File(sink) = upload.target();
+        let got = extended::receive(
+            &mut ext,
+            env.ctx,
+            listener,
+            env.peer,
+            sink.file,
+            offset,
+            self.t.allocate,
+            stall,
+        )
+        .await;
+        let outcome = match got {
+            Ok(len) => {
+                let noreplace =
+                    env.storage.refuses_overwrite() || self.t.no_overwrite || unique.is_some();
+                match env.storage.land(upload, noreplace).await {
+                    Ok(()) => {
+                        if let Some(fd) = ext.first_fd() {
+                            let mut conn = DataConn::new(fd);
+                            conn.ext = Some(ext);
+                            *self.kept = Some(conn);
+                        }
+                        TransferOutcome::Complete {
+                            bytes: len,
+                            kept_open: true,
+                        }
+                    }
+                    Err(e) => TransferOutcome::Local(fs_error(e)),
+                }
+            }
+            Err(err) => {
+                upload.discard().await;
+                self.failed(err)
+            }
+        };
+        Ok(Finished {
+            outcome,
+            marks: Vec::new(),
             unique,
         })
     }

@@ -79,7 +79,7 @@ impl LocalRoot {
         }
         match (t.offset, t.mode) {
             (0, _) => Ok((Upload::create(calls, root, path).await?, 0, None)),
-            (o, TransferMode::Block) => {
+            (o, TransferMode::Block | TransferMode::Extended) => {
                 Ok((Upload::resume_partial(calls, root, path, o).await?, o, None))
             }
             (o, TransferMode::Stream) => {
