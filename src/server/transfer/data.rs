@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 
 use crate::engine::fd::SharedFd;
@@ -39,6 +39,29 @@ impl DataConn {
     }
 }
 
+/// Takes an accepted passive data connection if it comes from the session's client `peer`: its
+/// PROXY header is read first behind a balancer, which names the client. Refused ones are logged
+/// and closed. A third party racing the client for the port could otherwise steal or inject a
+/// file.
+pub async fn admit(ctx: &CoreCtx, fd: OwnedFd, peer: SocketAddr) -> Option<SharedFd> {
+    let raw = fd.as_raw_fd();
+    let tcp_peer = net::peer_addr(raw).ok()?;
+    let fd = Rc::new(fd);
+    let client = match balancer::origin(&fd, tcp_peer, &ctx.cfg.proxy).await {
+        Ok(o) => o.client,
+        Err(why) => {
+            tracing::warn!(%tcp_peer, error = %why, "refused passive data connection");
+            return None;
+        }
+    };
+    if client.ip().to_canonical() != peer.ip().to_canonical() {
+        tracing::warn!(from = %client, expected = %peer.ip(), "refused passive data connection");
+        return None;
+    }
+    let _ = net::set_nodelay(raw);
+    Some(fd)
+}
+
 /// Makes the data connection for a transfer: accepts on the passive listener (only from the control
 /// connection's peer address) or connects to the PORT/EPRT address. Bounded by the data timeout.
 pub async fn connect(
@@ -64,26 +87,9 @@ pub async fn connect(
                             continue;
                         }
                     };
-                    let raw = fd.as_raw_fd();
-                    let Ok(tcp_peer) = net::peer_addr(raw) else {
-                        continue;
-                    };
-                    let fd = Rc::new(fd);
-                    // Behind a balancer the data connection names its client too.
-                    let a = match balancer::origin(&fd, tcp_peer, &ctx.cfg.proxy).await {
-                        Ok(o) => o.client,
-                        Err(why) => {
-                            tracing::warn!(%tcp_peer, error = %why, "refused passive data connection");
-                            continue;
-                        }
-                    };
-                    // Refuse data connections from anyone but the control connection's peer: otherwise
-                    // a third party could race the client for the port and steal or inject a file.
-                    if a.ip().to_canonical() == peer.ip().to_canonical() {
-                        let _ = net::set_nodelay(raw);
+                    if let Some(fd) = admit(ctx, fd, peer).await {
                         return Ok(fd);
                     }
-                    tracing::warn!(from = %a, expected = %peer.ip(), "refused passive data connection");
                 }
             }
             DataEndpoint::Active(addr) => {

@@ -14,19 +14,16 @@
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use crate::engine::direct;
 use crate::engine::fd::SharedFd;
 use crate::engine::op::recv::Recv;
 use crate::engine::op::{self, Op};
 use crate::engine::timer::Sleep;
-use crate::engine::{direct, net};
 use crate::proto::modee::{Decoder, Event, Limits, Transfer};
-use crate::server::balancer;
 use crate::server::context::CoreCtx;
 
 use super::failure::{stalled, StoreError};
@@ -182,26 +179,12 @@ pub async fn receive(
             Wake::Accepted(None) => accepts = listener.map(|l| op::accept::accept_multi(&l.fd)),
             Wake::Accepted(Some(Err(e))) => return Err(StoreError::Net(e)),
             Wake::Accepted(Some(Ok(fd))) => {
-                let raw = fd.as_raw_fd();
-                let Ok(tcp_peer) = net::peer_addr(raw) else {
+                let Some(fd) = super::data::admit(ctx, fd, peer).await else {
                     continue;
                 };
-                let fd = Rc::new(fd);
-                let client = match balancer::origin(&fd, tcp_peer, &ctx.cfg.proxy).await {
-                    Ok(o) => o.client,
-                    Err(why) => {
-                        tracing::warn!(%tcp_peer, error = %why, "refused MODE E data connection");
-                        continue;
-                    }
-                };
-                if client.ip().to_canonical() != peer.ip().to_canonical() {
-                    tracing::warn!(from = %client, expected = %peer.ip(), "refused MODE E data connection");
-                    continue;
-                }
                 if ext.conns.len() >= Limits::default().max_connections {
                     return Err(bad("too many data connections"));
                 }
-                let _ = net::set_nodelay(raw);
                 ctx.metrics.data_connection();
                 ext.conns.push(Conn {
                     fd,
