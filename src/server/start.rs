@@ -86,41 +86,30 @@ pub fn run(mut cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<
         .load(&cfg.root)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("TLS: {e}")))?;
     storage::sweep_interrupted(users.roots());
-    // Thread 0's listener resolves port 0; the others bind the same address into its reuseport group.
-    let mut listeners = Vec::with_capacity(threads);
-    let mut addr = cfg.listen;
-    net::ensure_unused(addr).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("listening on {addr}: {e} (is another server running on this port?)"),
-        )
-    })?;
-    for i in 0..threads {
-        let cpu = cpus[i % cpus.len()];
-        let l = net::listen_reuseport(addr, Some(cpu), cfg.listen_backlog)
-            .map_err(|e| io::Error::new(e.kind(), format!("listening on {addr}: {e}")))?;
-        if i == 0 {
-            addr = net::local_addr(l.as_raw_fd())?;
-        }
-        listeners.push(l);
-    }
+    let (listeners, addr) = listen_per_core(
+        cfg.listen,
+        &cpus,
+        threads,
+        cfg.listen_backlog,
+        "listening on",
+    )?;
     // The implicit-TLS listeners, one per core like the others.
-    let mut implicit = Vec::new();
-    let mut implicit_addr = None;
-    if let Some(mut a) = cfg.tls.implicit_listen {
-        net::ensure_unused(a)
-            .map_err(|e| io::Error::new(e.kind(), format!("implicit TLS listener {a}: {e}")))?;
-        for i in 0..threads {
-            let cpu = cpus[i % cpus.len()];
-            let l = net::listen_reuseport(a, Some(cpu), cfg.listen_backlog)
-                .map_err(|e| io::Error::new(e.kind(), format!("implicit TLS listener {a}: {e}")))?;
-            if i == 0 {
-                a = net::local_addr(l.as_raw_fd())?;
-                implicit_addr = Some(a);
-            }
-            implicit.push(Mutex::new(Some(l)));
+    let (implicit, implicit_addr) = match cfg.tls.implicit_listen {
+        Some(a) => {
+            let (ls, a) = listen_per_core(
+                a,
+                &cpus,
+                threads,
+                cfg.listen_backlog,
+                "implicit TLS listener",
+            )?;
+            (
+                ls.into_iter().map(|l| Mutex::new(Some(l))).collect(),
+                Some(a),
+            )
         }
-    }
+        None => (Vec::new(), None),
+    };
     let implicit = Arc::new(implicit);
     let mut wakeups = Vec::with_capacity(threads);
     let mut core_parts = Vec::with_capacity(threads);
@@ -253,6 +242,35 @@ pub fn run(mut cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<
         x.flush();
     }
     Ok(())
+}
+
+/// One SO_REUSEPORT listener per core thread on `addr`, each steered to its CPU. Thread 0's
+/// listener resolves port 0; the others bind the same address into its reuseport group. Fails,
+/// naming `what`, when another server already listens there.
+fn listen_per_core(
+    mut addr: SocketAddr,
+    cpus: &[usize],
+    threads: usize,
+    backlog: i32,
+    what: &str,
+) -> io::Result<(Vec<OwnedFd>, SocketAddr)> {
+    net::ensure_unused(addr).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("{what} {addr}: {e} (is another server running on this port?)"),
+        )
+    })?;
+    let mut listeners = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let cpu = cpus[i % cpus.len()];
+        let l = net::listen_reuseport(addr, Some(cpu), backlog)
+            .map_err(|e| io::Error::new(e.kind(), format!("{what} {addr}: {e}")))?;
+        if i == 0 {
+            addr = net::local_addr(l.as_raw_fd())?;
+        }
+        listeners.push(l);
+    }
+    Ok((listeners, addr))
 }
 
 /// Descriptors kept back from sessions: listeners, rings, eventfds, the blocking pool, log files,
