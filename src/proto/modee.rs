@@ -261,6 +261,13 @@ impl Decoder {
                     }
                     if *eod {
                         *eod = false;
+                        // Without a will-close to follow, the EOD is the block's last event: the
+                        // connection stands at the end of this transfer as soon as it is reported
+                        // ([`Decoder::at_eod`], [`Decoder::next_transfer`]), so a caller may stop
+                        // there and keep the rest of its input for the next transfer.
+                        if !*close {
+                            self.state = State::Ended { close: false };
+                        }
                         return Ok(Some(Event::Eod));
                     }
                     if *close {
@@ -664,6 +671,42 @@ impl Transfer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_stands_at_the_end_of_its_transfer_as_soon_as_its_eod_is_reported() {
+        // EOD without will-close, then the next transfer's first block in the same input.
+        let mut wire = Vec::new();
+        Encoder::eod(&mut wire);
+        wire.extend_from_slice(&header(0, 1, 0));
+        wire.push(9);
+        let mut d = Decoder::default();
+        let mut pos = 0;
+        assert_eq!(d.next(&wire, &mut pos), Ok(Some(Event::Eod)));
+        assert!(d.at_eod(), "ended at once: the rest is the next transfer's");
+        assert_eq!(pos, HEADER_LEN);
+        assert!(d.next_transfer());
+        let mut rest = pos;
+        let ev = d.next(&wire, &mut rest).unwrap();
+        assert!(
+            matches!(
+                ev,
+                Some(Event::Data {
+                    offset: 0,
+                    bytes: [9]
+                })
+            ),
+            "{ev:?}"
+        );
+        // With will-close, the block's last event is still to come.
+        let mut wire = Vec::new();
+        Encoder::eod_will_close(&mut wire);
+        let mut d = Decoder::default();
+        let mut pos = 0;
+        assert_eq!(d.next(&wire, &mut pos), Ok(Some(Event::Eod)));
+        assert!(!d.at_eod());
+        assert_eq!(d.next(&wire, &mut pos), Ok(Some(Event::WillClose)));
+        assert!(d.at_eod() && !d.next_transfer());
+    }
     use proptest::prelude::*;
 
     /// Decodes `chunk` on one connection into `tr`, writing payload into `file`; returns the

@@ -90,16 +90,13 @@ fn feed(
             Event::Data { offset, bytes } => {
                 direct::pwrite_all(file, bytes, start + offset).map_err(StoreError::File)?;
             }
-            Event::Eod => {
-                // Let the decoder finish the block (it reports a will-close after the EOD), so
-                // it stands at the end of this file; what follows is the next file's.
-                let mut none = 0;
-                while let Some(ev) = conn.decoder.next(&[], &mut none).map_err(bad)? {
-                    t.on_event(id, &ev).map_err(bad)?;
-                }
+            // Without a will-close to come, the decoder stands at the end of this file and what
+            // follows is the next file's; with one, the block's last event is still to come.
+            Event::Eod if conn.decoder.at_eod() => {
                 conn.leftover = data[pos..].to_vec();
                 return Ok(());
             }
+            Event::Eod => {}
             Event::Eof { .. } | Event::WillClose => {}
         }
     }
