@@ -55,13 +55,7 @@ pub struct TlsConn {
     peer_closed: bool,
     /// We queued close_notify.
     closing: bool,
-    /// Spare room a recv gets in [`TlsConn::incoming_buf`]: one record for a control connection,
-    /// more for a data connection (fewer, larger receives).
-    recv_chunk: usize,
 }
-
-/// Where decrypted application data goes while records are processed.
-type Sink<'s> = Option<&'s mut dyn FnMut(&[u8])>;
 
 /// Runs `process_tls_records` on whichever side this is, and hands the status to `$body`.
 macro_rules! with_status {
@@ -129,13 +123,7 @@ impl TlsConn {
             handshake_done: false,
             peer_closed: false,
             closing: false,
-            recv_chunk: MAX_RECORD,
         }
-    }
-
-    /// Sets how much room each receive gets (at least one record).
-    pub fn set_recv_chunk(&mut self, bytes: usize) {
-        self.recv_chunk = bytes.max(MAX_RECORD);
     }
 
     /// The buffer a recv appends ciphertext to (its spare capacity is at least one record). Give it
@@ -144,8 +132,8 @@ impl TlsConn {
         let mut b = std::mem::take(&mut self.incoming);
         b.drain(..self.start);
         self.start = 0;
-        if b.capacity() - b.len() < self.recv_chunk {
-            b.reserve(self.recv_chunk);
+        if b.capacity() - b.len() < MAX_RECORD {
+            b.reserve(MAX_RECORD);
         }
         b
     }
@@ -155,18 +143,6 @@ impl TlsConn {
     pub fn received(&mut self, buf: Vec<u8>) -> Result<(), TlsError> {
         self.incoming = buf;
         self.pump()
-    }
-
-    /// Like [`TlsConn::received`], but hands each decrypted record to `sink` instead of keeping
-    /// it: rustls already copied the record out of the receive buffer, so this saves the second
-    /// copy (an upload writes straight from it).
-    pub fn received_into(
-        &mut self,
-        buf: Vec<u8>,
-        sink: &mut dyn FnMut(&[u8]),
-    ) -> Result<(), TlsError> {
-        self.incoming = buf;
-        self.pump_with(Some(sink))
     }
 
     /// Appends ciphertext received elsewhere (bytes that arrived before TLS began) and processes it.
@@ -180,20 +156,14 @@ impl TlsConn {
     /// Processes what has been received: handshake messages (their answers go to `outgoing`),
     /// application data (to the plaintext), close_notify.
     pub fn pump(&mut self) -> Result<(), TlsError> {
-        self.pump_with(None)
-    }
-
-    fn pump_with(&mut self, sink: Sink<'_>) -> Result<(), TlsError> {
-        self.run(sink, None)
+        self.run(None)
     }
 
     /// Processes records until nothing more can happen; with `write`, until it is written (which
     /// needs the handshake done: an error before that).
-    fn run(&mut self, mut sink: Sink<'_>, mut write: Option<WriteOp<'_>>) -> Result<(), TlsError> {
+    fn run(&mut self, mut write: Option<WriteOp<'_>>) -> Result<(), TlsError> {
         loop {
-            // Reborrowed for this step only (a coercion Option does not apply by itself).
-            let f = sink.as_mut().map(|f| &mut **f as &mut dyn FnMut(&[u8]));
-            let step = self.step(f, &mut write)?;
+            let step = self.step(&mut write)?;
             let (Step::Progress(discard) | Step::Idle(discard)) = step;
             self.start += discard;
             if let Step::Idle(_) = step {
@@ -204,11 +174,7 @@ impl TlsConn {
 
     /// One call of `process_tls_records` and the handling of the state it returns. A pending
     /// `write` is done (and taken) when the connection can send application data.
-    fn step(
-        &mut self,
-        mut sink: Sink<'_>,
-        write: &mut Option<WriteOp<'_>>,
-    ) -> Result<Step, TlsError> {
+    fn step(&mut self, write: &mut Option<WriteOp<'_>>) -> Result<Step, TlsError> {
         let (plain, outgoing) = (&mut self.plain, &mut self.outgoing);
         let (handshake_done, peer_closed) = (&mut self.handshake_done, &mut self.peer_closed);
         let writing = write.is_some();
@@ -219,10 +185,7 @@ impl TlsConn {
                     while let Some(rec) = r.next_record() {
                         let rec = rec?;
                         discard += rec.discard;
-                        match sink.as_deref_mut() {
-                            Some(f) => f(rec.payload),
-                            None => plain.extend_from_slice(rec.payload),
-                        }
+                        plain.extend_from_slice(rec.payload);
                     }
                     Ok(Step::Progress(discard))
                 }
@@ -273,7 +236,7 @@ impl TlsConn {
 
     /// Encrypts `data` into `outgoing`. Only after the handshake.
     pub fn encrypt(&mut self, data: &[u8]) -> Result<(), TlsError> {
-        self.run(None, Some(WriteOp::Data(data)))
+        self.run(Some(WriteOp::Data(data)))
     }
 
     /// Queues close_notify: the end of our data, which a stream-mode peer needs to tell a complete
@@ -283,7 +246,7 @@ impl TlsConn {
             return Ok(());
         }
         self.closing = true;
-        self.run(None, Some(WriteOp::CloseNotify))
+        self.run(Some(WriteOp::CloseNotify))
     }
 
     /// Decrypted application data not yet consumed.

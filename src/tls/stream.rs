@@ -50,15 +50,6 @@ pub enum End {
     Cut,
 }
 
-/// Why [`TlsStream::drain_into`] stopped early.
-#[derive(Debug)]
-pub enum DrainError {
-    /// The connection failed, stalled, or sent bad records.
-    Net(io::Error),
-    /// The sink failed (writing the file).
-    Sink(io::Error),
-}
-
 /// A TLS connection on a data socket.
 pub struct TlsStream {
     pub fd: SharedFd,
@@ -173,57 +164,6 @@ impl TlsStream {
                 } else {
                     End::Cut
                 }));
-            }
-        }
-    }
-
-    /// Receives until the peer's data ends, handing every decrypted record to `sink` as it is
-    /// decrypted (plaintext already taken is handed over first). `stall` bounds each wait. The
-    /// sink's error stops the receive and is returned.
-    pub async fn drain_into(
-        &mut self,
-        stall: Duration,
-        mut sink: impl FnMut(&[u8]) -> io::Result<()>,
-    ) -> Result<End, DrainError> {
-        // The first error of the sink; records after it are dropped.
-        let failed: std::cell::Cell<Option<io::Error>> = std::cell::Cell::new(None);
-        let mut broken = false;
-        let mut feed = |data: &[u8]| {
-            if !broken {
-                if let Err(e) = sink(data) {
-                    broken = true;
-                    failed.set(Some(e));
-                }
-            }
-        };
-        if !self.tls.plaintext().is_empty() {
-            let held = self.tls.take_plaintext(Vec::new());
-            feed(&held);
-        }
-        loop {
-            if let Some(e) = failed.take() {
-                return Err(DrainError::Sink(e));
-            }
-            if self.tls.peer_closed() {
-                return Ok(End::Clean);
-            }
-            self.flush(stall).await.map_err(DrainError::Net)?;
-            if self.eof {
-                return Ok(End::Cut);
-            }
-            let buf = self.tls.incoming_buf();
-            let recv = time::timeout(stall, op::recv::recv(&self.fd, buf)).await;
-            let Ok((res, buf)) = recv else {
-                return Err(DrainError::Net(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no data within the data timeout",
-                )));
-            };
-            let decoded = self.tls.received_into(buf, &mut feed);
-            let n = res.map_err(DrainError::Net)?;
-            decoded.map_err(|e| DrainError::Net(tls_io(e)))?;
-            if n == 0 {
-                self.eof = true;
             }
         }
     }

@@ -111,19 +111,10 @@ async fn receive_copy(
             }
             None => std::mem::take(&mut buf),
         };
-        let len = out.len();
-        let mut written = 0;
-        let mut out = out;
-        while written < len {
-            let (res, o) = op::write::write(file, out, written, offset).await;
-            out = o;
-            let w = res.map_err(StoreError::File)?;
-            if w == 0 {
-                return Err(StoreError::File(io::ErrorKind::WriteZero.into()));
-            }
-            written += w;
-            offset += w as u64;
-        }
+        let len = out.len() as u64;
+        let (res, mut out) = write_all_at(file, out, offset).await;
+        res?;
+        offset += len;
         out.clear();
         if ascii.is_some() {
             converted = out;
@@ -134,4 +125,25 @@ async fn receive_copy(
             return Ok(offset - start);
         }
     }
+}
+
+/// Writes all of `buf` at `offset` through the ring (short writes resumed); returns the buffer for
+/// reuse.
+pub async fn write_all_at(
+    file: &SharedFd,
+    buf: Vec<u8>,
+    offset: u64,
+) -> (Result<(), StoreError>, Vec<u8>) {
+    let mut written = 0;
+    let mut buf = buf;
+    while written < buf.len() {
+        let (res, b) = op::write::write(file, buf, written, offset + written as u64).await;
+        buf = b;
+        match res {
+            Ok(0) => return (Err(StoreError::File(io::ErrorKind::WriteZero.into())), buf),
+            Ok(n) => written += n,
+            Err(e) => return (Err(StoreError::File(e)), buf),
+        }
+    }
+    (Ok(()), buf)
 }

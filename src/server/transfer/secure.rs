@@ -15,19 +15,20 @@ use std::time::Duration;
 use std::rc::Rc;
 
 use crate::engine::fd::SharedFd;
-use crate::engine::{direct, net, op, runtime};
+use crate::engine::{direct, net, runtime};
 use crate::proto::ascii::CrlfToLf;
 use crate::proto::modeb::{Decoder, Event};
 use crate::proto::session::TransferOutcome;
 use crate::server::storage::FileSink;
 use crate::tls::conn::Kernel;
 use crate::tls::record::{Content, Opener, RecordError, Sealer};
-use crate::tls::stream::{DrainError, End, TlsStream};
+use crate::tls::stream::{End, TlsStream};
 
 use super::block::BlockFile;
 use super::data::DataConn;
 use super::failure::StoreError;
 use super::fixed::{Receiver, Wake, WriteSet};
+use super::receive::write_all_at;
 
 /// The TLS a session's protected data connections run with.
 #[derive(Clone)]
@@ -63,28 +64,11 @@ pub async fn accept(
     Ok(s)
 }
 
-/// Writes all of `buf` at `offset`; returns the buffer for reuse.
-async fn write_at(file: &SharedFd, buf: Vec<u8>, offset: u64) -> (Result<(), StoreError>, Vec<u8>) {
-    let mut written = 0;
-    let mut buf = buf;
-    while written < buf.len() {
-        let (res, b) = op::write::write(file, buf, written, offset + written as u64).await;
-        buf = b;
-        match res {
-            Ok(0) => return (Err(StoreError::File(io::ErrorKind::WriteZero.into())), buf),
-            Ok(n) => written += n,
-            Err(e) => return (Err(StoreError::File(e)), buf),
-        }
-    }
-    (Ok(()), buf)
-}
-
 /// Receives a stream-mode upload until the client's close_notify; a close without it is
 /// [`StoreError::Truncated`]. Binary uploads take rustls' keys and decrypt every record in place in
 /// the registered buffers it was received into, then write the plaintext from there (fixed writes,
-/// or inline writes from the same buffer): no copy in user space. Without a buffer pool, binary
-/// uploads with inline file-system calls are written from each record rustls decrypted; TYPE A
-/// (which converts CRLF to LF) and the rest collect the plaintext and write it through the ring.
+/// or inline writes from the same buffer): no copy in user space. TYPE A (which converts CRLF to
+/// LF) and rings without a buffer pool collect rustls' plaintext and write it through the ring.
 pub async fn receive_stream(
     mut s: TlsStream,
     sink: FileSink<'_>,
@@ -93,11 +77,8 @@ pub async fn receive_stream(
     ascii: bool,
 ) -> Result<u64, StoreError> {
     let has_pool = runtime::with(|rt| rt.bufpool().is_some());
-    if ascii || (!has_pool && !sink.inline) {
+    if ascii || !has_pool {
         return receive_stream_ring(&mut s, sink.file, start, stall, ascii).await;
-    }
-    if !has_pool {
-        return receive_stream_drain(&mut s, sink, start, stall).await;
     }
     let fd = s.fd.clone();
     let kernel = s
@@ -247,40 +228,6 @@ fn open_carried(
     Ok((written, ended))
 }
 
-/// Without a buffer pool: each record rustls decrypted is written straight from its copy.
-async fn receive_stream_drain(
-    s: &mut TlsStream,
-    sink: FileSink<'_>,
-    start: u64,
-    stall: Duration,
-) -> Result<u64, StoreError> {
-    s.tls.set_recv_chunk(RECV_CHUNK);
-    let file = sink.file;
-    let mut offset = start;
-    let end = s
-        .drain_into(stall, |data| {
-            direct::pwrite_all(file, data, offset)?;
-            offset += data.len() as u64;
-            Ok(())
-        })
-        .await;
-    match end {
-        Ok(End::Clean) => {
-            // Our close_notify back; the client may have closed already, which is fine.
-            let _ = s.shutdown(Duration::from_secs(1)).await;
-            Ok(offset - start)
-        }
-        Ok(End::Cut) => Err(StoreError::Truncated {
-            received: offset - start,
-        }),
-        Err(DrainError::Net(e)) => Err(StoreError::Net(e)),
-        Err(DrainError::Sink(e)) => Err(StoreError::File(e)),
-    }
-}
-
-/// Bytes each receive of a protected upload may take: fewer, larger receives.
-const RECV_CHUNK: usize = 256 * 1024;
-
 async fn receive_stream_ring(
     s: &mut TlsStream,
     file: &SharedFd,
@@ -306,7 +253,7 @@ async fn receive_stream_ring(
                     None => data,
                 };
                 let n = out.len() as u64;
-                let (res, back) = write_at(file, out, offset).await;
+                let (res, back) = write_all_at(file, out, offset).await;
                 res?;
                 offset += n;
                 if conv.is_some() {
@@ -320,7 +267,7 @@ async fn receive_stream_ring(
                     converted.clear();
                     c.finish(&mut converted);
                     let n = converted.len() as u64;
-                    let (res, _) = write_at(file, std::mem::take(&mut converted), offset).await;
+                    let (res, _) = write_all_at(file, std::mem::take(&mut converted), offset).await;
                     res?;
                     offset += n;
                 }
@@ -374,7 +321,7 @@ pub async fn receive_block(
         s.tls.consume(pos);
         if !out.is_empty() {
             let n = out.len() as u64;
-            let (res, mut back) = write_at(file, std::mem::take(&mut out), offset).await;
+            let (res, mut back) = write_all_at(file, std::mem::take(&mut out), offset).await;
             res?;
             offset += n;
             back.clear();
