@@ -278,6 +278,9 @@ pub enum Command {
     /// ALLO n, or ALLO n R m (the record size is ignored).
     Allo(u64),
     Rest(u64),
+    /// GridFTP `REST a-b,c-d` (MODE E): the byte ranges the receiver already has, end exclusive,
+    /// sorted and merged. A send then carries only the rest.
+    RestRanges(Vec<(u64, u64)>),
     Rnfr(String),
     Rnto(String),
     Abor,
@@ -346,7 +349,7 @@ impl Command {
             Stou(_) => "STOU",
             Appe(_) => "APPE",
             Allo(_) => "ALLO",
-            Rest(_) => "REST",
+            Rest(_) | RestRanges(_) => "REST",
             Rnfr(_) => "RNFR",
             Rnto(_) => "RNTO",
             Abor => "ABOR",
@@ -530,7 +533,7 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         b"STOU" => Stou(opt()),
         b"APPE" => Appe(req("APPE")?),
         b"ALLO" => Allo(parse_allo(param("ALLO")?)?),
-        b"REST" => Rest(parse_decimal(param("REST")?).ok_or(ParseError::BadArgument("REST"))?),
+        b"REST" => parse_rest(param("REST")?)?,
         b"RNFR" => Rnfr(req("RNFR")?),
         b"RNTO" => Rnto(req("RNTO")?),
         b"ABOR" => Abor,
@@ -608,6 +611,37 @@ fn sanitize_verb(verb: &[u8]) -> String {
 }
 
 /// A plain decimal number: digits only (no sign, no spaces), bounded length, no overflow.
+/// Most ranges one `REST` may list: a restart after many failures of a scattered parallel
+/// transfer, bounded.
+pub const MAX_REST_RANGES: usize = 4096;
+
+/// `REST n`, or GridFTP's range list `REST a-b,c-d,...` (`0-100` is the first 100 bytes).
+fn parse_rest(s: &str) -> Result<Command, ParseError> {
+    const BAD: ParseError = ParseError::BadArgument("REST");
+    if !s.contains('-') {
+        return parse_decimal(s).map(Command::Rest).ok_or(BAD);
+    }
+    let mut ranges = Vec::new();
+    for r in s.split(',').filter(|r| !r.is_empty()) {
+        let (a, b) = r.split_once('-').ok_or(BAD)?;
+        let (a, b) = (parse_decimal(a).ok_or(BAD)?, parse_decimal(b).ok_or(BAD)?);
+        if a > b || ranges.len() == MAX_REST_RANGES {
+            return Err(BAD);
+        }
+        ranges.push((a, b));
+    }
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (a, b) in ranges {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ if a < b => merged.push((a, b)),
+            _ => {}
+        }
+    }
+    Ok(Command::RestRanges(merged))
+}
+
 fn parse_decimal(s: &str) -> Option<u64> {
     if s.is_empty() || s.len() > MAX_DIGITS || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -1072,6 +1106,23 @@ mod tests {
     #[test]
     fn rest_and_allo() {
         assert_eq!(parse(b"REST 0"), Ok(Command::Rest(0)));
+        assert_eq!(
+            parse(b"REST 100-200,0-50,40-60,300-300"),
+            Ok(Command::RestRanges(vec![(0, 60), (100, 200)]))
+        );
+        assert_eq!(
+            parse(b"REST 0-1048576,"),
+            Ok(Command::RestRanges(vec![(0, 1048576)]))
+        );
+        for bad in [
+            &b"REST 5-4"[..],
+            b"REST -4",
+            b"REST 1-",
+            b"REST a-b",
+            b"REST 1-2-3",
+        ] {
+            assert_eq!(parse(bad), Err(ParseError::BadArgument("REST")), "{bad:?}");
+        }
         assert_eq!(
             parse(b"REST 18446744073709551615"),
             Ok(Command::Rest(u64::MAX))

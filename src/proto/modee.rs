@@ -340,6 +340,12 @@ impl Decoder {
         matches!(self.state, State::Ended { .. })
     }
 
+    /// True before the first byte: a connection that has carried nothing in this direction yet
+    /// (e.g. one the server opened to send) can take a transfer as it is.
+    pub fn is_fresh(&self) -> bool {
+        self.state == FRESH
+    }
+
     /// Readies a cached data connection for the next transfer (data-channel caching). Only valid
     /// right after an EOD without the will-close bit; returns whether it happened.
     pub fn next_transfer(&mut self) -> bool {
@@ -454,6 +460,74 @@ impl Encoder {
     /// connection, before that connection's EOD.
     pub fn eof(eod_count: u64, out: &mut Vec<u8>) {
         out.extend_from_slice(&header(DESC_EOF, 0, eod_count));
+    }
+
+    /// Appends the end of one connection's part of a send: an EOD, and on the connection that
+    /// ends the transfer (`last`) EOF and EOD in one block announcing all `conns` connections,
+    /// which is how globus-gridftp-server ends a send (`docs/gridftp/`). No will-close bit: the
+    /// connections stay for the next transfer.
+    pub fn end_of_part(last: bool, conns: u64, out: &mut Vec<u8>) {
+        if last {
+            out.extend_from_slice(&header(DESC_EOF | DESC_EOD, 0, conns));
+        } else {
+            Self::eod(out);
+        }
+    }
+}
+
+/// Hands out the blocks of a send (RETR, listings): the bytes it must carry in blocks of `size`,
+/// each to whichever connection asks next. Offsets are absolute file offsets, so a send after
+/// `REST n` or `REST a-b,...` carries the offsets the receiver's file has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocks {
+    /// The runs still to send, the lowest last.
+    todo: Vec<(u64, u64)>,
+    size: u64,
+}
+
+impl Blocks {
+    /// `start..end`. A `size` of 0 is taken as 1.
+    pub fn new(start: u64, end: u64, size: u64) -> Blocks {
+        Blocks::missing(end, size, &[(0, start)])
+    }
+
+    /// `0..end` except the runs in `have` (the receiver's, from `REST` ranges; any order, may
+    /// overlap or reach past `end`).
+    pub fn missing(end: u64, size: u64, have: &[(u64, u64)]) -> Blocks {
+        let mut have = have.to_vec();
+        have.sort_unstable();
+        let mut todo = Vec::new();
+        let mut at = 0;
+        for (a, b) in have {
+            if a > at {
+                todo.push((at, a.min(end)));
+            }
+            at = at.max(b);
+        }
+        todo.push((at, end));
+        todo.retain(|(a, b)| a < b);
+        todo.reverse();
+        Blocks {
+            todo,
+            size: size.max(1),
+        }
+    }
+
+    /// The next block to send: its offset and length; `None` when everything is handed out.
+    pub fn claim(&mut self) -> Option<(u64, usize)> {
+        let run = self.todo.last_mut()?;
+        let at = run.0;
+        let len = (run.1 - at).min(self.size);
+        run.0 += len;
+        if run.0 == run.1 {
+            self.todo.pop();
+        }
+        Some((at, len as usize))
+    }
+
+    /// Bytes not yet handed out.
+    pub fn remaining(&self) -> u64 {
+        self.todo.iter().map(|(a, b)| b - a).sum()
     }
 }
 
@@ -1337,6 +1411,99 @@ mod tests {
             .map_err(TestCaseError::fail)?;
         }
         Ok((tr, file))
+    }
+
+    /// A send built from [`Blocks`] over `conns` connections, in any order the connections take
+    /// blocks, decodes to the same bytes and a complete transfer.
+    fn send_and_decode(data: &[u8], start: u64, size: u64, picks: &[usize], conns: usize) {
+        let mut blocks = Blocks::new(start, data.len() as u64, size);
+        let mut wires = vec![Vec::new(); conns];
+        let mut i = 0;
+        while let Some((at, len)) = blocks.claim() {
+            let c = picks.get(i).copied().unwrap_or(i) % conns;
+            i += 1;
+            let a = at as usize;
+            Encoder::data(at, &data[a..a + len], &mut wires[c]).unwrap();
+        }
+        assert_eq!(blocks.remaining(), 0);
+        for (c, w) in wires.iter_mut().enumerate() {
+            Encoder::end_of_part(c == conns - 1, conns as u64, w);
+        }
+        let mut t = Transfer::new(Limits::default());
+        let mut out = vec![0u8; data.len()];
+        for (c, w) in wires.iter().enumerate() {
+            let mut d = Decoder::default();
+            let mut pos = 0;
+            while let Some(ev) = d.next(w, &mut pos).unwrap() {
+                t.on_event(c as u32, &ev).unwrap();
+                if let Event::Data { offset, bytes } = ev {
+                    out[offset as usize..offset as usize + bytes.len()].copy_from_slice(bytes);
+                }
+            }
+            assert!(d.at_eod());
+        }
+        let start = (start as usize).min(data.len());
+        assert!(t.eods_seen() == conns);
+        assert_eq!(&out[start..], &data[start..]);
+        if start == 0 {
+            assert!(t.is_complete());
+            assert_eq!(t.len(), data.len() as u64);
+        }
+    }
+
+    #[test]
+    fn blocks_cover_a_send_exactly_once() {
+        send_and_decode(&[], 0, 4, &[], 3);
+        send_and_decode(b"x", 0, 4, &[], 1);
+        send_and_decode(&[9u8; 1000], 0, 256, &[0, 0, 1, 1], 2);
+        let mut b = Blocks::new(10, 25, 10);
+        assert_eq!(b.claim(), Some((10, 10)));
+        assert_eq!(b.claim(), Some((20, 5)));
+        assert_eq!(b.claim(), None);
+        assert_eq!(Blocks::new(30, 20, 0).claim(), None);
+        // REST ranges: only what the receiver lacks, in blocks that never cross a gap.
+        let mut b = Blocks::missing(100, 30, &[(40, 60), (0, 10), (50, 70), (90, 200)]);
+        assert_eq!(b.remaining(), 50);
+        let got: Vec<_> = std::iter::from_fn(|| b.claim()).collect();
+        assert_eq!(got, vec![(10, 30), (70, 20)]);
+        assert_eq!(Blocks::missing(10, 4, &[(0, 10)]).claim(), None);
+    }
+
+    proptest! {
+        #[test]
+        fn blocks_send_exactly_what_the_receiver_lacks(
+            end in 0u64..3000,
+            size in 1u64..500,
+            have in proptest::collection::vec((0u64..3500, 0u64..800), 0..8),
+        ) {
+            let have: Vec<(u64, u64)> = have.into_iter().map(|(a, l)| (a, a + l)).collect();
+            let mut b = Blocks::missing(end, size, &have);
+            let mut sent = vec![0u8; end as usize];
+            let mut remaining = b.remaining();
+            while let Some((at, len)) = b.claim() {
+                prop_assert!(len as u64 <= size && len > 0);
+                for x in &mut sent[at as usize..at as usize + len] {
+                    *x += 1;
+                }
+                remaining -= len as u64;
+                prop_assert_eq!(remaining, b.remaining());
+            }
+            for (i, n) in sent.iter().enumerate() {
+                let had = have.iter().any(|&(a, z)| a <= i as u64 && (i as u64) < z);
+                prop_assert_eq!(*n, u8::from(!had), "byte {}", i);
+            }
+        }
+
+        #[test]
+        fn any_schedule_of_a_send_decodes_to_the_file(
+            data in proptest::collection::vec(any::<u8>(), 0..5000),
+            start in 0u64..6000,
+            size in 1u64..700,
+            picks in proptest::collection::vec(0usize..8, 0..64),
+            conns in 1usize..6,
+        ) {
+            send_and_decode(&data, start, size, &picks, conns);
+        }
     }
 
     proptest! {

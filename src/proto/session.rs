@@ -161,6 +161,12 @@ pub struct Transfer {
     pub arg: Option<String>,
     /// PROT P: the data connection runs TLS (the server's side of the handshake).
     pub protected: bool,
+    /// MODE E sends: how many data connections the server opens to a PORT address (`OPTS RETR
+    /// Parallelism=`).
+    pub parallelism: u16,
+    /// MODE E RETR after `REST a-b,...`: the ranges the client has, sorted and disjoint; the send
+    /// skips them.
+    pub have: Vec<(u64, u64)>,
 }
 
 /// A filesystem operation the server must run, then report with [`Session::fs_done`].
@@ -213,7 +219,7 @@ pub enum Action {
     /// Open a passive listener (replacing any previous one), then call [`Session::passive_done`].
     OpenPassive { extended: bool },
     /// Run a transfer.
-    Transfer(Transfer),
+    Transfer(Box<Transfer>),
     /// Run a filesystem operation.
     Fs(FsOp),
 }
@@ -334,8 +340,12 @@ pub struct Session {
     pending_transfer: Option<Transfer>,
     /// REST offset for the next transfer.
     rest: u64,
+    /// GridFTP `REST a-b,...` (MODE E): ranges the client has; the next RETR sends the rest.
+    rest_ranges: Vec<(u64, u64)>,
     /// A MODE B data connection is open and kept for the next transfer.
     block_open: bool,
+    /// `OPTS RETR Parallelism=n,...`: data connections for MODE E sends.
+    parallelism: u16,
     /// Source of a rename, valid for the command right after RNFR only.
     rename_from: Option<VPath>,
     /// ALLO size for the next upload.
@@ -371,7 +381,9 @@ impl Session {
             pending_fs: None,
             pending_transfer: None,
             rest: 0,
+            rest_ranges: Vec::new(),
             block_open: false,
+            parallelism: 1,
             rename_from: None,
             allocate: None,
             mlst: FactSet::ALL,
@@ -550,6 +562,19 @@ impl Session {
                         self.mlst = FactSet::parse(value.as_deref().unwrap_or(""));
                         reply(200, format!("MLST OPTS {}", self.mlst.names()))
                     }
+                    ("RETR", Some(v)) => match parse_parallelism(&v) {
+                        Some(n) => {
+                            self.parallelism = n;
+                            reply(200, "OPTS Command Successful.")
+                        }
+                        None => reply(
+                            501,
+                            format!(
+                                "Bad OPTS RETR: expected Parallelism=n,n,n; with n from 1 to {}.",
+                                MAX_PARALLELISM
+                            ),
+                        ),
+                    },
                     _ => reply(501, "Option not understood."),
                 }
             }
@@ -616,8 +641,17 @@ impl Session {
                 self.block_open = false;
                 Action::OpenPassive { extended: true }
             }
+            Command::RestRanges(_) if self.mode != TransferMode::Extended => {
+                reply(501, "REST with ranges needs MODE E.")
+            }
+            Command::RestRanges(r) => {
+                self.rest = 0;
+                self.rest_ranges = r;
+                reply(350, "Restart Marker OK.")
+            }
             Command::Rest(n) => {
                 self.rest = n;
+                self.rest_ranges.clear();
                 reply(350, format!("Restart position accepted ({n})."))
             }
             Command::Port(addr) => self.active(SocketAddr::V4(addr), "PORT"),
@@ -1024,12 +1058,19 @@ impl Session {
             );
         }
         let offset = std::mem::take(&mut self.rest);
+        let have = std::mem::take(&mut self.rest_ranges);
+        if !have.is_empty() && kind != TransferKind::Retrieve {
+            return reply(
+                554,
+                "REST ranges apply to RETR only: a failed MODE E upload keeps nothing, send the whole file.",
+            );
+        }
         if self.mode == TransferMode::Extended {
-            if kind != TransferKind::Store {
-                return reply(
-                    504,
-                    "MODE E: only uploads (STOR) are supported; use MODE S.",
-                );
+            if matches!(kind, TransferKind::Append | TransferKind::StoreUnique) {
+                return reply(504, "MODE E: APPE and STOU are not supported; use STOR.");
+            }
+            if self.ttype == TransferType::Ascii && !is_listing(kind) {
+                return reply(504, "MODE E needs TYPE I.");
             }
             if self.protected {
                 return reply(
@@ -1095,9 +1136,11 @@ impl Session {
                 None
             },
             protected: self.protected,
+            parallelism: self.parallelism,
+            have,
         };
         self.pending_transfer = Some(t.clone());
-        Action::Transfer(t)
+        Action::Transfer(Box::new(t))
     }
 
     /// Records the name the server picked for STOU (reported in the 150 and 226 replies).
@@ -1118,8 +1161,13 @@ impl Session {
             return Reply::new(150, "Opening data connection.");
         };
         if t.mode == TransferMode::Extended {
-            // GridFTP servers answer 150 whether or not the connections are cached.
-            return Reply::new(150, "Beginning transfer.");
+            // As globus-gridftp-server words them.
+            return match t.endpoint {
+                DataEndpoint::Open => {
+                    Reply::new(125, "Beginning transfer; reusing existing data connection.")
+                }
+                _ => Reply::new(150, "Beginning transfer."),
+            };
         }
         if t.endpoint == DataEndpoint::Open {
             return Reply::new(125, "Data connection already open; transfer starting.");
@@ -1250,7 +1298,8 @@ impl Session {
             .map(|s| s.to_string()),
         );
         if self.cfg.block_mode {
-            lines.push("MODE B".into());
+            // PARALLEL: GridFTP's name for MODE E with parallel data connections (GFD.20).
+            lines.extend(["MODE B".into(), "PARALLEL".into()]);
         }
         if self.cfg.tls.control != TlsMode::Off {
             lines.extend(["AUTH TLS".into(), "PBSZ".into(), "PROT".into()]);
@@ -1325,3 +1374,30 @@ fn reply(code: u16, text: impl Into<String>) -> Action {
 
 #[cfg(test)]
 mod tests;
+
+/// Most data connections a MODE E send opens (`OPTS RETR Parallelism`), as many as a MODE E
+/// upload may use.
+pub const MAX_PARALLELISM: u16 = 64;
+
+fn is_listing(kind: TransferKind) -> bool {
+    matches!(
+        kind,
+        TransferKind::List | TransferKind::NameList | TransferKind::MachineList
+    )
+}
+
+/// `Parallelism=start,min,max;` (GridFTP `OPTS RETR`): the connections to open, taken from the
+/// first number; the others bound an adaptive sender, which this one is not.
+fn parse_parallelism(v: &str) -> Option<u16> {
+    let v = v.trim().trim_end_matches(';');
+    let (key, nums) = v.split_once('=')?;
+    if !key.trim().eq_ignore_ascii_case("parallelism") {
+        return None;
+    }
+    let mut it = nums.split(',').map(|n| n.trim().parse::<u16>().ok());
+    let first = it.next()??;
+    for n in it {
+        n?;
+    }
+    (1..=MAX_PARALLELISM).contains(&first).then_some(first)
+}

@@ -256,7 +256,7 @@ fn modes_name_what_is_available() {
 }
 
 #[test]
-fn mode_e_takes_uploads_only_and_not_over_tls() {
+fn mode_e_sends_and_receives_but_not_over_tls() {
     let mut s = Session::new(
         SessionConfig {
             block_mode: true,
@@ -273,13 +273,53 @@ fn mode_e_takes_uploads_only_and_not_over_tls() {
     s.login_done(Some(Access::full()));
     assert_eq!(code(&s.on_line(line("MODE E"))), 200);
     assert_eq!(code(&s.on_line(line("PORT 127,0,0,1,200,10"))), 200);
-    assert_eq!(code(&s.on_line(line("RETR f"))), 504);
+    // GridFTP: the sender opens as many connections as OPTS RETR asked for.
+    for bad in [
+        "OPTS RETR Parallelism=0,0,0;",
+        "OPTS RETR Parallelism=65;",
+        "OPTS RETR Parallelism=x",
+        "OPTS RETR Speed=4",
+    ] {
+        assert_eq!(code(&s.on_line(line(bad))), 501, "{bad}");
+    }
+    assert_eq!(code(&s.on_line(line("OPTS RETR Parallelism=4,4,4;"))), 200);
+    assert_eq!(code(&s.on_line(line("TYPE A"))), 200);
+    assert_eq!(code(&s.on_line(line("RETR f"))), 504, "MODE E needs TYPE I");
+    assert_eq!(code(&s.on_line(line("TYPE I"))), 200);
+    assert_eq!(code(&s.on_line(line("APPE f"))), 504);
+    match s.on_line(line("RETR f")) {
+        Action::Transfer(t) => {
+            assert_eq!(t.mode, TransferMode::Extended);
+            assert_eq!(t.parallelism, 4);
+            assert!(matches!(t.endpoint, DataEndpoint::Active(_)));
+            assert_eq!(s.transfer_opening().code, 150);
+            let r = s.transfer_done(TransferOutcome::Complete {
+                bytes: 1,
+                kept_open: true,
+            });
+            assert_eq!(r.code, 226);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The connections the send opened carry the next transfer, announced with 125.
+    match s.on_line(line("MLSD")) {
+        Action::Transfer(t) => {
+            assert_eq!(t.endpoint, DataEndpoint::Open);
+            assert_eq!(s.transfer_opening().code, 125);
+            s.transfer_done(TransferOutcome::Complete {
+                bytes: 1,
+                kept_open: true,
+            });
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(code(&s.on_line(line("SITE CLIENTINFO appname=\"x\""))), 250);
     assert_eq!(code(&s.on_line(line("SITE STORBUFSIZE 65536"))), 200);
     match s.on_line(line("STOR f")) {
         Action::Transfer(t) => {
             assert_eq!(t.mode, TransferMode::Extended);
-            assert_eq!(s.transfer_opening().code, 150);
+            assert_eq!(t.endpoint, DataEndpoint::Open);
+            assert_eq!(s.transfer_opening().code, 125);
             let r = s.transfer_done(TransferOutcome::Complete {
                 bytes: 1,
                 kept_open: true,

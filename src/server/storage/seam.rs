@@ -190,4 +190,11 @@ impl Download {
         let Download::Local(fd) = self;
         op::read::read(fd, buf, offset).await
     }
+
+    /// The file's size now (a MODE E send hands out blocks up to it).
+    pub async fn len(&self) -> io::Result<u64> {
+        let Download::Local(fd) = self;
+        let st = op::statx::statx(fd, Default::default(), libc::AT_EMPTY_PATH).await?;
+        Ok(st.size)
+    }
 }

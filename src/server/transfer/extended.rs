@@ -7,9 +7,14 @@
 //! connection that closes before its EOD, a stalled transfer, or a bad block fails the upload and
 //! nothing lands. Bytes a connection sends after its EOD wait for the next file.
 //!
-//! Not yet: MODE E downloads (RETR, `OPTS RETR Parallelism`), restart markers and range REST, TLS
-//! on MODE E data connections, and the registered-buffer receive path (payload is received into a
-//! Vec per connection and written inline).
+//! Sends (RETR and listings in MODE E) are in [`send`]; they share the session's kept connections
+//! with uploads.
+//!
+//! Not yet: restart markers and range REST, TLS on MODE E data connections, and the
+//! registered-buffer receive path (payload is received into a Vec per connection and written
+//! inline).
+
+pub mod send;
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -57,6 +62,26 @@ impl Extended {
     /// The first connection's socket (for the session's kept-connection slot).
     pub fn first_fd(&self) -> Option<SharedFd> {
         self.conns.first().map(|c| c.fd.clone())
+    }
+
+    /// Takes a connection the server opened (a send's); it carries the next transfer either way.
+    fn adopt(&mut self, fd: SharedFd) {
+        self.conns.push(Conn {
+            fd,
+            decoder: Decoder::default(),
+            leftover: Vec::new(),
+            pending: None,
+            spare: Vec::new(),
+            closed: false,
+        });
+    }
+
+    /// The open connections' sockets, for a send. Connections an upload left mid-file are gone.
+    fn usable(&mut self) -> Vec<SharedFd> {
+        self.conns.retain(|c| {
+            !c.closed && c.pending.is_none() && (c.decoder.is_fresh() || c.decoder.at_eod())
+        });
+        self.conns.iter().map(|c| c.fd.clone()).collect()
     }
 }
 
@@ -123,7 +148,7 @@ pub async fn receive(
     }
     // Connections that ended the last file cleanly carry on; the others are gone.
     ext.conns
-        .retain_mut(|c| !c.closed && c.decoder.next_transfer());
+        .retain_mut(|c| !c.closed && (c.decoder.is_fresh() || c.decoder.next_transfer()));
     for id in 0..ext.conns.len() {
         let leftover = std::mem::take(&mut ext.conns[id].leftover);
         if !leftover.is_empty() {
@@ -183,14 +208,7 @@ pub async fn receive(
                     return Err(bad("too many data connections"));
                 }
                 ctx.metrics.data_connection();
-                ext.conns.push(Conn {
-                    fd,
-                    decoder: Decoder::default(),
-                    leftover: Vec::new(),
-                    pending: None,
-                    spare: Vec::new(),
-                    closed: false,
-                });
+                ext.adopt(fd);
             }
             Wake::Received(i, res, buf) => {
                 let n = res.map_err(StoreError::Net)?;

@@ -362,11 +362,77 @@ impl Xfer<'_> {
         })
     }
 
+    /// MODE E sends: the connections first (n to a PORT address, or the kept ones), then the
+    /// 150/125, then the blocks. The connections are kept after a complete send.
+    async fn send_extended(
+        &mut self,
+        src: extended::send::Source<'_>,
+    ) -> io::Result<TransferOutcome> {
+        let env = self.env;
+        let mut ext = self.kept.take().and_then(|c| c.ext).unwrap_or_default();
+        let listener = self.passive.take();
+        if let Err(e) = extended::send::connect(
+            &mut ext,
+            env.ctx,
+            self.t.endpoint,
+            listener,
+            env.peer,
+            env.local,
+            self.t.parallelism,
+        )
+        .await
+        {
+            tracing::debug!(error = %e, "MODE E data connections failed");
+            return Ok(TransferOutcome::NoConnection);
+        }
+        let (res, _) = env.ctl.send(self.opening.to_bytes()).await;
+        res?;
+        Ok(
+            match extended::send::send(&mut ext, src, env.ctx.cfg.data_timeout).await {
+                Ok(bytes) => {
+                    if let Some(fd) = ext.first_fd() {
+                        let mut conn = DataConn::new(fd);
+                        conn.ext = Some(ext);
+                        *self.kept = Some(conn);
+                    }
+                    TransferOutcome::Complete {
+                        bytes,
+                        kept_open: true,
+                    }
+                }
+                Err(StoreError::File(e)) => {
+                    tracing::warn!(path = %self.t.path, error = %e, "MODE E send failed reading the file");
+                    TransferOutcome::Local(fs_error(e))
+                }
+                Err(e) => {
+                    tracing::info!(path = %self.t.path, error = ?e, "MODE E send aborted");
+                    TransferOutcome::ConnectionLost
+                }
+            },
+        )
+    }
+
     async fn retrieve(&mut self) -> io::Result<TransferOutcome> {
         let file = match self.env.storage.open_download(&self.t.path).await {
             Ok(f) => f,
             Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
         };
+        if self.t.mode == TransferMode::Extended {
+            let end = match file.len().await {
+                Ok(n) => n,
+                Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
+            };
+            // REST n is the range 0-n.
+            let mut have = self.t.have.clone();
+            have.push((0, self.t.offset));
+            return self
+                .send_extended(extended::send::Source::File {
+                    file: &file,
+                    end,
+                    have: &have,
+                })
+                .await;
+        }
         let mut conn = match self.open_data().await? {
             Ok(c) => c,
             Err(outcome) => return Ok(outcome),
@@ -451,6 +517,11 @@ impl Xfer<'_> {
                 }
                 _ => listing::list_line(e, now, &mut out),
             }
+        }
+        if self.t.mode == TransferMode::Extended {
+            return self
+                .send_extended(extended::send::Source::Bytes(&out))
+                .await;
         }
         let mut conn = match self.open_data().await? {
             Ok(c) => c,
