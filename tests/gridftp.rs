@@ -69,6 +69,18 @@ fn single_files_of_every_size_up_and_down_with_parallel_connections() {
         &srv.root().join("nofast.bin"),
         "MODE E upload without -fast",
     );
+    // -stripe: SPAS answered with one stripe for the upload; the download takes PORT.
+    guc(&["-stripe", "-p", "2"], &src, &url(&srv, "striped.bin"))
+        .assert_success("globus-url-copy -stripe (upload)");
+    assert_same_file(&local, &srv.root().join("striped.bin"), "-stripe upload");
+    let back = srv.scratch().join("striped.back");
+    guc(
+        &["-stripe", "-p", "2"],
+        &url(&srv, "striped.bin"),
+        &format!("file://{}", back.display()),
+    )
+    .assert_success("globus-url-copy -stripe (download)");
+    assert_same_file(&local, &back, "-stripe download");
 }
 
 #[test]

@@ -268,6 +268,9 @@ pub enum Command {
     Quit,
     Port(SocketAddrV4),
     Pasv,
+    /// GridFTP striped passive (`globus-url-copy -stripe`): PASV answered with a list of
+    /// addresses, one per stripe; ringest is one stripe.
+    Spas,
     Type(TransferType),
     Stru(Structure),
     Mode(TransferMode),
@@ -341,6 +344,7 @@ impl Command {
             Quit => "QUIT",
             Port(_) => "PORT",
             Pasv => "PASV",
+            Spas => "SPAS",
             Type(_) => "TYPE",
             Stru(_) => "STRU",
             Mode(_) => "MODE",
@@ -525,6 +529,7 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         b"QUIT" => Quit,
         b"PORT" => Port(parse_port(param("PORT")?)?),
         b"PASV" => Pasv,
+        b"SPAS" => Spas,
         b"TYPE" => Type(parse_type(param("TYPE")?)?),
         b"STRU" => Stru(parse_stru(param("STRU")?)?),
         b"MODE" => Mode(parse_mode(param("MODE")?)?),
@@ -915,6 +920,7 @@ mod tests {
         );
         assert_eq!(parse(b"PASV"), Ok(Command::Pasv));
         assert_eq!(parse(b"pasv "), Ok(Command::Pasv));
+        assert_eq!(parse(b"SPAS"), Ok(Command::Spas));
         assert_eq!(parse(b"Quit"), Ok(Command::Quit));
         assert_eq!(parse(b"XMKD d"), Ok(Command::Mkd("d".into())));
         assert_eq!(parse(b"XPWD"), Ok(Command::Pwd));

@@ -169,6 +169,17 @@ pub struct Transfer {
     pub have: Vec<(u64, u64)>,
 }
 
+/// How the passive address is announced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassiveStyle {
+    /// PASV: `227 ... (h1,h2,h3,h4,p1,p2)`.
+    Pasv,
+    /// EPSV: `229 ... (|||port|)`.
+    Epsv,
+    /// SPAS: a multi-line 229 listing one `h1,h2,h3,h4,p1,p2` per stripe (one here).
+    Striped,
+}
+
 /// A filesystem operation the server must run, then report with [`Session::fs_done`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FsOp {
@@ -217,7 +228,7 @@ pub enum Action {
     /// Check the credentials off the I/O path, then call [`Session::login_done`].
     Authenticate { user: String, password: Password },
     /// Open a passive listener (replacing any previous one), then call [`Session::passive_done`].
-    OpenPassive { extended: bool },
+    OpenPassive { style: PassiveStyle },
     /// Run a transfer.
     Transfer(Box<Transfer>),
     /// Run a filesystem operation.
@@ -615,7 +626,21 @@ impl Session {
                     return reply(522, "Network protocol not supported, use EPSV (2).");
                 }
                 self.block_open = false;
-                Action::OpenPassive { extended: false }
+                Action::OpenPassive {
+                    style: PassiveStyle::Pasv,
+                }
+            }
+            Command::Spas if self.mode != TransferMode::Extended => {
+                reply(503, "SPAS needs MODE E.")
+            }
+            Command::Spas => {
+                if !self.peer.ip().to_canonical().is_ipv4() {
+                    return reply(522, "Network protocol not supported, use EPSV (2).");
+                }
+                self.block_open = false;
+                Action::OpenPassive {
+                    style: PassiveStyle::Striped,
+                }
             }
             Command::Epsv(EpsvArg::All) => {
                 self.epsv_all = true;
@@ -625,7 +650,9 @@ impl Session {
                 let v4 = self.peer.ip().to_canonical().is_ipv4();
                 if (p == 1 && v4) || (p == 2 && !v4) {
                     self.block_open = false;
-                    Action::OpenPassive { extended: true }
+                    Action::OpenPassive {
+                        style: PassiveStyle::Epsv,
+                    }
                 } else {
                     reply(
                         522,
@@ -639,7 +666,9 @@ impl Session {
             }
             Command::Epsv(EpsvArg::Any) => {
                 self.block_open = false;
-                Action::OpenPassive { extended: true }
+                Action::OpenPassive {
+                        style: PassiveStyle::Epsv,
+                    }
             }
             Command::RestRanges(_) if self.mode != TransferMode::Extended => {
                 reply(501, "REST with ranges needs MODE E.")
@@ -872,13 +901,13 @@ impl Session {
     }
 
     /// Result of [`Action::OpenPassive`]: the address the client should connect to, or `None`.
-    pub fn passive_done(&mut self, extended: bool, addr: Option<SocketAddr>) -> Reply {
+    pub fn passive_done(&mut self, style: PassiveStyle, addr: Option<SocketAddr>) -> Reply {
         let Some(addr) = addr else {
             self.endpoint = None;
             return Reply::new(425, "Can't open passive connection.");
         };
         self.endpoint = Some(DataEndpoint::Passive);
-        if extended {
+        if style == PassiveStyle::Epsv {
             return Reply::new(
                 229,
                 format!("Entering Extended Passive Mode (|||{}|)", addr.port()),
@@ -888,13 +917,14 @@ impl Session {
             IpAddr::V4(ip) => {
                 let o = ip.octets();
                 let (p1, p2) = (addr.port() >> 8, addr.port() & 0xff);
-                Reply::new(
-                    227,
-                    format!(
-                        "Entering Passive Mode ({},{},{},{},{p1},{p2}).",
-                        o[0], o[1], o[2], o[3]
+                let hp = format!("{},{},{},{},{p1},{p2}", o[0], o[1], o[2], o[3]);
+                match style {
+                    PassiveStyle::Striped => Reply::multi(
+                        229,
+                        vec!["Entering Striped Passive Mode.".into(), hp, "End".into()],
                     ),
-                )
+                    _ => Reply::new(227, format!("Entering Passive Mode ({hp}).")),
+                }
             }
             IpAddr::V6(_) => Reply::new(522, "Network protocol not supported, use EPSV."),
         }
@@ -1299,7 +1329,7 @@ impl Session {
         );
         if self.cfg.block_mode {
             // PARALLEL: GridFTP's name for MODE E with parallel data connections (GFD.20).
-            lines.extend(["MODE B".into(), "PARALLEL".into()]);
+            lines.extend(["MODE B".into(), "PARALLEL".into(), "SPAS".into()]);
         }
         if self.cfg.tls.control != TlsMode::Off {
             lines.extend(["AUTH TLS".into(), "PBSZ".into(), "PROT".into()]);

@@ -74,7 +74,7 @@ fn unavailable_login_is_421_and_leaves_the_session_logged_out() {
 fn names_reserved_by_the_server_cannot_be_created() {
     let mut s = logged_in();
     s.on_line(line("PASV"));
-    s.passive_done(false, Some(peer()));
+    s.passive_done(PassiveStyle::Pasv, Some(peer()));
     for cmd in [
         "STOR .ringest-backup.part",
         "STOR sub/.ringest-partial-0123456789abcdef.part",
@@ -127,9 +127,11 @@ fn transfer_needs_a_data_endpoint() {
     assert_eq!(code(&s.on_line(line("STOR x"))), 425);
     assert_eq!(
         s.on_line(line("PASV")),
-        Action::OpenPassive { extended: false }
+        Action::OpenPassive {
+            style: PassiveStyle::Pasv
+        }
     );
-    let r = s.passive_done(false, Some("127.0.0.1:40001".parse().unwrap()));
+    let r = s.passive_done(PassiveStyle::Pasv, Some("127.0.0.1:40001".parse().unwrap()));
     assert_eq!(
         r,
         Reply::new(227, "Entering Passive Mode (127,0,0,1,156,65).")
@@ -158,9 +160,11 @@ fn epsv_reply_format() {
     let mut s = logged_in();
     assert_eq!(
         s.on_line(line("EPSV")),
-        Action::OpenPassive { extended: true }
+        Action::OpenPassive {
+            style: PassiveStyle::Epsv
+        }
     );
-    let r = s.passive_done(true, Some("127.0.0.1:40001".parse().unwrap()));
+    let r = s.passive_done(PassiveStyle::Epsv, Some("127.0.0.1:40001".parse().unwrap()));
     assert_eq!(
         r,
         Reply::new(229, "Entering Extended Passive Mode (|||40001|)")
@@ -197,7 +201,7 @@ fn fs_errors_map_to_replies() {
         Reply::new(257, "\"/d\" created.")
     );
     s.on_line(line("PASV"));
-    s.passive_done(false, Some("127.0.0.1:40001".parse().unwrap()));
+    s.passive_done(PassiveStyle::Pasv, Some("127.0.0.1:40001".parse().unwrap()));
     s.on_line(line("STOR big"));
     assert_eq!(
         s.transfer_done(TransferOutcome::Local(FsError::NoSpace))
@@ -314,12 +318,28 @@ fn mode_e_sends_and_receives_but_not_over_tls() {
         other => panic!("{other:?}"),
     }
     assert_eq!(code(&s.on_line(line("SITE CLIENTINFO appname=\"x\""))), 250);
+    // globus-url-copy -stripe: one stripe, announced as GridFTP servers do.
+    assert_eq!(
+        s.on_line(line("SPAS")),
+        Action::OpenPassive {
+            style: PassiveStyle::Striped
+        }
+    );
+    let r = s.passive_done(
+        PassiveStyle::Striped,
+        Some("127.0.0.1:40001".parse().unwrap()),
+    );
+    assert_eq!(
+        String::from_utf8(r.to_bytes()).unwrap(),
+        "229-Entering Striped Passive Mode.\r\n 127,0,0,1,156,65\r\n229 End\r\n"
+    );
     assert_eq!(code(&s.on_line(line("SITE STORBUFSIZE 65536"))), 200);
     match s.on_line(line("STOR f")) {
         Action::Transfer(t) => {
             assert_eq!(t.mode, TransferMode::Extended);
-            assert_eq!(t.endpoint, DataEndpoint::Open);
-            assert_eq!(s.transfer_opening().code, 125);
+            // SPAS made a new passive endpoint.
+            assert_eq!(t.endpoint, DataEndpoint::Passive);
+            assert_eq!(s.transfer_opening().code, 150);
             let r = s.transfer_done(TransferOutcome::Complete {
                 bytes: 1,
                 kept_open: true,
@@ -487,7 +507,7 @@ fn wildcards_list_the_parent_with_a_pattern() {
         ("NLST *x/y", "/*x/y", None, Some("*x/y")),
     ] {
         s.on_line(line("PASV"));
-        s.passive_done(false, Some(peer()));
+        s.passive_done(PassiveStyle::Pasv, Some(peer()));
         let Action::Transfer(t) = s.on_line(line(cmd)) else {
             panic!("{cmd}")
         };
@@ -506,7 +526,7 @@ fn short_upload_is_426() {
     let mut s = logged_in();
     s.on_line(line("ALLO 1000"));
     s.on_line(line("PASV"));
-    s.passive_done(false, Some(peer()));
+    s.passive_done(PassiveStyle::Pasv, Some(peer()));
     // A listing in between does not use up the ALLO.
     let Action::Transfer(t) = s.on_line(line("NLST")) else {
         panic!()
@@ -517,7 +537,7 @@ fn short_upload_is_426() {
         kept_open: false,
     });
     s.on_line(line("PASV"));
-    s.passive_done(false, Some(peer()));
+    s.passive_done(PassiveStyle::Pasv, Some(peer()));
     let Action::Transfer(t) = s.on_line(line("STOR x")) else {
         panic!()
     };
@@ -544,7 +564,7 @@ proptest! {
         for l in lines {
             match s.on_line(Ok(l)) {
                 Action::Authenticate { .. } => { s.login_done(ok.then(Access::full)); }
-                Action::OpenPassive { extended } => { s.passive_done(extended, Some(peer())); }
+                Action::OpenPassive { style } => { s.passive_done(style, Some(peer())); }
                 Action::Transfer(_) => { s.transfer_done(TransferOutcome::ConnectionLost); }
                 Action::Fs(_) => { s.fs_done(if ok { Ok(FsOutcome::Done) } else { Err(FsError::NotFound) }); }
                 Action::Reply(r) | Action::Close(r) => prop_assert!((100..600).contains(&r.code)),
@@ -575,7 +595,7 @@ fn block_mode_keeps_the_data_connection() {
     let mut s = block_session();
     assert_eq!(code(&s.on_line(line("MODE B"))), 200);
     s.on_line(line("PASV"));
-    s.passive_done(false, Some("127.0.0.1:40001".parse().unwrap()));
+    s.passive_done(PassiveStyle::Pasv, Some("127.0.0.1:40001".parse().unwrap()));
     let Action::Transfer(t) = s.on_line(line("STOR a")) else {
         panic!()
     };
@@ -611,7 +631,7 @@ fn block_connection_ends_on_pasv_port_and_mode_s() {
         let mut s = block_session();
         s.on_line(line("MODE B"));
         s.on_line(line("EPSV"));
-        s.passive_done(true, Some("127.0.0.1:40001".parse().unwrap()));
+        s.passive_done(PassiveStyle::Epsv, Some("127.0.0.1:40001".parse().unwrap()));
         s.on_line(line("STOR a"));
         s.transfer_done(TransferOutcome::Complete {
             bytes: 1,
@@ -631,7 +651,7 @@ fn rest_applies_to_the_next_transfer_only() {
     let mut s = logged_in();
     assert_eq!(code(&s.on_line(line("REST 100"))), 350);
     s.on_line(line("PASV"));
-    s.passive_done(false, Some("127.0.0.1:40001".parse().unwrap()));
+    s.passive_done(PassiveStyle::Pasv, Some("127.0.0.1:40001".parse().unwrap()));
     let Action::Transfer(t) = s.on_line(line("RETR f")) else {
         panic!()
     };
@@ -641,7 +661,7 @@ fn rest_applies_to_the_next_transfer_only() {
         kept_open: false,
     });
     s.on_line(line("PASV"));
-    s.passive_done(false, Some("127.0.0.1:40001".parse().unwrap()));
+    s.passive_done(PassiveStyle::Pasv, Some("127.0.0.1:40001".parse().unwrap()));
     let Action::Transfer(t) = s.on_line(line("RETR f")) else {
         panic!()
     };
@@ -694,7 +714,7 @@ fn mdtm_mlst_stat_replies() {
     assert_eq!(code(&s.on_line(line("ABOR"))), 226);
     assert_eq!(code(&s.on_line(line("ALLO 1000"))), 200);
     s.on_line(line("PASV"));
-    s.passive_done(false, Some(peer()));
+    s.passive_done(PassiveStyle::Pasv, Some(peer()));
     let Action::Transfer(t) = s.on_line(line("STOR x")) else {
         panic!()
     };
@@ -731,7 +751,7 @@ fn drop_box_only_uploads_into_incoming() {
         assert_eq!(code(&s.on_line(line(cmd))), 553, "{cmd}");
     }
     s.on_line(line("PASV"));
-    s.passive_done(false, Some(peer()));
+    s.passive_done(PassiveStyle::Pasv, Some(peer()));
     let Action::Transfer(t) = s.on_line(line("STOR incoming/new.bin")) else {
         panic!()
     };
@@ -743,7 +763,7 @@ fn drop_box_only_uploads_into_incoming() {
 fn aborted_transfer_replies_426_then_226() {
     let mut s = logged_in();
     s.on_line(line("PASV"));
-    s.passive_done(false, Some(peer()));
+    s.passive_done(PassiveStyle::Pasv, Some(peer()));
     s.on_line(line("STOR x"));
     assert_eq!(s.transfer_done(TransferOutcome::Aborted).code, 426);
     assert_eq!(s.abort_reply().code, 226);

@@ -368,7 +368,7 @@ impl SessionIo {
                 let r = self.session.login_done(access);
                 self.ctl.queue(&r);
             }
-            Action::OpenPassive { extended } => {
+            Action::OpenPassive { style } => {
                 self.passive = None; // a new PASV/EPSV replaces the previous listener
                 let ip = self.ctl.local.ip();
                 let reused = self.spare.take().and_then(|(l, _)| {
@@ -390,7 +390,7 @@ impl SessionIo {
                         None
                     }
                 };
-                let r = self.session.passive_done(extended, addr);
+                let r = self.session.passive_done(style, addr);
                 self.ctl.queue(&r);
             }
             Action::Transfer(t) => {
