@@ -10,9 +10,12 @@
 //! Sends (RETR and listings in MODE E) are in [`send`]; they share the session's kept connections
 //! with uploads.
 //!
-//! Not yet: restart markers and range REST, TLS on MODE E data connections, and the
-//! registered-buffer receive path (payload is received into a Vec per connection and written
-//! inline).
+//! Payload is received into the core's registered buffers (a multishot recv per connection) and
+//! written from them at its offsets with fixed writes, as MODE B does; a connection stops taking
+//! buffers at its EOD, so a client that sends the next file early fills only its socket buffer.
+//!
+//! Not yet: 111 range markers for uploads (a failed upload keeps nothing, so there is nothing a
+//! restart could skip), and TLS on MODE E data connections (534).
 
 pub mod send;
 
@@ -20,32 +23,31 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use crate::engine::direct;
+use crate::engine::bufpool::PoolBuf;
 use crate::engine::fd::SharedFd;
-use crate::engine::op::recv::Recv;
-use crate::engine::op::{self, Op};
+use crate::engine::op;
+use crate::engine::op::recv_multi::Received;
 use crate::engine::timer::Sleep;
 use crate::proto::modee::{Decoder, Event, Limits, Transfer};
 use crate::server::context::CoreCtx;
+use crate::server::storage::FileSink;
 
 use super::failure::{stalled, StoreError};
+use super::fixed::{self, Receiver, WriteSet};
 use super::passive::PassiveListener;
-
-/// Bytes one receive on a MODE E connection may take.
-const RECV_CHUNK: usize = 256 * 1024;
 
 /// One data connection of a MODE E session, kept across files.
 struct Conn {
     fd: SharedFd,
+    /// Multishot recv into the core's registered buffers; paused between files.
+    rx: Receiver,
     decoder: Decoder,
-    /// Received bytes after this connection's EOD: the next file's first blocks.
-    leftover: Vec<u8>,
-    pending: Option<Op<Recv>>,
-    spare: Vec<u8>,
-    closed: bool,
+    /// A received buffer not decoded to its end: after an EOD, the next file's first blocks.
+    leftover: Option<(Rc<PoolBuf>, usize)>,
 }
 
 /// A session's MODE E data connections, kept between files.
@@ -64,30 +66,29 @@ impl Extended {
         self.conns.first().map(|c| c.fd.clone())
     }
 
-    /// Takes a connection the server opened (a send's); it carries the next transfer either way.
-    fn adopt(&mut self, fd: SharedFd) {
+    /// Takes a new connection (accepted for an upload, or opened for a send); it carries the next
+    /// transfer either way.
+    fn adopt(&mut self, fd: SharedFd, stall: Duration) {
         self.conns.push(Conn {
+            rx: Receiver::new(&fd, stall),
             fd,
             decoder: Decoder::default(),
-            leftover: Vec::new(),
-            pending: None,
-            spare: Vec::new(),
-            closed: false,
+            leftover: None,
         });
     }
 
     /// The open connections' sockets, for a send. Connections an upload left mid-file are gone.
     fn usable(&mut self) -> Vec<SharedFd> {
-        self.conns.retain(|c| {
-            !c.closed && c.pending.is_none() && (c.decoder.is_fresh() || c.decoder.at_eod())
-        });
+        self.conns
+            .retain(|c| !c.rx.closed && (c.decoder.is_fresh() || c.decoder.at_eod()));
         self.conns.iter().map(|c| c.fd.clone()).collect()
     }
 }
 
 enum Wake {
     Accepted(Option<io::Result<std::os::fd::OwnedFd>>),
-    Received(usize, io::Result<usize>, Vec<u8>),
+    Wrote,
+    Received(usize, Option<io::Result<Received>>),
     Tick,
 }
 
@@ -98,32 +99,39 @@ fn bad(e: impl std::fmt::Display) -> StoreError {
     ))
 }
 
-/// Decodes `data` from connection `i`, writing payload at `start` + its offset; keeps what
-/// follows an EOD as the connection's leftover.
+/// Decodes what connection `id` has received, queueing each payload run as a write from the
+/// registered buffer it arrived in at `start` + its offset. At this connection's EOD the rest of
+/// the buffer is kept for the next file and the connection stops taking data.
 fn feed(
     conn: &mut Conn,
     id: u32,
     t: &mut Transfer,
-    data: &[u8],
-    file: &SharedFd,
+    writes: &mut WriteSet,
     start: u64,
 ) -> Result<(), StoreError> {
-    let mut pos = 0;
-    while let Some(ev) = conn.decoder.next(data, &mut pos).map_err(bad)? {
+    let Some((buf, mut pos)) = conn.leftover.take() else {
+        return Ok(());
+    };
+    let base = buf.as_slice().as_ptr() as usize;
+    while let Some(ev) = conn.decoder.next(buf.as_slice(), &mut pos).map_err(bad)? {
         t.on_event(id, &ev).map_err(bad)?;
         match ev {
             Event::Data { offset, bytes } => {
-                direct::pwrite_all(file, bytes, start + offset).map_err(StoreError::File)?;
+                let at = bytes.as_ptr() as usize - base;
+                writes.push(buf.clone(), at..at + bytes.len(), start + offset)?;
             }
             // Without a will-close to come, the decoder stands at the end of this file and what
             // follows is the next file's; with one, the block's last event is still to come.
-            Event::Eod if conn.decoder.at_eod() => {
-                conn.leftover = data[pos..].to_vec();
-                return Ok(());
-            }
+            Event::Eod if conn.decoder.at_eod() => break,
             Event::Eod => {}
             Event::Eof { .. } | Event::WillClose => {}
         }
+    }
+    if pos < buf.len() {
+        conn.leftover = Some((buf, pos));
+    }
+    if conn.decoder.at_eod() {
+        conn.rx.pause();
     }
     Ok(())
 }
@@ -137,7 +145,7 @@ pub async fn receive(
     ctx: &CoreCtx,
     listener: Option<&PassiveListener>,
     peer: SocketAddr,
-    file: &SharedFd,
+    sink: FileSink<'_>,
     start: u64,
     announced: Option<u64>,
     stall: Duration,
@@ -146,58 +154,63 @@ pub async fn receive(
     if let Some(n) = announced.and_then(|n| n.checked_sub(start)) {
         t.expect_len(n);
     }
+    let mut writes = WriteSet::new(sink);
     // Connections that ended the last file cleanly carry on; the others are gone.
     ext.conns
-        .retain_mut(|c| !c.closed && (c.decoder.is_fresh() || c.decoder.next_transfer()));
-    for id in 0..ext.conns.len() {
-        let leftover = std::mem::take(&mut ext.conns[id].leftover);
-        if !leftover.is_empty() {
-            feed(
-                &mut ext.conns[id],
-                id as u32,
-                &mut t,
-                &leftover,
-                file,
-                start,
-            )?;
-        }
+        .retain_mut(|c| !c.rx.closed && (c.decoder.is_fresh() || c.decoder.next_transfer()));
+    for (id, c) in ext.conns.iter_mut().enumerate() {
+        feed(c, id as u32, &mut t, &mut writes, start)?;
     }
     let mut accepts = listener.map(|l| op::accept::accept_multi(&l.fd));
     let mut last = Instant::now();
     let mut tick = Sleep::until(last + stall);
     loop {
-        if t.is_complete() {
+        if t.is_complete() && writes.is_empty() {
             return Ok(t.len());
         }
+        // Every connection still sending this file takes data into the core's buffers; when the
+        // pool is dry and no write will return one, wait (bounded) for another session's.
+        let mut armed = false;
+        for c in ext.conns.iter_mut() {
+            if !c.decoder.at_eod() {
+                armed |= c.rx.try_arm();
+            }
+        }
+        let receiving = ext
+            .conns
+            .iter()
+            .any(|c| !c.decoder.at_eod() && !c.rx.closed);
+        if receiving && !armed && writes.is_empty() {
+            fixed::wait_for_buffer(stall).await?;
+            continue;
+        }
         let conns = &mut ext.conns;
+        let writes_ref = &mut writes;
         let wake = poll_fn(|cx| {
+            if let Poll::Ready(r) = writes_ref.poll_completions(cx) {
+                return Poll::Ready(r.map(|()| Wake::Wrote));
+            }
             if let Some(a) = accepts.as_mut() {
                 if let Poll::Ready(item) = a.poll_next(cx) {
-                    return Poll::Ready(Wake::Accepted(item));
+                    return Poll::Ready(Ok(Wake::Accepted(item)));
                 }
             }
             for (i, c) in conns.iter_mut().enumerate() {
-                if c.closed || c.decoder.at_eod() {
+                if c.decoder.at_eod() {
                     continue;
                 }
-                let op = c.pending.get_or_insert_with(|| {
-                    let mut buf = std::mem::take(&mut c.spare);
-                    buf.clear();
-                    buf.reserve(RECV_CHUNK);
-                    op::recv::recv(&c.fd, buf)
-                });
-                if let Poll::Ready((res, buf)) = Pin::new(op).poll(cx) {
-                    c.pending = None;
-                    return Poll::Ready(Wake::Received(i, res, buf));
+                if let Poll::Ready(item) = c.rx.poll_recv(cx) {
+                    return Poll::Ready(Ok(Wake::Received(i, item)));
                 }
             }
             if Pin::new(&mut tick).poll(cx).is_ready() {
-                return Poll::Ready(Wake::Tick);
+                return Poll::Ready(Ok(Wake::Tick));
             }
             Poll::Pending
         })
-        .await;
+        .await?;
         match wake {
+            Wake::Wrote => last = Instant::now(),
             Wake::Accepted(None) => accepts = listener.map(|l| op::accept::accept_multi(&l.fd)),
             Wake::Accepted(Some(Err(e))) => return Err(StoreError::Net(e)),
             Wake::Accepted(Some(Ok(fd))) => {
@@ -208,24 +221,20 @@ pub async fn receive(
                     return Err(bad("too many data connections"));
                 }
                 ctx.metrics.data_connection();
-                ext.adopt(fd);
+                ext.adopt(fd, stall);
             }
-            Wake::Received(i, res, buf) => {
-                let n = res.map_err(StoreError::Net)?;
+            Wake::Received(i, item) => {
                 let c = &mut ext.conns[i];
-                if n == 0 {
-                    c.closed = true;
-                    if !c.decoder.at_eod() {
-                        return Err(StoreError::Net(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "a MODE E data connection closed before its EOD",
-                        )));
-                    }
-                    continue;
+                if let Some(buf) = c.rx.on_recv(item)? {
+                    last = Instant::now();
+                    c.leftover = Some((Rc::new(buf), 0));
+                    feed(c, i as u32, &mut t, &mut writes, start)?;
+                } else if c.rx.closed && !c.decoder.at_eod() {
+                    return Err(StoreError::Net(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "a MODE E data connection closed before its EOD",
+                    )));
                 }
-                last = Instant::now();
-                feed(c, i as u32, &mut t, &buf, file, start)?;
-                c.spare = buf;
             }
             Wake::Tick => {
                 if Instant::now() >= last + stall {

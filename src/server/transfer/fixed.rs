@@ -65,7 +65,7 @@ impl WriteSet {
     }
 
     /// Ready when at least one write completed (resubmitting the rest of a short one).
-    fn poll_completions(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
+    pub fn poll_completions(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
         let mut any = false;
         let mut i = 0;
         while i < self.ops.len() {
@@ -159,38 +159,19 @@ impl Receiver {
         writes: &mut WriteSet,
         take_data: bool,
     ) -> Result<Wake, StoreError> {
-        if take_data && self.recv.is_none() && !self.closed {
-            if let Some(rt) = runtime::current() {
-                if let Some(pool) = rt.bufpool() {
-                    if pool.available() == 0 && writes.is_empty() {
-                        // Every buffer of this core is held elsewhere; give up after the stall
-                        // timeout rather than wait forever for the pool to refill.
-                        if time::timeout(self.stall, pool.wait_available(1))
-                            .await
-                            .is_err()
-                        {
-                            return Err(StoreError::Net(io::Error::new(
-                                io::ErrorKind::TimedOut,
-                                "no receive buffer became free",
-                            )));
-                        }
-                    }
-                    if pool.available() > 0 {
-                        self.recv = Some(op::recv_multi::recv_multi(&self.data));
-                        self.paused = false;
-                    }
-                }
-            }
+        if take_data && !self.try_arm() && !self.closed && writes.is_empty() {
+            // Every buffer of this core is held elsewhere; give up after the stall timeout rather
+            // than wait forever for the pool to refill.
+            wait_for_buffer(self.stall).await?;
+            self.try_arm();
         }
         poll_fn(|cx| {
             if let Poll::Ready(r) = writes.poll_completions(cx) {
                 return Poll::Ready(r.map(|()| Wake::Wrote));
             }
             if take_data {
-                if let Some(r) = self.recv.as_mut() {
-                    if let Poll::Ready(item) = r.poll_next(cx) {
-                        return Poll::Ready(Ok(Wake::Recv(item)));
-                    }
+                if let Poll::Ready(item) = self.poll_recv(cx) {
+                    return Poll::Ready(Ok(Wake::Recv(item)));
                 }
             }
             if Pin::new(&mut self.tick).poll(cx).is_ready() {
@@ -201,6 +182,52 @@ impl Receiver {
         .await
     }
 
+    /// Starts a multishot recv if none runs, the peer has not closed and the core's pool has a
+    /// free buffer; returns whether one runs. For callers that poll several receivers at once.
+    pub fn try_arm(&mut self) -> bool {
+        if self.recv.is_none() && !self.closed {
+            let free = runtime::current()
+                .and_then(|rt| rt.bufpool().map(|p| p.available() > 0))
+                .unwrap_or(false);
+            if free {
+                self.recv = Some(op::recv_multi::recv_multi(&self.data));
+                self.paused = false;
+            }
+        }
+        self.recv.is_some()
+    }
+
+    /// A completion of the running recv, if any; pass it to [`Receiver::on_recv`].
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Received>>> {
+        match self.recv.as_mut() {
+            Some(r) => r.poll_next(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// Waits up to `stall` for a buffer of the core's pool to come back.
+pub async fn wait_for_buffer(stall: Duration) -> Result<(), StoreError> {
+    let Some(rt) = runtime::current() else {
+        return Ok(());
+    };
+    let Some(pool) = rt.bufpool() else {
+        return Ok(());
+    };
+    if pool.available() > 0 {
+        return Ok(());
+    }
+    time::timeout(stall, pool.wait_available(1))
+        .await
+        .map_err(|_| {
+            StoreError::Net(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no receive buffer became free",
+            ))
+        })
+}
+
+impl Receiver {
     /// Handles the stall timer: fails when data was awaited for `stall` since the last progress;
     /// otherwise re-arms it for the exact deadline. Time spent only waiting for writes does not count.
     pub fn on_tick(&mut self, waiting_for_data: bool) -> Result<(), StoreError> {

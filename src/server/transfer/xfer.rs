@@ -325,7 +325,7 @@ impl Xfer<'_> {
             env.ctx,
             listener,
             env.peer,
-            sink.file,
+            sink,
             offset,
             self.t.allocate,
             stall,

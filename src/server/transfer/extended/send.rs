@@ -68,7 +68,7 @@ pub async fn connect(
             ext.conns.clear();
             let fd = data::connect(ctx, endpoint, listener, peer, local).await?;
             ctx.metrics.data_connection();
-            ext.adopt(fd);
+            ext.adopt(fd, ctx.cfg.data_timeout);
         }
         DataEndpoint::Active(_) => {
             ext.conns.clear();
@@ -76,7 +76,7 @@ pub async fn connect(
                 let fd = data::connect(ctx, endpoint, None, peer, local).await?;
                 let _ = net::set_nodelay(std::os::fd::AsRawFd::as_raw_fd(&*fd));
                 ctx.metrics.data_connection();
-                ext.adopt(fd);
+                ext.adopt(fd, ctx.cfg.data_timeout);
             }
         }
     }
