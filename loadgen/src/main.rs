@@ -107,6 +107,7 @@ struct Cli {
     #[arg(long, global = true, default_value_t = 30)]
     op_timeout: u64,
     /// Send `ALLO <size>` before each STOR (ringest then refuses a MODE S upload cut short of it).
+    /// eblock always sends it, as globus-url-copy does: MODE E blocks carry no total size.
     #[arg(long, global = true)]
     allo: bool,
     /// FTPS, explicit: `AUTH TLS` after the greeting, then PBSZ 0 / PROT P after the login; every data

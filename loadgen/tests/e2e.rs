@@ -352,6 +352,13 @@ fn eblock_refused_mode_e_is_fatal() {
         fatal.contains("does not support MODE E") && fatal.contains("504"),
         "{output}"
     );
+    // MODE E has no TLS data connections: refused before connecting, with the reason.
+    let (code, _, output) = loadgen(&server, &["eblock", "--tls", "--insecure"]);
+    assert_eq!(code, 2, "{output}");
+    assert!(
+        output.contains("MODE E data connections over TLS"),
+        "{output}"
+    );
 }
 
 /// compare puts stream, block and eblock side by side on the same files: three reports with the
