@@ -297,9 +297,11 @@ fn eblock_parallel_1_and_4_verify_download() {
             assert_eq!(report["verify"]["mismatched"], 0, "{output}");
             assert_eq!(report["latency_us"]["count"], files, "{output}");
             assert_eq!(report["retries"], 0, "{output}");
-            // One login and one set of data connections per session, kept across its files.
-            assert_eq!(report["control_connections"], 8, "{output}");
-            assert_eq!(report["data_connections"], 8 * parallel, "{output}");
+            // One login and one set of data connections per session, kept across its files (a
+            // session that found no file left opens none).
+            let ctrl = report["control_connections"].as_u64().unwrap_or(0);
+            assert!((1..=8).contains(&ctrl), "{output}");
+            assert_eq!(report["data_connections"], ctrl * parallel, "{output}");
             let spread = report["files_spread_over_connections"]
                 .as_u64()
                 .expect("eblock reports files_spread_over_connections");
