@@ -725,10 +725,11 @@ pub fn mode_e_refused(r: &Reply) -> String {
     )
 }
 
-/// One file in MODE E: on a new session `MODE E`, one PASV and `--parallel` data connections to
-/// it; then `ALLO size` (as globus-url-copy sends it: the server checks the file is complete
-/// against it, since the blocks carry no total), `STOR`, the 150, the blocks over all connections,
-/// and the 226 that says the server has every byte. The connections stay open for the next file.
+/// One file in MODE E: on a new session `MODE E` and one PASV, whose `--parallel` data connections
+/// are made with the first STOR. Per file `ALLO size` (as globus-url-copy sends it: the blocks
+/// carry no total, so the server checks the file is complete against it), `STOR`, the 150, the
+/// blocks over all connections, and the 226 that says the server has every byte. The connections
+/// stay open for the next file.
 async fn eblock_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcome, Fail> {
     if st.ctrl.is_none() {
         let mut c = open_login(t, st.src).await?;
@@ -742,16 +743,11 @@ async fn eblock_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outco
     let Some(ctrl) = st.ctrl.as_mut() else {
         return Err(no_control());
     };
-    if st.econns.is_empty() {
-        let addr = ctrl.passive(t.cfg.epsv).await?;
-        for _ in 0..t.cfg.parallel {
-            let data = data_connect(t, addr, st.src).await?;
-            st.econns.push(EConn {
-                data,
-                buf: Vec::new(),
-            });
-        }
-    }
+    let addr = if st.econns.is_empty() {
+        Some(ctrl.passive(t.cfg.epsv).await?)
+    } else {
+        None
+    };
     let size = t.cfg.size.size_of(t.cfg.seed, id);
     let r = ctrl.cmd(&format!("ALLO {size}"), "ALLO").await?;
     if !matches!(r.code, 200 | 202) {
@@ -760,7 +756,39 @@ async fn eblock_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outco
     ctrl.send(&format!("STOR {}", file_name(&t.prefix, id)), "STOR")
         .await?;
     let t0 = Instant::now();
-    let r = ctrl.reply("STOR").await?;
+    let r = match addr {
+        None => ctrl.reply("STOR").await?,
+        Some(addr) => {
+            // The connections are made after the STOR and while its reply is awaited: a server may
+            // accept them only once the transfer runs (ringest does), and its listen backlog (8
+            // in ringest) holds fewer than --parallel allows, so connecting them all first could
+            // wait forever. A server that wants a connection before its 150 gets it too.
+            let (conns, reply) = both_unless(
+                connect_all(t, addr, st.src, t.cfg.parallel),
+                ctrl.reply("STOR"),
+                |c, r| {
+                    matches!(c, Some(Err(_)))
+                        || matches!(r, Some(Err(_)))
+                        || matches!(r, Some(Ok(r)) if !matches!(r.code, 150 | 125))
+                },
+            )
+            .await;
+            match (conns, reply) {
+                (_, Some(Err(f))) | (Some(Err(f)), _) => return Err(f),
+                (Some(Ok(c)), Some(Ok(r))) => {
+                    st.econns = c;
+                    r
+                }
+                (_, Some(Ok(r))) => r,
+                _ => {
+                    return Err(Fail::Protocol {
+                        step: "STOR",
+                        msg: "no reply".into(),
+                    })
+                }
+            }
+        }
+    };
     if !matches!(r.code, 150 | 125) {
         return Err(reply_fail("STOR", &r));
     }
@@ -791,6 +819,24 @@ async fn eblock_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outco
         latency,
         mismatch: None,
     })
+}
+
+/// Opens `n` data connections to `addr`, one after the other.
+async fn connect_all(
+    t: &ThreadCtx,
+    addr: SocketAddr,
+    src: Option<IpAddr>,
+    n: usize,
+) -> Result<Vec<EConn>, Fail> {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let data = data_connect(t, addr, src).await?;
+        conns.push(EConn {
+            data,
+            buf: Vec::new(),
+        });
+    }
+    Ok(conns)
 }
 
 type Sending<'a> = Pin<Box<dyn Future<Output = Result<bool, Fail>> + 'a>>;
