@@ -102,6 +102,9 @@ SCENARIO_TABLE=(
     "s5-modeb-512|5|block|512|100000|4K|180|8,1,1"
     "s6-idle|6|idle|0|10000|0|300|8,40,20"
     "s7-20G-1|7|stream|1|1|20G|600|30,40,30"
+    "s8-modee-p1-64|8|eblock-p1|64|100000|4K|180|6,1,1"
+    "s8-modee-p4-64|8|eblock-p4|64|100000|4K|180|8,1,1"
+    "s8-modee-p4-64M-4|8|eblock-p4|4|32|64M|180|10,1,1"
 )
 RINGEST_EXTRA=()
 
@@ -114,7 +117,10 @@ scale() { # files -> scaled for --quick
 selected=()
 for row in "${SCENARIO_TABLE[@]}"; do
     IFS='|' read -r id group _ <<<"$row"
-    [[ ,$SCENARIOS, == *,$group,* ]] && selected+=("$row")
+    [[ ,$SCENARIOS, == *,$group,* ]] || continue
+    # MODE E data connections have no TLS (ringest answers 534, loadgen refuses eblock with --tls).
+    if (( TLS )) && [[ $group == 8 ]]; then echo "skipping $id: MODE E has no TLS" >&2; continue; fi
+    selected+=("$row")
 done
 (( ${#selected[@]} )) || { echo "no scenario selected by --scenarios $SCENARIOS" >&2; exit 2; }
 IFS=',' read -r -a SRVS <<<"$SERVERS"
@@ -201,7 +207,7 @@ for row in "${selected[@]}"; do
         for s in "${SRVS[@]}"; do
             IFS=',' read -r e_r e_v e_p <<<"$est"
             case $s in ringest) e=$e_r ;; vsftpd) e=$e_v ;; *) e=$e_p ;; esac
-            if [[ $kind == block && $s != ringest ]]; then
+            if [[ $kind == block && $s != ringest ]] || [[ $kind == eblock-* && $s != ringest* ]]; then
                 (( r == 1 )) || continue   # peers: one refusal probe
             fi
             # The buffered variant only where files are large enough for direct I/O to matter.
@@ -233,9 +239,12 @@ lg_run() { # id kind sessions files size dur server run
     mkdir -p "$dir"
     base="$dir/$srv-r$run"
     local probe=0
-    if [[ $kind == block && $srv != ringest ]]; then
-        probe=1; sess=8; files=100; dur=20   # peers: show the refusal of MODE B, nothing more
+    if [[ $kind == block && $srv != ringest ]] || [[ $kind == eblock-* && $srv != ringest* ]]; then
+        probe=1; sess=8; files=100; dur=20   # peers: show the refusal of MODE B / E, nothing more
     fi
+    # eblock-pN: loadgen's eblock scenario with N data connections per session.
+    local lg_scenario=("$kind")
+    [[ $kind == eblock-p* ]] && lg_scenario=(--parallel "${kind#eblock-p}" eblock)
     RUN_IDX=$((RUN_IDX + 1))
     local root port
     root=$(new_root "$RUN_IDX")
@@ -259,7 +268,7 @@ lg_run() { # id kind sessions files size dur server run
     LOADGEN_PASSWORD=$BENCH_PASSWORD python3 "$BENCH/benchlib.py" exec --timeout $((dur + 60)) \
         --stdout "$base.loadgen.json" --stderr "$base.loadgen.err" --meta "$base.exec.json" -- \
         "$LOADGEN_BIN" --port "$port" --user "$BENCH_USER" --json --quiet --source-addrs "$SRC_ADDRS" \
-        --duration "$dur" --sessions "$sess" --files "$files" --size "$size" "${LOADGEN_TLS_ARGS[@]}" "$kind"
+        --duration "$dur" --sessions "$sess" --files "$files" --size "$size" "${LOADGEN_TLS_ARGS[@]}" "${lg_scenario[@]}"
     python3 "$BENCH/benchlib.py" machine >"$base.mach1"
     python3 "$BENCH/benchlib.py" meminfo >"$base.mem1"
     local left alive=1

@@ -2,7 +2,9 @@
 //!
 //! Scenarios: `stream` (one login per session, a new data connection per file), `stream-reconnect` (a
 //! new control connection per file too), `block` (MODE B: one data connection per session while the
-//! server keeps it open) and `compare` (stream, then block). Sessions are spread over one io_uring
+//! server keeps it open), `eblock` (MODE E, GridFTP extended block mode as `globus-url-copy -fast
+//! -p N` speaks it: `--parallel` data connections per session, kept across files) and `compare`
+//! (stream, block and eblock on the same files). Sessions are spread over one io_uring
 //! runtime thread per CPU and over `--source-addrs`. File content is a pure function of (seed, file
 //! id, offset), so `--verify` can check every file without keeping what was sent.
 //!
@@ -11,7 +13,7 @@
 //!
 //! Exit code: 0 when every file was stored (and verified, with `--verify`); 1 when some failed or
 //! mismatched; 2 on a fatal problem (cannot connect, the server gone mid-run, login refused, MODE B
-//! unsupported, bad usage).
+//! or MODE E unsupported, bad usage).
 
 mod content;
 mod ftp;
@@ -29,7 +31,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
-use content::SizeSpec;
+use content::{parse_size, SizeSpec};
 use run::{Job, RunCfg};
 use stats::{PhaseResult, FILE_OK};
 
@@ -37,7 +39,7 @@ use stats::{PhaseResult, FILE_OK};
 #[command(
     name = "loadgen",
     version,
-    about = "FTP ingest load generator: MODE S vs MODE B"
+    about = "FTP ingest load generator: MODE S vs MODE B vs MODE E"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -105,6 +107,7 @@ struct Cli {
     #[arg(long, global = true, default_value_t = 30)]
     op_timeout: u64,
     /// Send `ALLO <size>` before each STOR (ringest then refuses a MODE S upload cut short of it).
+    /// eblock always sends it, as globus-url-copy does: MODE E blocks carry no total size.
     #[arg(long, global = true)]
     allo: bool,
     /// FTPS, explicit: `AUTH TLS` after the greeting, then PBSZ 0 / PROT P after the login; every data
@@ -124,6 +127,14 @@ struct Cli {
     /// The name the certificate must carry (default: --host as given, an IP address or a DNS name).
     #[arg(long, global = true, value_name = "NAME")]
     tls_name: Option<String>,
+    /// MODE E (eblock): data connections per session, all to the session's one PASV port (as
+    /// `globus-url-copy -p N`).
+    #[arg(long, global = true, default_value_t = 1, value_name = "N")]
+    parallel: usize,
+    /// MODE E (eblock): largest payload per block (e.g. 256K, 1M); larger files are cut into blocks
+    /// that go to whichever data connection is free.
+    #[arg(long, global = true, default_value = "256K", value_name = "SIZE")]
+    block_size: String,
 }
 
 /// Whether client threads are pinned to CPUs (see `--pin`).
@@ -142,7 +153,11 @@ enum Scenario {
     StreamReconnect,
     /// MODE B: PASV once, then STOR after STOR over the same data connection (250 keeps it open).
     Block,
-    /// stream then block with the same settings; prints both and the block/stream ratios.
+    /// MODE E: PASV once, --parallel data connections to it; per file ALLO, STOR, blocks spread
+    /// over the connections, EOD on each and EOF on one, 226; the connections stay open.
+    Eblock,
+    /// stream, block and eblock with the same settings and files; prints them side by side with
+    /// the ratios to stream (eblock is left out with --tls: MODE E has no TLS data connections).
     Compare,
 }
 
@@ -182,7 +197,7 @@ fn random_seed() -> u64 {
 }
 
 /// Logs in once before the load: checks credentials, creates the prefix directory and, for block
-/// mode, that the server accepts MODE B. Errors here are fatal and explained.
+/// modes, that the server accepts MODE B or MODE E. Errors here are fatal and explained.
 fn setup(cfg: &RunCfg, prefix: &str, job: Job) -> Result<()> {
     let cfg = cfg.clone();
     let prefix = prefix.to_string();
@@ -236,6 +251,12 @@ fn setup(cfg: &RunCfg, prefix: &str, job: Job) -> Result<()> {
                     r.code,
                     r.lines.join(" ")
                 ));
+            }
+        }
+        if job == Job::Eblock {
+            let r = c.cmd("MODE E", "MODE E").await.map_err(|e| e.describe())?;
+            if r.code != 200 {
+                return Err(run::mode_e_refused(&r));
             }
         }
         c.quit().await;
@@ -313,6 +334,47 @@ fn run_scenario(cfg: &Arc<RunCfg>, cli: &Cli, job: Job, prefix: &str) -> Result<
     Ok(ScenarioResult { load, verify })
 }
 
+/// Upper bound of `--parallel`: ringest's limit of data connections per MODE E transfer.
+const MAX_PARALLEL: usize = 64;
+/// Upper bound of `--block-size`: each connection builds one block in memory per send.
+const MAX_BLOCK: usize = 64 << 20;
+
+/// The compare table: one row per mode on the same files, so S, B and E read side by side.
+fn print_compare(
+    results: &[ScenarioResult],
+    parallel: usize,
+    files_ratio: &dyn Fn(Job) -> Option<f64>,
+) {
+    println!("== compare (same files; ratio = files/s over stream's)");
+    println!(
+        "{:<18} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "mode", "files/s", "MB/s", "p50 us", "p99 us", "data conns", "ratio"
+    );
+    for r in results {
+        let p = &r.load;
+        let (label, job) = match p.name.as_str() {
+            "stream" => ("stream (S)".to_string(), Job::Stream),
+            "block" => ("block (B)".to_string(), Job::Block),
+            "eblock" => (format!("eblock (E, p={parallel})"), Job::Eblock),
+            other => (other.to_string(), Job::Stream),
+        };
+        if let Some(f) = &p.fatal {
+            println!("{label:<18} FATAL: {f}");
+            continue;
+        }
+        println!(
+            "{:<18} {:>10.1} {:>10.2} {:>10} {:>10} {:>10} {:>8}",
+            label,
+            p.files_per_s(),
+            p.mb_per_s(),
+            p.quantile_us(0.5),
+            p.quantile_us(0.99),
+            p.data_conns,
+            files_ratio(job).map_or("n/a".into(), |r| format!("{r:.2}x"))
+        );
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     match real_main(&cli) {
@@ -358,6 +420,22 @@ fn real_main(cli: &Cli) -> Result<i32> {
         &cli.host,
         server.ip(),
     )?;
+    if cli.parallel == 0 || cli.parallel > MAX_PARALLEL {
+        bail!("--parallel must be between 1 and {MAX_PARALLEL}");
+    }
+    let block_size = parse_size(&cli.block_size)
+        .map_err(anyhow::Error::msg)
+        .context("--block-size")?;
+    let block_size = usize::try_from(block_size)
+        .ok()
+        .filter(|b| (1..=MAX_BLOCK).contains(b))
+        .with_context(|| format!("--block-size must be between 1 byte and {MAX_BLOCK} bytes"))?;
+    if cli.scenario == Scenario::Eblock && tls.is_some() {
+        bail!(
+            "eblock: MODE E data connections over TLS are not supported (ringest refuses them \
+             with 534; GridFTP protects them with DCAU instead); run eblock without --tls"
+        );
+    }
     let threads = cli
         .threads
         .unwrap_or_else(|| ringest::engine::thread::allowed_cpus().len())
@@ -383,6 +461,8 @@ fn real_main(cli: &Cli) -> Result<i32> {
         nofile,
         allo: cli.allo,
         tls,
+        parallel: cli.parallel,
+        block_size,
     });
     let base = cli.prefix.clone();
     let prefix_for = |name: &str, compare: bool| match (&base, compare) {
@@ -395,8 +475,14 @@ fn real_main(cli: &Cli) -> Result<i32> {
         Scenario::Stream => vec![Job::Stream],
         Scenario::StreamReconnect => vec![Job::Reconnect],
         Scenario::Block => vec![Job::Block],
-        Scenario::Compare => vec![Job::Stream, Job::Block],
+        Scenario::Eblock => vec![Job::Eblock],
+        Scenario::Compare if cfg.tls.is_some() => {
+            eprintln!("loadgen: compare: eblock left out (MODE E has no TLS data connections)");
+            vec![Job::Stream, Job::Block]
+        }
+        Scenario::Compare => vec![Job::Stream, Job::Block, Job::Eblock],
     };
+    let expected = jobs.len();
     let compare = cli.scenario == Scenario::Compare;
     let mut results = Vec::new();
     for job in jobs {
@@ -412,20 +498,24 @@ fn real_main(cli: &Cli) -> Result<i32> {
     let all_ok = !results.is_empty() && results.iter().all(ScenarioResult::success);
     let code = if fatal {
         2
-    } else if all_ok && (!compare || results.len() == 2) {
+    } else if all_ok && results.len() == expected {
         0
     } else {
         1
     };
 
-    let ratio = |f: &dyn Fn(&PhaseResult) -> f64| match results.as_slice() {
-        [s, b] if s.load.fatal.is_none() && b.load.fatal.is_none() => {
-            let (s, b) = (f(&s.load), f(&b.load));
-            (s > 0.0).then(|| b / s)
-        }
-        _ => None,
+    // Each mode's rate over stream's, from the compare results (`None` when either is missing).
+    let ratio = |job: Job, f: &dyn Fn(&PhaseResult) -> f64| {
+        let find = |name: &str| {
+            results
+                .iter()
+                .find(|r| r.load.name == name && r.load.fatal.is_none())
+        };
+        let (s, x) = (find(Job::Stream.name())?, find(job.name())?);
+        let (s, x) = (f(&s.load), f(&x.load));
+        (s > 0.0).then(|| x / s)
     };
-    let files_ratio = ratio(&|p| p.files_per_s());
+    let files_ratio = ratio(Job::Block, &|p| p.files_per_s());
     if cli.json {
         let mut out = if compare {
             let mut m = serde_json::Map::new();
@@ -434,7 +524,18 @@ fn real_main(cli: &Cli) -> Result<i32> {
                 m.insert(r.load.name.clone(), r.to_json());
             }
             m.insert("ratio_files_per_s".into(), json!(files_ratio));
-            m.insert("ratio_mb_per_s".into(), json!(ratio(&|p| p.mb_per_s())));
+            m.insert(
+                "ratio_mb_per_s".into(),
+                json!(ratio(Job::Block, &|p| p.mb_per_s())),
+            );
+            m.insert(
+                "ratio_eblock_files_per_s".into(),
+                json!(ratio(Job::Eblock, &|p| p.files_per_s())),
+            );
+            m.insert(
+                "ratio_eblock_mb_per_s".into(),
+                json!(ratio(Job::Eblock, &|p| p.mb_per_s())),
+            );
             Value::Object(m)
         } else {
             results
@@ -455,6 +556,10 @@ fn real_main(cli: &Cli) -> Result<i32> {
                 "tls_mode".into(),
                 json!(cfg.tls.as_ref().map(|t| t.mode.name())),
             );
+            if matches!(cli.scenario, Scenario::Eblock | Scenario::Compare) {
+                obj.insert("parallel".into(), json!(cfg.parallel));
+                obj.insert("block_size".into(), json!(cfg.block_size));
+            }
             obj.insert("exit_code".into(), json!(code));
         }
         println!("{out}");
@@ -465,6 +570,7 @@ fn real_main(cli: &Cli) -> Result<i32> {
                 Scenario::Stream => "stream",
                 Scenario::StreamReconnect => "stream-reconnect",
                 Scenario::Block => "block",
+                Scenario::Eblock => "eblock",
                 Scenario::Compare => "compare",
             },
             cfg.server,
@@ -481,23 +587,10 @@ fn real_main(cli: &Cli) -> Result<i32> {
         for r in &results {
             r.print_human();
         }
-        if let [s, b] = results.as_slice() {
-            println!("== compare (block vs stream)");
-            println!(
-                "files/s     stream {:.1}, block {:.1}, ratio block/stream {}",
-                s.load.files_per_s(),
-                b.load.files_per_s(),
-                files_ratio.map_or("n/a".into(), |r| format!("{r:.2}x"))
-            );
-            println!(
-                "p99 us      stream {}, block {}",
-                s.load.quantile_us(0.99),
-                b.load.quantile_us(0.99)
-            );
-            println!(
-                "data conns  stream {}, block {}",
-                s.load.data_conns, b.load.data_conns
-            );
+        if compare {
+            print_compare(&results, cfg.parallel, &|job| {
+                ratio(job, &|p| p.files_per_s())
+            });
         }
     }
     Ok(code)

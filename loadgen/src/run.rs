@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{mpsc, Arc};
@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use ringest::engine::{self, time, RuntimeConfig};
-use ringest::proto::modeb;
 use ringest::proto::reply::Reply;
+use ringest::proto::{modeb, modee};
 
 use crate::content::{self, SizeSpec};
 use crate::ftp::{self, reply_fail, Control, DataConn, Fail};
@@ -31,6 +31,10 @@ pub enum Job {
     Reconnect,
     /// MODE B: one login and, while the server keeps it open, one data connection per session.
     Block,
+    /// MODE E (GridFTP extended block mode, as `globus-url-copy -fast -p N`): one login and one
+    /// PASV per session, `--parallel` data connections to it kept across files, each file's blocks
+    /// spread over them.
+    Eblock,
     /// Verification: RETR each file in MODE S and compare with the generated content.
     Retr,
 }
@@ -41,6 +45,7 @@ impl Job {
             Job::Stream => "stream",
             Job::Reconnect => "stream-reconnect",
             Job::Block => "block",
+            Job::Eblock => "eblock",
             Job::Retr => "verify-download",
         }
     }
@@ -68,6 +73,11 @@ pub struct RunCfg {
     pub allo: bool,
     /// FTPS: TLS on the control connection and on every data connection (`None`: plain FTP).
     pub tls: Option<Arc<TlsOpts>>,
+    /// MODE E: data connections per session, all to the session's one PASV port.
+    pub parallel: usize,
+    /// MODE E: largest payload per block; a larger file is cut into blocks of this size, which the
+    /// connections take in turn as each becomes free.
+    pub block_size: usize,
 }
 
 /// Attempts per file: the first try and three retries.
@@ -106,8 +116,17 @@ struct SessState {
     src: Option<IpAddr>,
     ctrl: Option<Control>,
     data: Option<DataConn>,
+    /// MODE E: the session's parallel data connections, kept across files.
+    econns: Vec<EConn>,
     buf: Vec<u8>,
     scratch: Vec<u8>,
+}
+
+/// One MODE E data connection and its send buffer (the connections send at the same time, so each
+/// needs its own).
+struct EConn {
+    data: DataConn,
+    buf: Vec<u8>,
 }
 
 impl SessState {
@@ -116,6 +135,7 @@ impl SessState {
     fn reset(&mut self) {
         self.ctrl = None;
         self.data = None;
+        self.econns.clear();
     }
 
     /// Closes the data connection cleanly (at a file boundary).
@@ -123,6 +143,9 @@ impl SessState {
         if let Some(mut d) = self.data.take() {
             let _ = d.end(dur).await;
             d.absorb();
+        }
+        for mut c in self.econns.drain(..) {
+            let _ = c.data.end(dur).await;
         }
     }
 }
@@ -220,6 +243,7 @@ pub fn run_phase(cfg: &Arc<RunCfg>, job: Job, prefix: &str, ids: Vec<u64>) -> Re
         bytes: shared.bytes.load(Relaxed),
         elapsed,
         data_conns: shared.data_conns.load(Relaxed),
+        spread_files: (job == Job::Eblock).then(|| shared.spread_files.load(Relaxed)),
         ctrl_conns: shared.ctrl_conns.load(Relaxed),
         tls: cfg.tls.as_ref().map(|o| shared.tls_counts(o.mode.name())),
         stats,
@@ -289,6 +313,7 @@ async fn session_loop(t: Rc<ThreadCtx>, src: Option<IpAddr>, current: Rc<Cell<Op
         src,
         ctrl: None,
         data: None,
+        econns: Vec::new(),
         buf: Vec::new(),
         scratch: Vec::new(),
     };
@@ -306,6 +331,7 @@ async fn session_loop(t: Rc<ThreadCtx>, src: Option<IpAddr>, current: Rc<Cell<Op
                 Job::Stream => stream_file(&t, &mut st, id, false).await,
                 Job::Reconnect => stream_file(&t, &mut st, id, true).await,
                 Job::Block => block_file(&t, &mut st, id).await,
+                Job::Eblock => eblock_file(&t, &mut st, id).await,
                 Job::Retr => retr_file(&t, &mut st, id).await,
             };
             match res {
@@ -688,6 +714,215 @@ async fn block_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcom
         latency,
         mismatch: None,
     })
+}
+
+/// The refusal of `MODE E`, for the fatal error that stops the run.
+pub fn mode_e_refused(r: &Reply) -> String {
+    format!(
+        "server does not support MODE E (GridFTP extended block mode): MODE E answered {} {}",
+        r.code,
+        r.lines.join(" ")
+    )
+}
+
+/// One file in MODE E: on a new session `MODE E` and one PASV, whose `--parallel` data connections
+/// are made with the first STOR. Per file `ALLO size` (as globus-url-copy sends it: the blocks
+/// carry no total, so the server checks the file is complete against it), `STOR`, the 150, the
+/// blocks over all connections, and the 226 that says the server has every byte. The connections
+/// stay open for the next file.
+async fn eblock_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcome, Fail> {
+    if st.ctrl.is_none() {
+        let mut c = open_login(t, st.src).await?;
+        let r = c.cmd("MODE E", "MODE E").await?;
+        if r.code != 200 {
+            return Err(Fail::Fatal(mode_e_refused(&r)));
+        }
+        st.ctrl = Some(c);
+        st.econns.clear();
+    }
+    let Some(ctrl) = st.ctrl.as_mut() else {
+        return Err(no_control());
+    };
+    let addr = if st.econns.is_empty() {
+        Some(ctrl.passive(t.cfg.epsv).await?)
+    } else {
+        None
+    };
+    let size = t.cfg.size.size_of(t.cfg.seed, id);
+    let r = ctrl.cmd(&format!("ALLO {size}"), "ALLO").await?;
+    if !matches!(r.code, 200 | 202) {
+        return Err(reply_fail("ALLO", &r));
+    }
+    ctrl.send(&format!("STOR {}", file_name(&t.prefix, id)), "STOR")
+        .await?;
+    let t0 = Instant::now();
+    let r = match addr {
+        None => ctrl.reply("STOR").await?,
+        Some(addr) => {
+            // The connections are made after the STOR and while its reply is awaited: a server may
+            // accept them only once the transfer runs (ringest does), and its listen backlog (8
+            // in ringest) holds fewer than --parallel allows, so connecting them all first could
+            // wait forever. A server that wants a connection before its 150 gets it too.
+            let (conns, reply) = both_unless(
+                connect_all(t, addr, st.src, t.cfg.parallel),
+                ctrl.reply("STOR"),
+                |c, r| {
+                    matches!(c, Some(Err(_)))
+                        || matches!(r, Some(Err(_)))
+                        || matches!(r, Some(Ok(r)) if !matches!(r.code, 150 | 125))
+                },
+            )
+            .await;
+            match (conns, reply) {
+                (_, Some(Err(f))) | (Some(Err(f)), _) => return Err(f),
+                (Some(Ok(c)), Some(Ok(r))) => {
+                    st.econns = c;
+                    r
+                }
+                (_, Some(Ok(r))) => r,
+                _ => {
+                    return Err(Fail::Protocol {
+                        step: "STOR",
+                        msg: "no reply".into(),
+                    })
+                }
+            }
+        }
+    };
+    if !matches!(r.code, 150 | 125) {
+        return Err(reply_fail("STOR", &r));
+    }
+    let carried = match send_blocks(t, &mut st.econns, id, size).await {
+        Ok(n) => n,
+        Err(e) => {
+            // Reset them all: the server must not wait for the rest of this file on any of them.
+            st.econns.clear();
+            return Err(explain_send_failure(ctrl, e).await);
+        }
+    };
+    // GridFTP servers send 111/112 markers while the data flows; only the final reply counts.
+    let r = loop {
+        let r = ctrl.reply("STOR final").await?;
+        if !(110..200).contains(&r.code) {
+            break r;
+        }
+    };
+    let latency = t0.elapsed();
+    if !matches!(r.code, 226 | 250) {
+        return Err(reply_fail("STOR final", &r));
+    }
+    if carried > 1 {
+        t.shared.spread_files.fetch_add(1, Relaxed);
+    }
+    Ok(Outcome {
+        bytes: size,
+        latency,
+        mismatch: None,
+    })
+}
+
+/// Opens `n` data connections to `addr`, one after the other.
+async fn connect_all(
+    t: &ThreadCtx,
+    addr: SocketAddr,
+    src: Option<IpAddr>,
+    n: usize,
+) -> Result<Vec<EConn>, Fail> {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let data = data_connect(t, addr, src).await?;
+        conns.push(EConn {
+            data,
+            buf: Vec::new(),
+        });
+    }
+    Ok(conns)
+}
+
+type Sending<'a> = Pin<Box<dyn Future<Output = Result<bool, Fail>> + 'a>>;
+
+/// Sends file `id` as MODE E blocks over all of `conns` at once and ends the file on each of
+/// them. Returns how many connections carried payload (for the report: whether blocks really
+/// interleaved). The first failure ends it, leaving the others cut mid-file.
+async fn send_blocks(
+    t: &ThreadCtx,
+    conns: &mut [EConn],
+    id: u64,
+    size: u64,
+) -> Result<usize, Fail> {
+    let next = Cell::new(0u64);
+    let n = conns.len() as u64;
+    let mut sending: Vec<Option<Sending<'_>>> = conns
+        .iter_mut()
+        .enumerate()
+        .map(|(i, c)| Some(Box::pin(send_part(t, c, id, size, &next, i == 0, n)) as Sending<'_>))
+        .collect();
+    let mut carried = 0;
+    poll_fn(|cx| {
+        for slot in sending.iter_mut() {
+            let Some(f) = slot.as_mut() else { continue };
+            if let Poll::Ready(res) = f.as_mut().poll(cx) {
+                *slot = None;
+                match res {
+                    Ok(c) => carried += usize::from(c),
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            }
+        }
+        if sending.iter().all(Option::is_none) {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    })
+    .await?;
+    Ok(carried)
+}
+
+/// One connection's part of a file: it takes the next unsent block whenever its previous send is
+/// done, so a connection that drains faster carries more, as in globus-url-copy. When no block is
+/// left it ends its part with EOD in the same send; `eof` marks the one connection whose EOD is
+/// EOF | EOD with the number of connections (`eods`) in the offset field. Returns whether it
+/// carried any payload.
+async fn send_part(
+    t: &ThreadCtx,
+    c: &mut EConn,
+    id: u64,
+    size: u64,
+    next: &Cell<u64>,
+    eof: bool,
+    eods: u64,
+) -> Result<bool, Fail> {
+    let block = t.cfg.block_size.max(1) as u64;
+    let mut carried = false;
+    loop {
+        let mut buf = std::mem::take(&mut c.buf);
+        buf.clear();
+        let off = next.get();
+        if off < size {
+            let len = (size - off).min(block);
+            next.set(off + len);
+            buf.extend_from_slice(&modee::header(0, len, off));
+            content::append(t.cfg.seed, id, off, len as usize, &mut buf);
+            carried = true;
+        }
+        // No block left for anyone: this send ends the connection's part. No will-close bit, so
+        // the connection stays open for the next file.
+        let last = next.get() >= size;
+        if last && eof {
+            buf.extend_from_slice(&modee::header(modee::DESC_EOF | modee::DESC_EOD, 0, eods));
+        } else if last {
+            modee::Encoder::eod(&mut buf);
+        }
+        let (res, back) = c.data.send(buf, t.cfg.op_timeout, "data send").await;
+        if let Some(b) = back {
+            c.buf = b;
+        }
+        res?;
+        if last {
+            return Ok(carried);
+        }
+    }
 }
 
 async fn retr_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcome, Fail> {

@@ -25,6 +25,9 @@ pub struct Shared {
     pub bytes: AtomicU64,
     pub data_conns: AtomicU64,
     pub ctrl_conns: AtomicU64,
+    /// MODE E files whose payload went over more than one data connection: shows whether
+    /// `--parallel` really spread the blocks (a file of one block cannot be spread).
+    pub spread_files: AtomicU64,
     /// TLS handshakes that completed on control and data connections, the data handshakes that
     /// resumed a session, and handshakes that failed (control or data).
     pub tls_ctrl: AtomicU64,
@@ -51,6 +54,7 @@ impl Shared {
             bytes: AtomicU64::new(0),
             data_conns: AtomicU64::new(0),
             ctrl_conns: AtomicU64::new(0),
+            spread_files: AtomicU64::new(0),
             tls_ctrl: AtomicU64::new(0),
             tls_data: AtomicU64::new(0),
             tls_data_resumed: AtomicU64::new(0),
@@ -184,6 +188,8 @@ pub struct PhaseResult {
     pub bytes: u64,
     pub elapsed: Duration,
     pub data_conns: u64,
+    /// MODE E only (`None` otherwise): files whose blocks went over more than one connection.
+    pub spread_files: Option<u64>,
     pub ctrl_conns: u64,
     /// `None` without TLS.
     pub tls: Option<TlsCounts>,
@@ -206,6 +212,7 @@ impl PhaseResult {
             bytes: 0,
             elapsed: Duration::ZERO,
             data_conns: 0,
+            spread_files: None,
             ctrl_conns: 0,
             tls: None,
             stats: ThreadStats::default(),
@@ -270,6 +277,7 @@ impl PhaseResult {
                 "max": if h.is_empty() { 0 } else { h.max() },
             },
             "data_connections": self.data_conns,
+            "files_spread_over_connections": self.spread_files,
             "control_connections": self.ctrl_conns,
             "tls": self.tls.as_ref().map(|t| t.mode),
             "tls_version": tls.version,
@@ -321,6 +329,9 @@ impl PhaseResult {
             "connections control {}, data {}",
             self.ctrl_conns, self.data_conns
         );
+        if let Some(n) = self.spread_files {
+            println!("mode e      {n} files with blocks over more than one data connection");
+        }
         if let Some(t) = &self.tls {
             println!(
                 "tls         {} ({}): handshakes control {}, data {} ({} resumed), {} failed",

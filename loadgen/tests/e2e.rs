@@ -258,6 +258,172 @@ fn block_verify_download() {
     check_scenario("block", &["--verify"]);
 }
 
+/// MODE E byte-exact, downloaded back: empty and one-byte files (EOD on every connection and EOF
+/// with no block at all, or one block on one connection) and files of up to 13 blocks of 16 KiB,
+/// with one data connection, four, and sixteen (more than ringest's PASV listen backlog of 8, so
+/// connections made before the STOR would wait for ever), from two source addresses. Each session
+/// opens its connections once; with several, blocks of one file really go over several of them.
+#[test]
+fn eblock_parallel_1_4_16_verify_download() {
+    for parallel in [1u64, 4, 16] {
+        let server = Server::start();
+        for (size, files) in [("0", 40u64), ("1", 40), ("0..200K", 200)] {
+            let prefix = format!("e-{parallel}-{}", size.replace('.', "_"));
+            let p = parallel.to_string();
+            let n = files.to_string();
+            let args = [
+                "eblock",
+                "--sessions",
+                "8",
+                "--files",
+                &n,
+                "--size",
+                size,
+                "--prefix",
+                &prefix,
+                "--parallel",
+                &p,
+                "--block-size",
+                "16K",
+                "--source-addrs",
+                "127.0.0.1-127.0.0.2",
+                "--verify",
+            ];
+            let (code, report, output) = loadgen(&server, &args);
+            assert_eq!(code, 0, "eblock -p {parallel} --size {size}\n{output}");
+            assert_eq!(report["scenario"], "eblock", "{output}");
+            assert_eq!(report["parallel"], parallel, "{output}");
+            assert_eq!(report["files_ok"], files, "{output}");
+            assert_eq!(report["verify"]["verified"], files, "{output}");
+            assert_eq!(report["verify"]["mismatched"], 0, "{output}");
+            assert_eq!(report["latency_us"]["count"], files, "{output}");
+            assert_eq!(report["retries"], 0, "{output}");
+            // One login and one set of data connections per session, kept across its files (a
+            // session that found no file left opens none).
+            let ctrl = report["control_connections"].as_u64().unwrap_or(0);
+            assert!((1..=8).contains(&ctrl), "{output}");
+            assert_eq!(report["data_connections"], ctrl * parallel, "{output}");
+            let spread = report["files_spread_over_connections"]
+                .as_u64()
+                .expect("eblock reports files_spread_over_connections");
+            if parallel > 1 && files == 200 {
+                // Files of more than one block (about 92% of them) spread.
+                assert!(
+                    spread > 100,
+                    "blocks did not interleave: {spread}\n{output}"
+                );
+            } else {
+                assert_eq!(spread, 0, "{output}");
+            }
+            let stored: Vec<u64> = std::fs::read_dir(server.dir.join(&prefix))
+                .map(|d| {
+                    d.map(|e| e.expect("entry").metadata().expect("metadata").len())
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert_eq!(stored.len() as u64, files, "{output}");
+            assert_eq!(
+                stored.iter().sum::<u64>(),
+                report["bytes"].as_u64().unwrap_or(u64::MAX),
+                "{output}"
+            );
+        }
+    }
+}
+
+/// A server without MODE E (ringest without registered buffers answers 504) stops an eblock run
+/// at once with exit code 2 and says why.
+#[test]
+fn eblock_refused_mode_e_is_fatal() {
+    let server = Server::start_with(&["--buffers", "0"]);
+    let (code, report, output) = loadgen(
+        &server,
+        &[
+            "eblock",
+            "--sessions",
+            "2",
+            "--files",
+            "10",
+            "--parallel",
+            "2",
+        ],
+    );
+    assert_eq!(code, 2, "{output}");
+    assert_eq!(report["files_ok"], 0, "{output}");
+    let fatal = report["fatal"].as_str().unwrap_or_default();
+    assert!(
+        fatal.contains("does not support MODE E") && fatal.contains("504"),
+        "{output}"
+    );
+    // MODE E has no TLS data connections: refused before connecting, with the reason.
+    let (code, _, output) = loadgen(&server, &["eblock", "--tls", "--insecure"]);
+    assert_eq!(code, 2, "{output}");
+    assert!(
+        output.contains("MODE E data connections over TLS"),
+        "{output}"
+    );
+}
+
+/// compare puts stream, block and eblock side by side on the same files: three reports with the
+/// same bytes, all verified, and one table row each.
+#[test]
+fn compare_runs_stream_block_and_eblock() {
+    let server = Server::start();
+    let port = server.port.to_string();
+    let common = [
+        "compare",
+        "--sessions",
+        "4",
+        "--files",
+        "60",
+        "--size",
+        "0..100K",
+        "--parallel",
+        "2",
+        "--block-size",
+        "32K",
+        "--seed",
+        "7",
+    ];
+    let mut args = common.to_vec();
+    args.extend(["--prefix", "cmp", "--verify"]);
+    let (code, report, output) = loadgen(&server, &args);
+    assert_eq!(code, 0, "{output}");
+    let bytes = report["stream"]["bytes"].as_u64().unwrap_or(0);
+    assert!(bytes > 0, "{output}");
+    for mode in ["stream", "block", "eblock"] {
+        assert_eq!(report[mode]["files_ok"], 60, "{mode}\n{output}");
+        assert_eq!(report[mode]["verify"]["verified"], 60, "{mode}\n{output}");
+        assert_eq!(report[mode]["bytes"], bytes, "{mode}\n{output}");
+    }
+    assert!(
+        report["ratio_eblock_files_per_s"].as_f64().is_some(),
+        "{output}"
+    );
+    assert!(report["ratio_files_per_s"].as_f64().is_some(), "{output}");
+    // The human table: a header and one row per mode.
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(common)
+        .args(["--prefix", "cmp2", "--port", &port])
+        .args(["--user", USER, "--password", PASSWORD, "--quiet"])
+        .output()
+        .expect("running loadgen");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("== compare"))
+        .skip(2)
+        .collect();
+    assert_eq!(table.len(), 3, "{text}");
+    for (row, label) in table
+        .iter()
+        .zip(["stream (S)", "block (B)", "eblock (E, p=2)"])
+    {
+        assert!(row.starts_with(label), "{row:?}\n{text}");
+    }
+}
+
 #[test]
 fn wrong_password_is_fatal() {
     let server = Server::start();
