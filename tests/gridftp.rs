@@ -292,3 +292,50 @@ fn a_download_sends_over_the_connections_it_opens_and_skips_rest_ranges() {
     assert!(cmd(&mut c, "MODE S").starts_with("200"));
     assert!(cmd(&mut c, "REST 0-5").starts_with("501"));
 }
+
+#[test]
+fn many_connections_opened_before_the_stor_all_count() {
+    let srv = server();
+    let mut c = TcpStream::connect(srv.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    assert!(reply(&mut c).starts_with("220"));
+    assert!(cmd(&mut c, &format!("USER {}", srv.user)).starts_with("331"));
+    assert!(cmd(&mut c, &format!("PASS {}", srv.pass)).starts_with("230"));
+    assert!(cmd(&mut c, "TYPE I").starts_with("200"));
+    assert!(cmd(&mut c, "MODE E").starts_with("200"));
+    let pasv = cmd(&mut c, "PASV");
+    let nums: Vec<u16> = pasv
+        .split(['(', ')'])
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|n| n.trim().parse().unwrap())
+        .collect();
+    let port = nums[4] * 256 + nums[5];
+    // All 40 connect (and send their part) before the server accepts any: none may be dropped.
+    let n = 40u64;
+    let mut conns: Vec<TcpStream> = (0..n)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    for (i, d) in conns.iter_mut().enumerate() {
+        d.write_all(&block(0, i as u64 * 100, &[i as u8; 100]))
+            .unwrap();
+        let last = i as u64 + 1 == n;
+        d.write_all(&block(
+            if last { 0x48 } else { 0x08 },
+            if last { n } else { 0 },
+            &[],
+        ))
+        .unwrap();
+    }
+    let r = cmd(&mut c, "STOR many.bin");
+    assert!(r.starts_with("150"), "{r}");
+    let r = reply(&mut c);
+    assert!(r.starts_with("226"), "{r}");
+    let got = std::fs::read(srv.root().join("many.bin")).unwrap();
+    let want: Vec<u8> = (0..n).flat_map(|i| [i as u8; 100]).collect();
+    assert!(
+        got == want,
+        "the file differs from what the 40 connections sent"
+    );
+}

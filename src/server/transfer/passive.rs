@@ -42,7 +42,10 @@ impl PassiveListener {
         for _ in 0..span {
             let port = ctx.passive_next.get().clamp(lo, hi);
             ctx.passive_next.set(if port >= hi { lo } else { port + 1 });
-            match net::listen_exclusive(SocketAddr::new(ip, port), 8) {
+            // A MODE E client may open all its parallel connections (up to the decoder's limit)
+            // before ringest accepts any: a smaller backlog drops their SYNs and stalls them.
+            let backlog = crate::proto::modee::Limits::default().max_connections as i32;
+            match net::listen_exclusive(SocketAddr::new(ip, port), backlog) {
                 Ok(fd) => {
                     return Ok(PassiveListener {
                         fd: Rc::new(fd),
