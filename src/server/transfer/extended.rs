@@ -25,6 +25,7 @@ use crate::engine::op::{self, Op};
 use crate::engine::timer::Sleep;
 use crate::proto::modee::{Decoder, Event, Limits, Transfer};
 use crate::server::context::CoreCtx;
+use crate::server::storage::FileSink;
 
 use super::failure::{stalled, StoreError};
 use super::passive::PassiveListener;
@@ -80,7 +81,7 @@ fn feed(
     id: u32,
     t: &mut Transfer,
     data: &[u8],
-    file: &SharedFd,
+    sink: FileSink<'_>,
     start: u64,
 ) -> Result<(), StoreError> {
     let mut pos = 0;
@@ -88,7 +89,10 @@ fn feed(
         t.on_event(id, &ev).map_err(bad)?;
         match ev {
             Event::Data { offset, bytes } => {
-                direct::pwrite_all(file, bytes, start + offset).map_err(StoreError::File)?;
+                // Blocks arrive in any order over the parallel connections: the digest's gate
+                // puts them back in file order.
+                sink.observe(start + offset, bytes);
+                direct::pwrite_all(sink.file, bytes, start + offset).map_err(StoreError::File)?;
             }
             // Without a will-close to come, the decoder stands at the end of this file and what
             // follows is the next file's; with one, the block's last event is still to come.
@@ -112,7 +116,7 @@ pub async fn receive(
     ctx: &CoreCtx,
     listener: Option<&PassiveListener>,
     peer: SocketAddr,
-    file: &SharedFd,
+    sink: FileSink<'_>,
     start: u64,
     announced: Option<u64>,
     stall: Duration,
@@ -132,7 +136,7 @@ pub async fn receive(
                 id as u32,
                 &mut t,
                 &leftover,
-                file,
+                sink,
                 start,
             )?;
         }
@@ -206,7 +210,7 @@ pub async fn receive(
                     continue;
                 }
                 last = Instant::now();
-                feed(c, i as u32, &mut t, &buf, file, start)?;
+                feed(c, i as u32, &mut t, &buf, sink, start)?;
                 c.spare = buf;
             }
             Wake::Tick => {

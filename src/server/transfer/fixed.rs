@@ -4,6 +4,7 @@
 //! order. The receiver and write set are shared with MODE B (`block`), which decodes in place from
 //! the same buffers.
 
+use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::ops::Range;
@@ -19,29 +20,48 @@ use crate::engine::op::recv_multi::{Received, RecvMulti};
 use crate::engine::op::{self, write::WriteFixed, MultiOp, Op};
 use crate::engine::timer::Sleep;
 use crate::engine::{runtime, time};
+use crate::proto::checksum::InOrder;
 use crate::server::storage::FileSink;
 
 use super::failure::{stalled, StoreError};
 
 /// The writes in flight for one upload. Short writes are resubmitted from the same buffer.
-pub struct WriteSet {
+pub struct WriteSet<'a> {
     file: SharedFd,
+    /// The upload's inline checksums, fed each piece once as it is first written.
+    digest: Option<&'a RefCell<InOrder>>,
     /// Write at once with a direct call (the buffer goes straight back to the ring) rather than
     /// through a WRITE_FIXED op: the storage's choice of `fs_ops`, carried by its sink.
     inline: bool,
     ops: Vec<(Op<WriteFixed>, Range<usize>, u64)>,
 }
 
-impl WriteSet {
-    pub fn new(sink: FileSink<'_>) -> WriteSet {
+impl<'a> WriteSet<'a> {
+    pub fn new(sink: FileSink<'a>) -> WriteSet<'a> {
         WriteSet {
             file: sink.file.clone(),
+            digest: sink.digest,
             inline: sink.inline,
             ops: Vec::new(),
         }
     }
 
+    /// Writes `buf[range]` at `offset` (the next piece of the file).
     pub fn push(
+        &mut self,
+        buf: Rc<PoolBuf>,
+        range: Range<usize>,
+        offset: u64,
+    ) -> Result<(), StoreError> {
+        if let Some(d) = self.digest {
+            let part = buf.as_slice().get(range.clone()).unwrap_or(&[]);
+            d.borrow_mut().feed(offset, part);
+        }
+        self.submit(buf, range, offset)
+    }
+
+    /// Writes `buf[range]` at `offset`: a new piece, or the rest of a short write.
+    fn submit(
         &mut self,
         buf: Rc<PoolBuf>,
         range: Range<usize>,
@@ -84,7 +104,7 @@ impl WriteSet {
                 return Poll::Ready(Err(StoreError::File(io::ErrorKind::WriteZero.into())));
             }
             if range.start + n < range.end {
-                if let Err(e) = self.push(buf, range.start + n..range.end, offset + n as u64) {
+                if let Err(e) = self.submit(buf, range.start + n..range.end, offset + n as u64) {
                     return Poll::Ready(Err(e));
                 }
             }
@@ -156,7 +176,7 @@ impl Receiver {
     /// Stops receiving while `take_data` is false (only writes are awaited).
     pub async fn event(
         &mut self,
-        writes: &mut WriteSet,
+        writes: &mut WriteSet<'_>,
         take_data: bool,
     ) -> Result<Wake, StoreError> {
         if take_data && self.recv.is_none() && !self.closed {

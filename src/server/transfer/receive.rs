@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::engine::fd::SharedFd;
 use crate::engine::{op, runtime, time};
 use crate::proto::ascii::CrlfToLf;
-use crate::server::storage::Target;
+use crate::server::storage::{FileSink, Target};
 
 use super::direct::{receive_direct, DirectEnd};
 use super::failure::{stalled, StoreError};
@@ -42,10 +42,9 @@ pub async fn receive(
 ) -> Result<Stored, StoreError> {
     let has_pool = runtime::with(|rt| rt.bufpool().is_some());
     let Target::File(sink) = target;
-    let file = sink.file;
     if ascii {
         let conv = Some(CrlfToLf::default());
-        return receive_copy(data, file, offset, stall, conv)
+        return receive_copy(data, sink, offset, stall, conv)
             .await
             .map(Stored::buffered);
     }
@@ -62,7 +61,7 @@ pub async fn receive(
                 .await
                 .map(Stored::buffered);
         } else {
-            return receive_copy(data, file, offset, stall, None)
+            return receive_copy(data, sink, offset, stall, None)
                 .await
                 .map(Stored::buffered);
         }
@@ -74,7 +73,7 @@ pub async fn receive(
         }),
         // No buffer for direct I/O now (or an unaligned start): the copying path takes the rest.
         DirectEnd::NotStarted(from) => {
-            let rest = receive_copy(data, file, from, stall, None).await?;
+            let rest = receive_copy(data, sink, from, stall, None).await?;
             Ok(Stored::buffered(from - offset + rest))
         }
     }
@@ -83,7 +82,7 @@ pub async fn receive(
 /// Without a registered pool, or for TYPE A: recv into a Vec, (convert,) write it at the offset.
 async fn receive_copy(
     data: &SharedFd,
-    file: &SharedFd,
+    sink: FileSink<'_>,
     start: u64,
     stall: Duration,
     mut ascii: Option<CrlfToLf>,
@@ -112,7 +111,10 @@ async fn receive_copy(
             None => std::mem::take(&mut buf),
         };
         let len = out.len() as u64;
-        let (res, mut out) = write_all_at(file, out, offset).await;
+        if ascii.is_none() {
+            sink.observe(offset, &out);
+        }
+        let (res, mut out) = write_all_at(sink.file, out, offset).await;
         res?;
         offset += len;
         out.clear();
