@@ -395,3 +395,98 @@ fn globus_url_copy_verify_checksum_passes_and_catches_a_corrupted_file() {
     assert_eq!(sum_tool("md5sum", &down), served);
     assert_ne!(sum_tool("md5sum", &down), source_md5);
 }
+
+/// Every file under `dir` that has a stored SHA-256 has the one `sha256sum` computes; returns
+/// how many had one.
+fn stored_digests_match(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            n += stored_digests_match(&p);
+            continue;
+        }
+        if let Some(v) = stored_attr(&p, "sha256") {
+            let size = std::fs::metadata(&p).unwrap().len();
+            assert_eq!(
+                v.split(' ').collect::<Vec<_>>()[..2],
+                ["v1", &size.to_string()]
+            );
+            assert!(
+                v.ends_with(&sum_tool("sha256sum", &p)),
+                "{}: stored {v}",
+                p.display()
+            );
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The inline digest is right on every receive path: ring writes with FSETXATTR through the ring,
+/// O_DIRECT writes, the copying path of a ring without registered buffers, TLS decrypted in
+/// place, and MODE B in clear.
+#[test]
+fn every_receive_path_stores_the_right_digest() {
+    for extra in [
+        &["--fs-ops", "ring"][..],
+        &["--direct-io", "on"][..],
+        &["--buffers", "0"][..],
+        &["--data-path", "splice"][..],
+    ] {
+        let mut args: Vec<String> = vec![
+            "--tls".into(),
+            "off".into(),
+            "--checksums".into(),
+            "sha256".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let srv = Server::start_with(ServerOpts {
+            extra_args: args,
+            ..ServerOpts::default()
+        });
+        for (i, size) in SIZES.into_iter().enumerate() {
+            let name = format!("p{i}.bin");
+            let local = make_test_file(&srv.scratch(), &name, size, 700 + i as u64);
+            curl_upload(&srv, &local, &name);
+            assert_same_file(&local, &srv.root().join(&name), "upload");
+        }
+        assert_eq!(stored_digests_match(srv.root()), SIZES.len(), "{extra:?}");
+    }
+    // FTPS: curl with a protected data connection (records decrypted in place).
+    let srv = Server::start_with(ServerOpts {
+        extra_args: vec!["--checksums".into(), "sha256".into()],
+        ..ServerOpts::default()
+    });
+    let cert = {
+        let line = srv
+            .stdout_lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.starts_with("ringest: TLS certificate "))
+            .cloned()
+            .expect("the server's certificate line");
+        std::path::PathBuf::from(line.split('"').nth(1).unwrap())
+    };
+    for (i, size) in SIZES.into_iter().enumerate() {
+        let name = format!("t{i}.bin");
+        let local = make_test_file(&srv.scratch(), &name, size, 800 + i as u64);
+        let mut c = curl(60);
+        c.args(["--ssl-reqd", "--cacert"])
+            .arg(&cert)
+            .arg("-T")
+            .arg(&local)
+            .arg(srv.url(&name));
+        run_cmd(&mut c, Duration::from_secs(90)).assert_success("curl --ssl-reqd -T");
+        assert_same_file(&local, &srv.root().join(&name), "FTPS upload");
+    }
+    assert_eq!(stored_digests_match(srv.root()), SIZES.len(), "FTPS");
+    // MODE B (several files over one kept connection, restart markers).
+    let srv = server("sha256");
+    run_modeb_edge(&srv);
+    assert!(
+        stored_digests_match(srv.root()) > 0,
+        "MODE B stored nothing"
+    );
+}
