@@ -490,3 +490,24 @@ fn every_receive_path_stores_the_right_digest() {
         "MODE B stored nothing"
     );
 }
+
+/// MFMT and SITE UTIME change no byte: the stored digests follow the new time, so a mirror that
+/// sets times after each upload keeps its checksums answered without a read.
+#[test]
+fn setting_the_time_carries_the_stored_digests_over() {
+    let srv = server("sha256");
+    let local = make_test_file(&srv.scratch(), "t.bin", MIB + 1, 9);
+    curl_upload(&srv, &local, "t.bin");
+    let on_disk = srv.root().join("t.bin");
+    let before = stored_attr(&on_disk, "sha256").unwrap();
+    let mut ftp = srv.login();
+    ftp.cmd_expect("MFMT 20200102030405 t.bin", 213);
+    ftp.cmd_expect("SITE UTIME 20210102030405 t.bin", 200);
+    let after = stored_attr(&on_disk, "sha256").unwrap();
+    assert_ne!(before, after, "the stored value names the new mtime");
+    assert_eq!(
+        hex_of(&ftp.cmd("CKSM SHA256 0 -1 t.bin"), 213),
+        sum_tool("sha256sum", &on_disk)
+    );
+    assert_eq!(reads_logged(&srv, "t.bin"), 0, "{}", srv.stderr_tail(4000));
+}

@@ -186,6 +186,60 @@ fn read_range(fd: &OwnedFd, algo: Algo, offset: u64, end: u64) -> io::Result<Str
     Ok(d.finish())
 }
 
+/// The stored values still fresh for the open file `fd`: read before its modification time is
+/// set (MFMT, SITE UTIME), which changes no byte, so [`restamp`] can carry them over to the new
+/// time instead of leaving them stale (a mirror that sets times after each upload would otherwise
+/// turn every checksum into a second read). Metadata calls of microseconds, on the core thread
+/// like the `futimens` they surround.
+pub fn fresh_values(fd: &OwnedFd) -> Vec<(Algo, String)> {
+    let Ok(st) = fstat(fd) else {
+        return Vec::new();
+    };
+    if !st.regular {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for algo in Algo::ALL {
+        let Ok(name) = CString::new(attr_name(algo)) else {
+            continue;
+        };
+        let mut buf = [0u8; 256];
+        if let Ok(n) = direct::fgetxattr(fd, &name, &mut buf) {
+            if let Some(v) = Stored::parse(algo, buf.get(..n).unwrap_or_default()) {
+                if let Some(hex) = v.fresh_for(st.size, st.mtime.0, st.mtime.1) {
+                    out.push((algo, hex.to_owned()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Stores `values` (from [`fresh_values`]) again with the file's current size and time.
+pub fn restamp(fd: &OwnedFd, values: Vec<(Algo, String)>) {
+    if values.is_empty() {
+        return;
+    }
+    let Ok(st) = fstat(fd) else {
+        return;
+    };
+    for (algo, hex) in values {
+        let Ok(name) = CString::new(attr_name(algo)) else {
+            continue;
+        };
+        let v = Stored {
+            size: st.size,
+            mtime_sec: st.mtime.0,
+            mtime_nsec: st.mtime.1,
+            hex,
+        };
+        if let Err(e) = set(fd, &name, v.encode().as_bytes()) {
+            store_failed(&e);
+            return;
+        }
+    }
+}
+
 static STORE_FAILED: AtomicBool = AtomicBool::new(false);
 
 /// A stored checksum could not be written (no user xattrs on this file system, a full inode):
