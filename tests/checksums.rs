@@ -511,3 +511,44 @@ fn setting_the_time_carries_the_stored_digests_over() {
     );
     assert_eq!(reads_logged(&srv, "t.bin"), 0, "{}", srv.stderr_tail(4000));
 }
+
+/// Uploads that cannot be hashed inline (APPE, REST + STOR, TYPE A) store nothing new, and the
+/// value stored before them no longer fits the file: every answer is the file's own digest.
+#[test]
+fn appended_resumed_and_ascii_uploads_are_hashed_by_reading() {
+    let srv = server("sha256");
+    let mut ftp = srv.login();
+    ftp.cmd_expect("TYPE I", 200);
+    let first = test_bytes(100_000, 1);
+    ftp.stor("a.bin", &first, DataMode::Pasv);
+    let on_disk = srv.root().join("a.bin");
+    assert!(stored_attr(&on_disk, "sha256").is_some());
+    let more = test_bytes(5_000, 2);
+    let a = ftp.try_upload("APPE", "a.bin", &more, DataMode::Pasv);
+    assert_eq!(a.replies.last().unwrap().code, 226, "{:?}", a.replies);
+    assert_eq!(
+        hex_of(&ftp.cmd("CKSM SHA256 0 -1 a.bin"), 213),
+        sum_tool("sha256sum", &on_disk)
+    );
+    assert_eq!(reads_logged(&srv, "a.bin"), 1, "{}", srv.stderr_tail(4000));
+    // REST + STOR continues the file in place from 50,000.
+    ftp.cmd_expect("REST 50000", 350);
+    let tail = test_bytes(70_000, 3);
+    ftp.stor("a.bin", &tail, DataMode::Pasv);
+    assert_eq!(std::fs::metadata(&on_disk).unwrap().len(), 120_000);
+    assert_eq!(
+        hex_of(&ftp.cmd("XSHA256 a.bin"), 250),
+        sum_tool("sha256sum", &on_disk)
+    );
+    assert_eq!(reads_logged(&srv, "a.bin"), 2, "{}", srv.stderr_tail(4000));
+    // TYPE A: converted in transit, not hashed inline.
+    ftp.cmd_expect("TYPE A", 200);
+    ftp.stor("t.txt", b"one\r\ntwo\r\n", DataMode::Pasv);
+    let txt = srv.root().join("t.txt");
+    assert_eq!(std::fs::read(&txt).unwrap(), b"one\ntwo\n");
+    assert_eq!(stored_attr(&txt, "sha256"), None);
+    assert_eq!(
+        hex_of(&ftp.cmd("CKSM SHA256 0 -1 t.txt"), 213),
+        sum_tool("sha256sum", &txt)
+    );
+}
