@@ -552,3 +552,44 @@ fn appended_resumed_and_ascii_uploads_are_hashed_by_reading() {
         sum_tool("sha256sum", &txt)
     );
 }
+
+/// Uploads with inline checksums leave splice, but past `direct_io_threshold` they still switch
+/// to O_DIRECT writes (as splice would): byte-exact at odd thresholds, the digest still right,
+/// and the direct bytes counted.
+#[test]
+fn uploads_with_checksums_still_switch_to_direct_io() {
+    for threshold in [65_537u64, 1_000_000] {
+        let srv = Server::start_with(ServerOpts {
+            extra_args: vec![
+                "--tls".into(),
+                "off".into(),
+                "--checksums".into(),
+                "sha256,crc32c".into(),
+                "--direct-io-threshold".into(),
+                threshold.to_string(),
+                "--metrics-listen".into(),
+                "127.0.0.1:0".into(),
+            ],
+            ..ServerOpts::default()
+        });
+        for (i, size) in [threshold - 1, threshold + 1, 3 * MIB + 7, 9 * MIB + 4095]
+            .into_iter()
+            .enumerate()
+        {
+            let name = format!("d{i}.bin");
+            let local = make_test_file(&srv.scratch(), &name, size, 900 + i as u64);
+            curl_upload(&srv, &local, &name);
+            assert_same_file(
+                &local,
+                &srv.root().join(&name),
+                "upload switching to direct I/O",
+            );
+        }
+        assert_eq!(stored_digests_match(srv.root()), 4, "threshold {threshold}");
+        let (_, body) = http_get(&metrics_addr(&srv.stdout_lines), "/metrics");
+        let direct = metric(&body, "ringest_direct_io_bytes_total").expect("direct I/O metric");
+        // What the multishot recv had already taken when the threshold passed is written
+        // buffered; the rest of the larger files goes direct.
+        assert!(direct > MIB as f64, "direct bytes {direct}");
+    }
+}

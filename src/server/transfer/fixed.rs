@@ -23,6 +23,7 @@ use crate::engine::{runtime, time};
 use crate::proto::checksum::InOrder;
 use crate::server::storage::FileSink;
 
+use super::direct::ALIGN;
 use super::failure::{stalled, StoreError};
 
 /// The writes in flight for one upload. Short writes are resubmitted from the same buffer.
@@ -166,6 +167,11 @@ impl Receiver {
         }
     }
 
+    /// Whether a recv is armed (a paused one until its cancellation has come back).
+    pub fn is_receiving(&self) -> bool {
+        self.recv.is_some()
+    }
+
     /// Starts the stall clock again (a new file begins: the time between files is not a stall).
     pub fn restart_clock(&mut self) {
         self.last = Instant::now();
@@ -270,6 +276,93 @@ impl Receiver {
             }
         }
     }
+}
+
+/// How a fixed receive with a direct-I/O threshold ended.
+pub enum FixedEnd {
+    /// The peer closed; the file ends at this offset.
+    Eof(u64),
+    /// The upload passed its threshold: continue with direct writes from this offset (aligned for
+    /// them). Nothing of the stream beyond it has been taken from the socket.
+    Switch(u64),
+}
+
+/// [`receive_fixed`] that hands over to direct I/O once the upload passes `switch_at`, as the
+/// splice path does: for uploads with inline checksums, which leave splice but should not fill
+/// the page cache with a large file any more than it would. At the threshold the multishot recv
+/// is stopped and the buffers it had already filled are written buffered (on a fast link that can
+/// be several MiB past the threshold: the pool's worth at most), then the few bytes up to the next
+/// aligned offset are received and written on their own.
+pub async fn receive_fixed_until(
+    data: &SharedFd,
+    sink: FileSink<'_>,
+    start: u64,
+    stall: Duration,
+    switch_at: u64,
+) -> Result<FixedEnd, StoreError> {
+    let mut rx = Receiver::new(data, stall);
+    let mut writes = WriteSet::new(sink);
+    let mut offset = start;
+    let mut switching = false;
+    loop {
+        if rx.closed && writes.is_empty() {
+            return Ok(FixedEnd::Eof(offset));
+        }
+        if switching && !rx.is_receiving() && writes.is_empty() {
+            break;
+        }
+        if !switching && offset >= switch_at {
+            rx.pause();
+            switching = true;
+            continue;
+        }
+        // While switching, only what the stopped recv had already taken is consumed.
+        let take = !rx.closed && (!switching || rx.is_receiving());
+        match rx.event(&mut writes, take).await? {
+            Wake::Wrote => {}
+            Wake::Recv(item) => {
+                if let Some(buf) = rx.on_recv(item)? {
+                    let n = buf.len();
+                    writes.push(Rc::new(buf), 0..n, offset)?;
+                    offset += n as u64;
+                }
+            }
+            Wake::Tick => rx.on_tick(take)?,
+        }
+    }
+    let short = offset % ALIGN;
+    if short == 0 {
+        return Ok(FixedEnd::Switch(offset));
+    }
+    // `with_capacity` gives exactly this capacity, so the recvs below take no byte past it.
+    let want = (ALIGN - short) as usize;
+    let mut buf = Vec::with_capacity(want);
+    while buf.len() < want {
+        let before = buf.len();
+        let (res, b) = match time::timeout(stall, op::recv::recv(data, buf)).await {
+            Ok(r) => r,
+            Err(_) => return Err(stalled()),
+        };
+        buf = b;
+        match res {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(StoreError::Net(e)),
+        }
+        if buf.len() == before {
+            break;
+        }
+    }
+    let got = buf.len();
+    sink.observe(offset, &buf);
+    let (res, _) = super::receive::write_all_at(sink.file, buf, offset).await;
+    res?;
+    offset += got as u64;
+    if got < want {
+        return Ok(FixedEnd::Eof(offset));
+    }
+    Ok(FixedEnd::Switch(offset))
 }
 
 pub async fn receive_fixed(

@@ -12,7 +12,7 @@ use crate::server::storage::{FileSink, Target};
 
 use super::direct::{receive_direct, DirectEnd};
 use super::failure::{stalled, StoreError};
-use super::fixed::receive_fixed;
+use super::fixed::{receive_fixed, receive_fixed_until, FixedEnd};
 use super::splice::{receive_splice, SpliceEnd};
 
 /// What a stream-mode receive stored.
@@ -57,9 +57,21 @@ pub async fn receive(
                 SpliceEnd::Switch(from) => at = from,
             }
         } else if has_pool {
-            return receive_fixed(data, sink, offset, stall)
-                .await
-                .map(Stored::buffered);
+            // Uploads with inline checksums leave splice; with inline calls they still switch
+            // to direct I/O where splice would have.
+            let switch_at = sink
+                .direct_after
+                .filter(|_| sink.digest.is_some() && sink.inline)
+                .map(|t| offset.saturating_add(t));
+            let Some(switch_at) = switch_at else {
+                return receive_fixed(data, sink, offset, stall)
+                    .await
+                    .map(Stored::buffered);
+            };
+            match receive_fixed_until(data, sink, offset, stall, switch_at).await? {
+                FixedEnd::Eof(end) => return Ok(Stored::buffered(end - offset)),
+                FixedEnd::Switch(from) => at = from,
+            }
         } else {
             return receive_copy(data, sink, offset, stall, None)
                 .await
