@@ -1065,12 +1065,14 @@ impl Session {
             ) => match verb {
                 // GridFTP: the bare hex (globus-url-copy -verify-checksum compares it).
                 Some("CKSM") => Reply::new(213, hex),
-                // draft-bryan-ftpext-hash: algorithm, byte range, hash, path.
+                // draft-bryan-ftpext-hash: algorithm, byte range (its last byte included, as
+                // RANG counts; an empty file says 0-0), hash, path.
                 Some("HASH") => Reply::new(
                     213,
                     format!(
-                        "{} {offset}-{end} {hex} {}",
+                        "{} {offset}-{} {hex} {}",
                         algo.hash_name(),
+                        end.saturating_sub(1).max(offset),
                         path.as_str()
                     ),
                 ),

@@ -895,7 +895,7 @@ fn checksum_commands_ask_for_the_digest_and_format_each_reply() {
             hex: "ab".into(),
             end: 7
         })),
-        Reply::new(213, "SHA-256 0-7 ab /f.bin")
+        Reply::new(213, "SHA-256 0-6 ab /f.bin")
     );
     assert_eq!(
         s.on_line(line("OPTS HASH MD5")),
