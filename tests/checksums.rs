@@ -597,3 +597,22 @@ fn uploads_with_checksums_still_switch_to_direct_io() {
         assert!(direct > MIB as f64, "direct bytes {direct}");
     }
 }
+
+/// APPE of a new file writes the visible file itself, which another session could write at the
+/// same time: not hashed inline, answered by reading.
+#[test]
+fn appending_to_a_new_file_is_not_hashed_inline() {
+    let srv = server("sha256");
+    let mut ftp = srv.login();
+    ftp.cmd_expect("TYPE I", 200);
+    let data = test_bytes(10_000, 4);
+    let a = ftp.try_upload("APPE", "new.bin", &data, DataMode::Pasv);
+    assert_eq!(a.replies.last().unwrap().code, 226, "{:?}", a.replies);
+    let on_disk = srv.root().join("new.bin");
+    assert_eq!(stored_attr(&on_disk, "sha256"), None);
+    assert_eq!(
+        hex_of(&ftp.cmd("CKSM SHA256 0 -1 new.bin"), 213),
+        sum_tool("sha256sum", &on_disk)
+    );
+    assert_eq!(reads_logged(&srv, "new.bin"), 1);
+}

@@ -251,9 +251,11 @@ impl Upload {
         }
     }
 
-    /// Computes `algos` inline while the bytes arrive (the upload must start at offset 0).
+    /// Computes `algos` inline while the bytes arrive (the upload must start at offset 0). Not
+    /// for a visible file written in place (APPE of a new file): another session may write it at
+    /// the same time, and its bytes would be in the file's size and time but not in the digest.
     pub fn with_digests(mut self, algos: &[Algo]) -> Upload {
-        if !algos.is_empty() {
+        if !algos.is_empty() && self.kind != Kind::InPlace {
             self.digest = Some(RefCell::new(InOrder::new(algos, DIGEST_HOLD_CAP)));
         }
         self
