@@ -6,6 +6,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ringest::proto::checksum::{Algo, InOrder};
 use ringest::proto::command::{parse, LineBuffer};
 use ringest::proto::modeb::{Decoder, Encoder, Event};
 use ringest::proto::modee;
@@ -222,6 +223,48 @@ fn bench_modee(c: &mut Criterion) {
     g.finish();
 }
 
+/// Inline checksums: what each algorithm costs per byte of upload, fed 64 KiB at a time (one
+/// registered buffer), and the in-order gate with MODE E's 1 MiB blocks arriving pairwise swapped.
+fn bench_checksum(c: &mut Criterion) {
+    let mut g = c.benchmark_group("checksum");
+    let data: Vec<u8> = (0..16u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    for algo in [
+        Algo::Crc32c,
+        Algo::Crc32,
+        Algo::Adler32,
+        Algo::Md5,
+        Algo::Sha1,
+        Algo::Sha256,
+    ] {
+        g.bench_function(algo.key(), |b| {
+            b.iter(|| {
+                let mut gate = InOrder::new(&[algo], 0);
+                for (i, piece) in black_box(&data).chunks(64 * 1024).enumerate() {
+                    gate.feed((i * 64 * 1024) as u64, piece);
+                }
+                black_box(gate.finish(data.len() as u64))
+            })
+        });
+    }
+    g.bench_function("sha256_gate_swapped_1m_blocks", |b| {
+        const BLOCK: usize = 1 << 20;
+        b.iter(|| {
+            let mut gate = InOrder::new(&[Algo::Sha256], 4 * BLOCK);
+            let blocks: Vec<&[u8]> = data.chunks(BLOCK).collect();
+            for pair in (0..blocks.len()).collect::<Vec<_>>().chunks(2) {
+                for &i in pair.iter().rev() {
+                    gate.feed((i * BLOCK) as u64, blocks[i]);
+                }
+            }
+            black_box(gate.finish(data.len() as u64))
+        })
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(10)
@@ -232,6 +275,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_parse, bench_reply, bench_path, bench_modeb, bench_modee
+    targets = bench_parse, bench_reply, bench_path, bench_modeb, bench_modee, bench_checksum
 }
 criterion_main!(benches);

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use ringest::proto::checksum::Algo;
 use ringest::proto::proxy::Cidr;
 use ringest::proto::session::TlsMode;
 use ringest::server::auth::{hash_password, UserDb};
@@ -134,6 +135,10 @@ struct ServeArgs {
     /// Seconds a balancer's connection may take to send its header [default: 5].
     #[arg(long, env = "RINGEST_PROXY_TIMEOUT")]
     proxy_timeout: Option<u64>,
+    /// Digests computed while uploads arrive and stored with each file, comma-separated: crc32,
+    /// crc32c, adler32, md5, sha1, sha256, sha512 [default: none].
+    #[arg(long, env = "RINGEST_CHECKSUMS", value_delimiter = ',', value_parser = parse_algo)]
+    checksums: Option<Vec<Algo>>,
     /// Registered buffers per core [default: 512].
     #[arg(long, env = "RINGEST_BUFFERS")]
     buffers: Option<u32>,
@@ -263,6 +268,7 @@ fn build_config(a: &ServeArgs) -> Result<ServerConfig> {
         tls_data_resumption => cfg.tls.data_resumption,
         proxy_protocol => cfg.proxy.mode,
         proxy_from => cfg.proxy.from,
+        checksums => cfg.checksums,
     }
     if let Some(v) = a.proxy_timeout {
         cfg.proxy.timeout = secs(v);
@@ -613,4 +619,11 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// One `--checksums` name.
+fn parse_algo(s: &str) -> std::result::Result<Algo, String> {
+    ringest::proto::checksum::parse_list(&[s])
+        .map_err(|e| e.to_string())
+        .map(|v| v[0])
 }

@@ -99,6 +99,8 @@ pub const OPS: &[RingOp] = &[
     required("UNLINKAT", opcode::UnlinkAt::CODE, "5.11", &["UnlinkAt"]),
     required("MKDIRAT", opcode::MkDirAt::CODE, "5.15", &["MkDirAt"]),
     required("LINKAT", opcode::LinkAt::CODE, "5.15", &["LinkAt"]),
+    // Only stored checksums with `fs_ops = ring` use it; in every kernel the ring needs.
+    required("FSETXATTR", opcode::FSetXattr::CODE, "5.19", &["FSetXattr"]),
     RingOp {
         name: "FTRUNCATE",
         code: opcode::Ftruncate::CODE,
@@ -311,7 +313,8 @@ mod tests {
 
     #[test]
     fn a_kernel_missing_required_ops_is_refused_in_one_line_naming_them() {
-        // 5.10: no RENAMEAT, UNLINKAT (5.11), MKDIRAT, LINKAT (5.15), nor FTRUNCATE.
+        // 5.10: no RENAMEAT, UNLINKAT (5.11), MKDIRAT, LINKAT (5.15), FSETXATTR (5.19), nor
+        // FTRUNCATE.
         let old: Vec<u8> = OPS
             .iter()
             .filter(|op| matches!(op.since, "5.1" | "5.4" | "5.5" | "5.6" | "5.7"))
@@ -320,7 +323,7 @@ mod tests {
         let d = decide(only(&old));
         assert_eq!(
             names(&d.missing),
-            ["RENAMEAT", "UNLINKAT", "MKDIRAT", "LINKAT"]
+            ["RENAMEAT", "UNLINKAT", "MKDIRAT", "LINKAT", "FSETXATTR"]
         );
         assert_eq!(names(&d.fallbacks), ["FTRUNCATE"]);
         let msg = d.error("5.10.0").unwrap();

@@ -174,3 +174,33 @@ pub fn ftruncate(fd: &SharedFd, len: u64) -> io::Result<()> {
     // SAFETY: plain ftruncate on a live descriptor; no pointers.
     check(unsafe { libc::ftruncate(fd.as_raw_fd(), len) } as libc::c_long).map(drop)
 }
+
+/// fsetxattr(2) on the core thread: an inode update, like the metadata calls above.
+pub fn fsetxattr(fd: &SharedFd, name: &CStr, value: &[u8]) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated and `value` valid for `value.len()` bytes; the kernel only
+    // reads both during the call, and `fd` is open.
+    let ret = unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    check(ret as libc::c_long).map(drop)
+}
+
+/// fgetxattr(2) into `buf` (its length is the most read); the value's length.
+pub fn fgetxattr(fd: &impl AsRawFd, name: &CStr, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `name` is NUL-terminated and `buf` writable for `buf.len()` bytes during the call.
+    let ret = unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    check(ret as libc::c_long).map(|n| n as usize)
+}

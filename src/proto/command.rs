@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 
+use super::checksum::Algo;
 use super::site;
 
 // ---------------------------------------------------------------------------------------------------
@@ -327,6 +328,23 @@ pub enum Command {
     Prot(String),
     /// `CCC`: drop TLS on the control connection (refused: 534).
     Ccc,
+    /// GridFTP `CKSM <algorithm> <offset> <length> <path>`: the checksum of `length` bytes from
+    /// `offset` (`None`: to the end, sent as `-1`). The algorithm as the client named it; the
+    /// session answers 504 for one it does not know.
+    Cksm {
+        algo: String,
+        offset: u64,
+        length: Option<u64>,
+        path: String,
+    },
+    /// `HASH <path>` (draft-bryan-ftpext-hash): the whole file's hash in the algorithm chosen with
+    /// `OPTS HASH`.
+    Hash(String),
+    /// ProFTPD's `XCRC`, `XMD5`, `XSHA1`, `XSHA256`, `XSHA512 <path>`.
+    XDigest {
+        algo: Algo,
+        path: String,
+    },
 }
 
 impl Command {
@@ -383,6 +401,15 @@ impl Command {
             Pbsz(_) => "PBSZ",
             Prot(_) => "PROT",
             Ccc => "CCC",
+            Cksm { .. } => "CKSM",
+            Hash(_) => "HASH",
+            XDigest { algo, .. } => match algo {
+                Algo::Md5 => "XMD5",
+                Algo::Sha1 => "XSHA1",
+                Algo::Sha256 => "XSHA256",
+                Algo::Sha512 => "XSHA512",
+                _ => "XCRC",
+            },
         }
     }
 
@@ -465,8 +492,8 @@ impl ParseError {
 
 /// Longest verb echoed back in [`ParseError::Unknown`].
 const MAX_ECHOED_VERB: usize = 16;
-/// Longest verb we try to recognise; all real verbs have 3 or 4 letters.
-const MAX_VERB: usize = 4;
+/// Longest verb we try to recognise: RFC verbs have 3 or 4 letters, ProFTPD's `XSHA256` 7.
+const MAX_VERB: usize = 7;
 /// Longest decimal number accepted for REST/ALLO; `u64::MAX` has 20 digits.
 const MAX_DIGITS: usize = 20;
 
@@ -488,7 +515,10 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     }
     let verb_end = line.iter().position(|&b| b == b' ').unwrap_or(line.len());
     let (verb, rest) = line.split_at(verb_end);
-    if verb.len() > MAX_VERB || !verb.iter().all(u8::is_ascii_alphabetic) {
+    // A letter, then letters or digits (`XSHA256`).
+    let verb_ok = verb.first().is_some_and(u8::is_ascii_alphabetic)
+        && verb.iter().all(u8::is_ascii_alphanumeric);
+    if verb.len() > MAX_VERB || !verb_ok {
         return Err(ParseError::Unknown(sanitize_verb(verb)));
     }
     let mut upper = [0u8; MAX_VERB];
@@ -581,6 +611,28 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         b"PBSZ" => Pbsz(param("PBSZ")?.to_owned()),
         b"PROT" => Prot(param("PROT")?.to_ascii_uppercase()),
         b"CCC" => Ccc,
+        b"CKSM" => parse_cksm(param("CKSM")?)?,
+        b"HASH" => Hash(req("HASH")?),
+        b"XCRC" => XDigest {
+            algo: Algo::Crc32,
+            path: req("XCRC")?,
+        },
+        b"XMD5" => XDigest {
+            algo: Algo::Md5,
+            path: req("XMD5")?,
+        },
+        b"XSHA1" => XDigest {
+            algo: Algo::Sha1,
+            path: req("XSHA1")?,
+        },
+        b"XSHA256" => XDigest {
+            algo: Algo::Sha256,
+            path: req("XSHA256")?,
+        },
+        b"XSHA512" => XDigest {
+            algo: Algo::Sha512,
+            path: req("XSHA512")?,
+        },
         other => {
             return Err(
                 match NOT_IMPLEMENTED
@@ -787,6 +839,32 @@ fn parse_allo(s: &str) -> Result<u64, ParseError> {
 }
 
 /// `OPTS name [rest]`: the name is uppercased (option names are case-insensitive).
+/// `CKSM <algorithm> <offset> <length> <path>`: the path is the rest of the line (it may hold
+/// spaces); a length of `-1` means to the end of the file.
+fn parse_cksm(s: &str) -> Result<Command, ParseError> {
+    const BAD: ParseError = ParseError::BadArgument("CKSM");
+    let mut it = s.splitn(4, ' ');
+    let (Some(algo), Some(offset), Some(length), Some(path)) =
+        (it.next(), it.next(), it.next(), it.next())
+    else {
+        return Err(BAD);
+    };
+    if algo.is_empty() || path.is_empty() {
+        return Err(BAD);
+    }
+    let offset = parse_decimal(offset).ok_or(BAD)?;
+    let length = match length {
+        "-1" => None,
+        l => Some(parse_decimal(l).ok_or(BAD)?),
+    };
+    Ok(Command::Cksm {
+        algo: algo.to_owned(),
+        offset,
+        length,
+        path: path.to_owned(),
+    })
+}
+
 fn parse_opts(s: &str) -> Command {
     let (name, rest) = s.split_once(' ').unwrap_or((s, ""));
     let rest = rest.trim_start_matches(' ');
@@ -1172,6 +1250,56 @@ mod tests {
         assert!(!parse(b"MFMT 20231114221320 x")
             .unwrap()
             .allowed_before_login());
+    }
+
+    #[test]
+    fn checksum_commands() {
+        assert_eq!(
+            parse(b"CKSM MD5 0 -1 /tmp/gft/dst 2.bin"),
+            Ok(Command::Cksm {
+                algo: "MD5".into(),
+                offset: 0,
+                length: None,
+                path: "/tmp/gft/dst 2.bin".into()
+            })
+        );
+        assert_eq!(
+            parse(b"cksm sha256 10 20 f"),
+            Ok(Command::Cksm {
+                algo: "sha256".into(),
+                offset: 10,
+                length: Some(20),
+                path: "f".into()
+            })
+        );
+        for bad in [
+            &b"CKSM MD5 0 -1"[..],
+            b"CKSM MD5 x -1 f",
+            b"CKSM MD5 0 -2 f",
+            b"CKSM MD5 -1 -1 f",
+        ] {
+            assert_eq!(parse(bad), Err(ParseError::BadArgument("CKSM")), "{bad:?}");
+        }
+        assert_eq!(parse(b"CKSM"), Err(ParseError::MissingArgument("CKSM")));
+        assert_eq!(parse(b"HASH a b"), Ok(Command::Hash("a b".into())));
+        let x = parse(b"xsha256 f.bin").unwrap();
+        assert_eq!(
+            x,
+            Command::XDigest {
+                algo: Algo::Sha256,
+                path: "f.bin".into()
+            }
+        );
+        assert_eq!(x.verb(), "XSHA256");
+        assert_eq!(parse(b"XCRC f").unwrap().verb(), "XCRC");
+        assert_eq!(parse(b"XMD5"), Err(ParseError::MissingArgument("XMD5")));
+        assert!(!x.allowed_before_login());
+        // Digits are allowed after the first letter only, and long verbs stay unknown.
+        assert_eq!(parse(b"1STOR x"), Err(ParseError::Unknown("1STOR".into())));
+        assert_eq!(
+            parse(b"XSHA2566 x"),
+            Err(ParseError::Unknown("XSHA2566".into()))
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! bytes and events, so it can be unit-tested, property-tested and fuzzed without a network.
 
 pub mod ascii;
+pub mod checksum;
 pub mod client;
 pub mod command;
 pub mod glob;

@@ -7,6 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::checksum::Algo;
 use super::command::{
     self, Command, EpsvArg, LineError, ParseError, Password, TransferMode, TransferType,
 };
@@ -25,6 +26,10 @@ pub struct SessionConfig {
     pub block_mode: bool,
     /// FTPS (RFC 4217) on this connection.
     pub tls: TlsPolicy,
+    /// The digests computed inline while uploads arrive (`checksums`); the first the HASH draft
+    /// names is HASH's default, so a client that never sends OPTS HASH is answered from what is
+    /// stored.
+    pub checksums: Vec<Algo>,
 }
 
 impl Default for SessionConfig {
@@ -33,6 +38,7 @@ impl Default for SessionConfig {
             greeting: "ringest FTP server ready".into(),
             block_mode: false,
             tls: TlsPolicy::default(),
+            checksums: Vec::new(),
         }
     }
 }
@@ -213,6 +219,14 @@ pub enum FsOp {
         path: VPath,
         mode: u32,
     },
+    /// CKSM, HASH, XCRC/XMD5/XSHA*: the digest of `length` bytes of the file from `offset`
+    /// (`None`: to its end). The server answers with [`FsOutcome::Checksum`].
+    Checksum {
+        path: VPath,
+        algo: Algo,
+        offset: u64,
+        length: Option<u64>,
+    },
 }
 
 /// The next thing the server must do for this session.
@@ -307,6 +321,11 @@ pub enum FsOutcome {
     Lines(Vec<String>),
     /// The permission bits SITE CHMOD set (the requested mode within the server's mask).
     Mode(u32),
+    /// A digest in lowercase hex, of the file's bytes `offset..end`.
+    Checksum {
+        hex: String,
+        end: u64,
+    },
 }
 
 /// How a transfer ended.
@@ -374,6 +393,8 @@ pub struct Session {
     protected: bool,
     /// Data connections must be protected (the server's policy, or the user's).
     data_required: bool,
+    /// The algorithm HASH answers with (OPTS HASH).
+    hash_algo: Algo,
 }
 
 const NOT_LOGGED_IN: &str = "Please login with USER and PASS.";
@@ -403,6 +424,12 @@ impl Session {
             pbsz: false,
             protected: false,
             data_required: cfg.tls.data_required,
+            hash_algo: cfg
+                .checksums
+                .iter()
+                .copied()
+                .find(|a| Algo::HASH.contains(a))
+                .unwrap_or(Algo::Sha256),
             cfg,
         }
     }
@@ -569,6 +596,18 @@ impl Session {
                     }
                     ("UTF8", None) => reply(200, "Always in UTF8 mode."),
                     ("UTF8", Some(_)) => reply(504, "UTF8 cannot be turned off."),
+                    ("HASH", None) => reply(200, self.hash_algo.hash_name()),
+                    ("HASH", Some(_)) => {
+                        let name = value.as_deref().unwrap_or("").trim();
+                        match Algo::parse(name).filter(|a| Algo::HASH.contains(a)) {
+                            Some(a) => {
+                                self.hash_algo = a;
+                                reply(200, a.hash_name())
+                            }
+                            // draft-bryan-ftpext-hash: the selection stays as it was.
+                            None => reply(501, "Unknown algorithm, current selection not changed."),
+                        }
+                    }
                     ("MLST", _) => {
                         self.mlst = FactSet::parse(value.as_deref().unwrap_or(""));
                         reply(200, format!("MLST OPTS {}", self.mlst.names()))
@@ -702,6 +741,27 @@ impl Session {
             Command::Mfmt { time, path } => self.set_times(&path, time, None, "MFMT"),
             Command::MdtmSet { time, path } => self.set_times(&path, time, None, "MDTM"),
             Command::Site(arg) => self.site(&arg),
+            Command::Cksm {
+                algo,
+                offset,
+                length,
+                path,
+            } => match Algo::parse(&algo) {
+                Some(algo) => self.checksum(&path, algo, offset, length, "CKSM"),
+                None => reply(
+                    504,
+                    format!("CKSM: unsupported algorithm; supported: {}.", cksm_list(false)),
+                ),
+            },
+            Command::Hash(path) => self.checksum(&path, self.hash_algo, 0, None, "HASH"),
+            Command::XDigest { algo, path } => {
+                let verb = Command::XDigest {
+                    algo,
+                    path: String::new(),
+                }
+                .verb();
+                self.checksum(&path, algo, 0, None, verb)
+            }
             Command::Mlst(arg) => self.fs(arg.as_deref().unwrap_or("."), FsOp::Facts),
             Command::Stat(Some(arg)) => self.fs(&arg, FsOp::StatList),
             Command::Stat(None) => Action::Reply(self.status()),
@@ -745,6 +805,7 @@ impl Session {
                     "ABOR ACCT ALLO APPE CDUP CWD DELE EPRT EPSV FEAT HELP HOST LIST MDTM MFMT MKD MLSD".into(),
                     "MLST MODE NLST NOOP OPTS PASS PASV PORT PWD QUIT REST RETR RMD RNFR RNTO SITE SIZE".into(),
                     "STAT STOR STOU STRU SYST TYPE USER XCUP XCWD XMKD XPWD XRMD".into(),
+                    "CKSM HASH XCRC XMD5 XSHA1 XSHA256 XSHA512".into(),
                     "Help OK.".into(),
                 ],
             )),
@@ -765,7 +826,10 @@ impl Session {
             | Command::Mlst(_)
             | Command::Size(_)
             | Command::Mdtm(_)
-            | Command::Stat(Some(_)) => access.read,
+            | Command::Stat(Some(_))
+            | Command::Cksm { .. }
+            | Command::Hash(_)
+            | Command::XDigest { .. } => access.read,
             Command::Stor(_) | Command::Stou(_) | Command::Rnto(_) | Command::Allo(_) => {
                 access.write
             }
@@ -969,6 +1033,31 @@ impl Session {
         }
     }
 
+    /// CKSM, HASH and the X-digests: `verb` picks the reply's form in [`Session::fs_done`].
+    fn checksum(
+        &mut self,
+        arg: &str,
+        algo: Algo,
+        offset: u64,
+        length: Option<u64>,
+        verb: &'static str,
+    ) -> Action {
+        match self.resolve(arg) {
+            Ok(path) => {
+                let op = FsOp::Checksum {
+                    path,
+                    algo,
+                    offset,
+                    length,
+                };
+                self.pending_fs = Some(op.clone());
+                self.fs_verb = Some(verb);
+                Action::Fs(op)
+            }
+            Err(a) => a,
+        }
+    }
+
     /// SITE: CHMOD, UTIME and HELP; anything else is 502.
     fn site(&mut self, arg: &str) -> Action {
         let may_change = self
@@ -1031,6 +1120,32 @@ impl Session {
                     super::listing::timeval(mtime),
                     path.as_str()
                 ),
+            ),
+            (
+                FsOp::Checksum {
+                    path, algo, offset, ..
+                },
+                Ok(FsOutcome::Checksum { hex, end }),
+            ) => match verb {
+                // GridFTP: the bare hex (globus-url-copy -verify-checksum compares it).
+                Some("CKSM") => Reply::new(213, hex),
+                // draft-bryan-ftpext-hash: algorithm, byte range (its last byte included, as
+                // RANG counts; an empty file says 0-0), hash, path.
+                Some("HASH") => Reply::new(
+                    213,
+                    format!(
+                        "{} {offset}-{} {hex} {}",
+                        algo.hash_name(),
+                        end.saturating_sub(1).max(offset),
+                        path.as_str()
+                    ),
+                ),
+                // ProFTPD mod_digest's XCRC/XMD5/XSHA*.
+                _ => Reply::new(250, hex),
+            },
+            (FsOp::Checksum { .. }, Err(FsError::IsADirectory)) => Reply::new(
+                550,
+                format!("{}: Not a regular file.", verb.unwrap_or("CKSM")),
             ),
             (FsOp::Chmod { .. }, Ok(FsOutcome::Mode(m))) => Reply::new(
                 200,
@@ -1335,6 +1450,16 @@ impl Session {
             lines.extend(["AUTH TLS".into(), "PBSZ".into(), "PROT".into()]);
         }
         lines.push(self.mlst.feat());
+        lines.push(format!("CKSM {}", cksm_list(true)));
+        // draft-bryan-ftpext-hash: the selected algorithm carries a `*`.
+        let hashes: Vec<String> = Algo::HASH
+            .iter()
+            .map(|&a| {
+                let star = if a == self.hash_algo { "*" } else { "" };
+                format!("{}{star}", a.hash_name())
+            })
+            .collect();
+        lines.push(format!("HASH {}", hashes.join(";")));
         lines.sort_by(|a, b| (a != "Features:").cmp(&(b != "Features:")).then(a.cmp(b)));
         lines.push("End".into());
         Reply::multi(211, lines)
@@ -1355,7 +1480,26 @@ fn op_name(op: &FsOp) -> &'static str {
         FsOp::StatList(_) => "STAT",
         FsOp::SetTimes { .. } => "MFMT",
         FsOp::Chmod { .. } => "SITE CHMOD",
+        FsOp::Checksum { .. } => "CKSM",
     }
+}
+
+/// GridFTP's FEAT list of checksum algorithms (`MD5:10;ADLER32:10;...;`, the number a relative
+/// cost, as globus-gridftp-server prints it); without `feat`, the plain names for a reply.
+fn cksm_list(feat: bool) -> String {
+    let mut out = String::new();
+    for a in Algo::ALL {
+        if feat {
+            out.push_str(a.cksm_name());
+            out.push_str(":10;");
+        } else {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            out.push_str(a.cksm_name());
+        }
+    }
+    out
 }
 
 fn parse_error_text(e: &ParseError) -> String {

@@ -60,6 +60,7 @@ pub mod statx;
 pub mod timeout;
 pub mod unlink;
 pub mod write;
+pub mod xattr;
 
 /// One completion: the raw result (negative errno on failure) and the CQE flags.
 #[derive(Clone, Copy, Debug)]

@@ -17,6 +17,8 @@ pub struct FileStat {
     pub gid: u32,
     /// Modification time, seconds since the Unix epoch.
     pub mtime: i64,
+    /// Its nanoseconds: a stored checksum is tied to the exact time (see `proto::checksum`).
+    pub mtime_nsec: u32,
     pub ino: u64,
 }
 
@@ -58,6 +60,7 @@ unsafe impl OpData for Statx {
             uid: s.stx_uid,
             gid: s.stx_gid,
             mtime: s.stx_mtime.tv_sec,
+            mtime_nsec: s.stx_mtime.tv_nsec,
             ino: s.stx_ino,
         })
     }

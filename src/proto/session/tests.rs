@@ -897,3 +897,153 @@ fn data_tls_failures_have_their_own_replies() {
     );
     assert_eq!(s.transfer_done(TransferOutcome::DataTlsFailed).code, 425);
 }
+
+fn fs_op(a: Action) -> FsOp {
+    match a {
+        Action::Fs(op) => op,
+        other => panic!("expected a file operation, got {other:?}"),
+    }
+}
+
+#[test]
+fn checksum_commands_ask_for_the_digest_and_format_each_reply() {
+    let mut s = logged_in();
+    let f = VPath::root().join("f.bin").unwrap();
+    // GridFTP CKSM, as globus-url-copy -verify-checksum sends it.
+    assert_eq!(
+        fs_op(s.on_line(line("CKSM md5 0 -1 /f.bin"))),
+        FsOp::Checksum {
+            path: f.clone(),
+            algo: Algo::Md5,
+            offset: 0,
+            length: None
+        }
+    );
+    let hex = "743c3094be99bc57c3bf0503376dda3c".to_string();
+    assert_eq!(
+        s.fs_done(Ok(FsOutcome::Checksum {
+            hex: hex.clone(),
+            end: 3
+        })),
+        Reply::new(213, hex.clone())
+    );
+    assert_eq!(
+        fs_op(s.on_line(line("CKSM SHA256 5 10 f.bin"))),
+        FsOp::Checksum {
+            path: f.clone(),
+            algo: Algo::Sha256,
+            offset: 5,
+            length: Some(10)
+        }
+    );
+    assert_eq!(s.fs_done(Err(FsError::NotFound)).code, 550);
+    assert_eq!(code(&s.on_line(line("CKSM WHIRLPOOL 0 -1 f.bin"))), 504);
+    assert_eq!(code(&s.on_line(line("CKSM MD5 0 f.bin"))), 501);
+
+    // HASH: SHA-256 unless configured or chosen otherwise.
+    assert_eq!(
+        fs_op(s.on_line(line("HASH f.bin"))),
+        FsOp::Checksum {
+            path: f.clone(),
+            algo: Algo::Sha256,
+            offset: 0,
+            length: None
+        }
+    );
+    assert_eq!(
+        s.fs_done(Ok(FsOutcome::Checksum {
+            hex: "ab".into(),
+            end: 7
+        })),
+        Reply::new(213, "SHA-256 0-6 ab /f.bin")
+    );
+    assert_eq!(
+        s.on_line(line("OPTS HASH MD5")),
+        Action::Reply(Reply::new(200, "MD5"))
+    );
+    assert_eq!(
+        s.on_line(line("OPTS HASH sha-3")),
+        Action::Reply(Reply::new(
+            501,
+            "Unknown algorithm, current selection not changed."
+        ))
+    );
+    assert_eq!(
+        s.on_line(line("OPTS HASH")),
+        Action::Reply(Reply::new(200, "MD5"))
+    );
+    let Action::Fs(FsOp::Checksum { algo, .. }) = s.on_line(line("HASH f.bin")) else {
+        panic!()
+    };
+    assert_eq!(algo, Algo::Md5);
+    s.fs_done(Err(FsError::IsADirectory));
+
+    // ProFTPD's X-digests answer 250.
+    assert_eq!(
+        fs_op(s.on_line(line("XSHA256 f.bin"))),
+        FsOp::Checksum {
+            path: f,
+            algo: Algo::Sha256,
+            offset: 0,
+            length: None
+        }
+    );
+    assert_eq!(
+        s.fs_done(Ok(FsOutcome::Checksum {
+            hex: "cd".into(),
+            end: 1
+        })),
+        Reply::new(250, "cd")
+    );
+    let Action::Fs(FsOp::Checksum { algo, .. }) = s.on_line(line("XCRC f.bin")) else {
+        panic!()
+    };
+    assert_eq!(algo, Algo::Crc32);
+}
+
+#[test]
+fn checksums_need_login_and_read_access() {
+    let mut s = Session::new(SessionConfig::default(), peer());
+    for cmd in ["CKSM MD5 0 -1 f", "HASH f", "XSHA256 f", "XCRC f"] {
+        assert_eq!(code(&s.on_line(line(cmd))), 530, "{cmd}");
+    }
+    s.on_line(line("USER anonymous"));
+    s.on_line(line("PASS x@y"));
+    let incoming = VPath::root().join("incoming").unwrap();
+    s.login_done(Some(Access::drop_box(incoming)));
+    for cmd in [
+        "CKSM MD5 0 -1 incoming/f",
+        "HASH incoming/f",
+        "XMD5 incoming/f",
+    ] {
+        assert_eq!(code(&s.on_line(line(cmd))), 550, "{cmd}");
+    }
+}
+
+#[test]
+fn feat_lists_cksm_and_hash_with_the_selected_one() {
+    let cfg = SessionConfig {
+        checksums: vec![Algo::Crc32c, Algo::Md5],
+        ..SessionConfig::default()
+    };
+    let mut s = Session::new(cfg, peer());
+    let Action::Reply(r) = s.on_line(line("FEAT")) else {
+        panic!()
+    };
+    assert!(
+        r.lines
+            .iter()
+            .any(|l| l.starts_with("CKSM MD5:10;ADLER32:10;SHA1:10;SHA256:10;")),
+        "{r:?}"
+    );
+    assert!(
+        r.lines
+            .iter()
+            .any(|l| l == "HASH SHA-1;SHA-256;SHA-512;MD5*;CRC32"),
+        "{r:?}"
+    );
+    assert_eq!(
+        s.on_line(line("OPTS HASH")),
+        Action::Reply(Reply::new(200, "MD5"))
+    );
+}

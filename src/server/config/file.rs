@@ -50,6 +50,8 @@
 //! proxy_protocol = "off"            # "optional", "required": PROXY v1/v2 headers from balancers
 //! proxy_from = ["10.0.0.0/8"]       # the balancers' addresses; a header from anyone else is refused
 //! proxy_timeout = 5                 # seconds a balancer's connection may take to send its header
+//! checksums = ["sha256", "crc32c"]  # digests computed while uploads arrive (default: none);
+//!                                   # also crc32, adler32, md5, sha1, sha512
 //! ```
 //!
 //! Fields that [`ServerConfig`] has are applied by [`FileConfig::apply`]; the others land in
@@ -65,6 +67,7 @@ use serde::Deserialize;
 
 use super::policies::{DirectIo, FsyncPolicy, LogFormat, Overwrite, Policies, ProxyMode, TlsData};
 use super::server::{DataPathKind, FsOps, ServerConfig};
+use crate::proto::checksum;
 use crate::proto::proxy::Cidr;
 
 /// Why a configuration file was rejected.
@@ -146,6 +149,8 @@ pub struct FileConfig {
     pub proxy_from: Option<Vec<String>>,
     /// Seconds.
     pub proxy_timeout: Option<u64>,
+    /// Algorithm names (`proto::checksum::Algo::parse`).
+    pub checksums: Option<Vec<String>>,
 }
 
 /// Longest timeout accepted, in seconds (a year): anything longer is a typo, and a huge value
@@ -311,6 +316,12 @@ impl FileConfig {
         }
         if let Some(v) = self.proxy_timeout {
             key("proxy_timeout", check_range(v, 1, 3600))?;
+        }
+        if let Some(list) = &self.checksums {
+            key(
+                "checksums",
+                checksum::parse_list(list).map_err(|e| e.to_string()),
+            )?;
         }
         if let Some(v) = &self.tls_cert {
             key("tls_cert", check_path(v))?;
@@ -490,6 +501,13 @@ impl FileConfig {
         if let Some(v) = self.proxy_timeout {
             cfg.proxy.timeout = Duration::from_secs(v);
         }
+        if let Some(v) = self
+            .checksums
+            .as_deref()
+            .and_then(|l| checksum::parse_list(l).ok())
+        {
+            cfg.checksums = v;
+        }
         if let Some(v) = &self.tls_cert {
             cfg.tls.cert = Some(v.clone());
         }
@@ -637,6 +655,7 @@ allo_check = false
 run_as_user = "ftp"
 run_as_group = "nogroup"
 max_login_checks_per_ip = 2
+checksums = ["sha256", "CRC32C"]
 "#;
 
     #[test]
@@ -659,6 +678,13 @@ max_login_checks_per_ip = 2
         assert_eq!(cfg.max_list_entries, 5000);
         assert_eq!(cfg.chmod_mask, 0o750);
         assert!(!cfg.allo_check);
+        assert_eq!(
+            cfg.checksums,
+            vec![
+                crate::proto::checksum::Algo::Sha256,
+                crate::proto::checksum::Algo::Crc32c
+            ]
+        );
         let p = f.policies();
         assert_eq!(
             p,
@@ -739,6 +765,8 @@ max_login_checks_per_ip = 2
             ("passive_port = \"1-2\"", "passive_port"),
             ("max_list_entries = 0", "max_list_entries"),
             ("chmod_mask = \"0999\"", "chmod_mask"),
+            ("checksums = [\"sha256\", \"sha3\"]", "checksums"),
+            ("checksums = \"sha256\"", "checksums"),
             ("chmod_mask = \"17777\"", "chmod_mask"),
             ("chmod_mask = 755", "chmod_mask"),
             ("allo_check = \"yes\"", "allo_check"),

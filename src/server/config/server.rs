@@ -121,6 +121,9 @@ pub struct ServerConfig {
     pub tls: super::tls::TlsSettings,
     /// Connections through a layer-4 balancer (PROXY protocol).
     pub proxy: ProxySettings,
+    /// Digests computed inline while uploads arrive and stored with the file (empty: none, and
+    /// binary uploads keep the splice path).
+    pub checksums: Vec<crate::proto::checksum::Algo>,
 }
 
 /// The PROXY protocol: who may send a header, and how long one may take.
@@ -172,6 +175,7 @@ impl ServerConfig {
             policies: Policies::default(),
             tls: super::tls::TlsSettings::default(),
             proxy: ProxySettings::default(),
+            checksums: Vec::new(),
         }
     }
 

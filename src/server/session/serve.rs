@@ -119,6 +119,7 @@ async fn run_session(
     let cfg = SessionConfig {
         block_mode: has_pool,
         tls,
+        checksums: ctx.cfg.checksums.clone(),
         ..SessionConfig::default()
     };
     let mut s = SessionIo {

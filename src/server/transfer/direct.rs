@@ -205,6 +205,7 @@ pub async fn receive_direct(
         }
         let n = buf.len();
         if n > 0 {
+            sink.observe(offset, buf.as_slice().get(..n).unwrap_or_default());
             // Zero-pad the last block: the padding is cut off below, and must not carry another
             // upload's bytes that the buffer held before.
             let padded = (n as u64).next_multiple_of(ALIGN) as usize;

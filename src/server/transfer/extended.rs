@@ -117,6 +117,8 @@ fn feed(
         t.on_event(id, &ev).map_err(bad)?;
         match ev {
             Event::Data { offset, bytes } => {
+                // Blocks arrive in any order over the parallel connections: the write set feeds
+                // the upload's inline checksums, whose gate puts them back in file order.
                 let at = bytes.as_ptr() as usize - base;
                 writes.push(buf.clone(), at..at + bytes.len(), start + offset)?;
             }

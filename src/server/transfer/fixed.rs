@@ -4,6 +4,7 @@
 //! order. The receiver and write set are shared with MODE B (`block`), which decodes in place from
 //! the same buffers.
 
+use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::ops::Range;
@@ -19,29 +20,49 @@ use crate::engine::op::recv_multi::{Received, RecvMulti};
 use crate::engine::op::{self, write::WriteFixed, MultiOp, Op};
 use crate::engine::timer::Sleep;
 use crate::engine::{runtime, time};
+use crate::proto::checksum::InOrder;
 use crate::server::storage::FileSink;
 
+use super::direct::ALIGN;
 use super::failure::{stalled, StoreError};
 
 /// The writes in flight for one upload. Short writes are resubmitted from the same buffer.
-pub struct WriteSet {
+pub struct WriteSet<'a> {
     file: SharedFd,
+    /// The upload's inline checksums, fed each piece once as it is first written.
+    digest: Option<&'a RefCell<InOrder>>,
     /// Write at once with a direct call (the buffer goes straight back to the ring) rather than
     /// through a WRITE_FIXED op: the storage's choice of `fs_ops`, carried by its sink.
     inline: bool,
     ops: Vec<(Op<WriteFixed>, Range<usize>, u64)>,
 }
 
-impl WriteSet {
-    pub fn new(sink: FileSink<'_>) -> WriteSet {
+impl<'a> WriteSet<'a> {
+    pub fn new(sink: FileSink<'a>) -> WriteSet<'a> {
         WriteSet {
             file: sink.file.clone(),
+            digest: sink.digest,
             inline: sink.inline,
             ops: Vec::new(),
         }
     }
 
+    /// Writes `buf[range]` at `offset` (the next piece of the file).
     pub fn push(
+        &mut self,
+        buf: Rc<PoolBuf>,
+        range: Range<usize>,
+        offset: u64,
+    ) -> Result<(), StoreError> {
+        if let Some(d) = self.digest {
+            let part = buf.as_slice().get(range.clone()).unwrap_or(&[]);
+            d.borrow_mut().feed(offset, part);
+        }
+        self.submit(buf, range, offset)
+    }
+
+    /// Writes `buf[range]` at `offset`: a new piece, or the rest of a short write.
+    fn submit(
         &mut self,
         buf: Rc<PoolBuf>,
         range: Range<usize>,
@@ -84,7 +105,7 @@ impl WriteSet {
                 return Poll::Ready(Err(StoreError::File(io::ErrorKind::WriteZero.into())));
             }
             if range.start + n < range.end {
-                if let Err(e) = self.push(buf, range.start + n..range.end, offset + n as u64) {
+                if let Err(e) = self.submit(buf, range.start + n..range.end, offset + n as u64) {
                     return Poll::Ready(Err(e));
                 }
             }
@@ -146,6 +167,11 @@ impl Receiver {
         }
     }
 
+    /// Whether a recv is armed (a paused one until its cancellation has come back).
+    pub fn is_receiving(&self) -> bool {
+        self.recv.is_some()
+    }
+
     /// Starts the stall clock again (a new file begins: the time between files is not a stall).
     pub fn restart_clock(&mut self) {
         self.last = Instant::now();
@@ -156,7 +182,7 @@ impl Receiver {
     /// Stops receiving while `take_data` is false (only writes are awaited).
     pub async fn event(
         &mut self,
-        writes: &mut WriteSet,
+        writes: &mut WriteSet<'_>,
         take_data: bool,
     ) -> Result<Wake, StoreError> {
         if take_data && !self.try_arm() && !self.closed && writes.is_empty() {
@@ -277,6 +303,93 @@ impl Receiver {
             }
         }
     }
+}
+
+/// How a fixed receive with a direct-I/O threshold ended.
+pub enum FixedEnd {
+    /// The peer closed; the file ends at this offset.
+    Eof(u64),
+    /// The upload passed its threshold: continue with direct writes from this offset (aligned for
+    /// them). Nothing of the stream beyond it has been taken from the socket.
+    Switch(u64),
+}
+
+/// [`receive_fixed`] that hands over to direct I/O once the upload passes `switch_at`, as the
+/// splice path does: for uploads with inline checksums, which leave splice but should not fill
+/// the page cache with a large file any more than it would. At the threshold the multishot recv
+/// is stopped and the buffers it had already filled are written buffered (on a fast link that can
+/// be several MiB past the threshold: the pool's worth at most), then the few bytes up to the next
+/// aligned offset are received and written on their own.
+pub async fn receive_fixed_until(
+    data: &SharedFd,
+    sink: FileSink<'_>,
+    start: u64,
+    stall: Duration,
+    switch_at: u64,
+) -> Result<FixedEnd, StoreError> {
+    let mut rx = Receiver::new(data, stall);
+    let mut writes = WriteSet::new(sink);
+    let mut offset = start;
+    let mut switching = false;
+    loop {
+        if rx.closed && writes.is_empty() {
+            return Ok(FixedEnd::Eof(offset));
+        }
+        if switching && !rx.is_receiving() && writes.is_empty() {
+            break;
+        }
+        if !switching && offset >= switch_at {
+            rx.pause();
+            switching = true;
+            continue;
+        }
+        // While switching, only what the stopped recv had already taken is consumed.
+        let take = !rx.closed && (!switching || rx.is_receiving());
+        match rx.event(&mut writes, take).await? {
+            Wake::Wrote => {}
+            Wake::Recv(item) => {
+                if let Some(buf) = rx.on_recv(item)? {
+                    let n = buf.len();
+                    writes.push(Rc::new(buf), 0..n, offset)?;
+                    offset += n as u64;
+                }
+            }
+            Wake::Tick => rx.on_tick(take)?,
+        }
+    }
+    let short = offset % ALIGN;
+    if short == 0 {
+        return Ok(FixedEnd::Switch(offset));
+    }
+    // `with_capacity` gives exactly this capacity, so the recvs below take no byte past it.
+    let want = (ALIGN - short) as usize;
+    let mut buf = Vec::with_capacity(want);
+    while buf.len() < want {
+        let before = buf.len();
+        let (res, b) = match time::timeout(stall, op::recv::recv(data, buf)).await {
+            Ok(r) => r,
+            Err(_) => return Err(stalled()),
+        };
+        buf = b;
+        match res {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(StoreError::Net(e)),
+        }
+        if buf.len() == before {
+            break;
+        }
+    }
+    let got = buf.len();
+    sink.observe(offset, &buf);
+    let (res, _) = super::receive::write_all_at(sink.file, buf, offset).await;
+    res?;
+    offset += got as u64;
+    if got < want {
+        return Ok(FixedEnd::Eof(offset));
+    }
+    Ok(FixedEnd::Switch(offset))
 }
 
 pub async fn receive_fixed(

@@ -8,11 +8,11 @@ use std::time::Duration;
 use crate::engine::fd::SharedFd;
 use crate::engine::{op, runtime, time};
 use crate::proto::ascii::CrlfToLf;
-use crate::server::storage::Target;
+use crate::server::storage::{FileSink, Target};
 
 use super::direct::{receive_direct, DirectEnd};
 use super::failure::{stalled, StoreError};
-use super::fixed::receive_fixed;
+use super::fixed::{receive_fixed, receive_fixed_until, FixedEnd};
 use super::splice::{receive_splice, SpliceEnd};
 
 /// What a stream-mode receive stored.
@@ -42,10 +42,9 @@ pub async fn receive(
 ) -> Result<Stored, StoreError> {
     let has_pool = runtime::with(|rt| rt.bufpool().is_some());
     let Target::File(sink) = target;
-    let file = sink.file;
     if ascii {
         let conv = Some(CrlfToLf::default());
-        return receive_copy(data, file, offset, stall, conv)
+        return receive_copy(data, sink, offset, stall, conv)
             .await
             .map(Stored::buffered);
     }
@@ -58,11 +57,23 @@ pub async fn receive(
                 SpliceEnd::Switch(from) => at = from,
             }
         } else if has_pool {
-            return receive_fixed(data, sink, offset, stall)
-                .await
-                .map(Stored::buffered);
+            // Uploads with inline checksums leave splice; with inline calls they still switch
+            // to direct I/O where splice would have.
+            let switch_at = sink
+                .direct_after
+                .filter(|_| sink.digest.is_some() && sink.inline)
+                .map(|t| offset.saturating_add(t));
+            let Some(switch_at) = switch_at else {
+                return receive_fixed(data, sink, offset, stall)
+                    .await
+                    .map(Stored::buffered);
+            };
+            match receive_fixed_until(data, sink, offset, stall, switch_at).await? {
+                FixedEnd::Eof(end) => return Ok(Stored::buffered(end - offset)),
+                FixedEnd::Switch(from) => at = from,
+            }
         } else {
-            return receive_copy(data, file, offset, stall, None)
+            return receive_copy(data, sink, offset, stall, None)
                 .await
                 .map(Stored::buffered);
         }
@@ -74,7 +85,7 @@ pub async fn receive(
         }),
         // No buffer for direct I/O now (or an unaligned start): the copying path takes the rest.
         DirectEnd::NotStarted(from) => {
-            let rest = receive_copy(data, file, from, stall, None).await?;
+            let rest = receive_copy(data, sink, from, stall, None).await?;
             Ok(Stored::buffered(from - offset + rest))
         }
     }
@@ -83,7 +94,7 @@ pub async fn receive(
 /// Without a registered pool, or for TYPE A: recv into a Vec, (convert,) write it at the offset.
 async fn receive_copy(
     data: &SharedFd,
-    file: &SharedFd,
+    sink: FileSink<'_>,
     start: u64,
     stall: Duration,
     mut ascii: Option<CrlfToLf>,
@@ -112,7 +123,10 @@ async fn receive_copy(
             None => std::mem::take(&mut buf),
         };
         let len = out.len() as u64;
-        let (res, mut out) = write_all_at(file, out, offset).await;
+        if ascii.is_none() {
+            sink.observe(offset, &out);
+        }
+        let (res, mut out) = write_all_at(sink.file, out, offset).await;
         res?;
         offset += len;
         out.clear();

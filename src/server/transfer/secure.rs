@@ -78,7 +78,7 @@ pub async fn receive_stream(
 ) -> Result<u64, StoreError> {
     let has_pool = runtime::with(|rt| rt.bufpool().is_some());
     if ascii || !has_pool {
-        return receive_stream_ring(&mut s, sink.file, start, stall, ascii).await;
+        return receive_stream_ring(&mut s, sink, start, stall, ascii).await;
     }
     let fd = s.fd.clone();
     let kernel = s
@@ -109,13 +109,14 @@ async fn receive_in_place(
     let mut offset = start;
     // What rustls had decrypted before it handed the keys over.
     if !k.plaintext.is_empty() {
+        sink.observe(offset, &k.plaintext);
         direct::pwrite_all(file, &k.plaintext, offset).map_err(StoreError::File)?;
         offset += k.plaintext.len() as u64;
     }
     let mut clean = k.peer_closed;
     let mut carry = k.leftover;
     if !clean {
-        let (n, ended) = open_carried(&mut opener, &mut carry, file, offset)?;
+        let (n, ended) = open_carried(&mut opener, &mut carry, sink, offset)?;
         offset += n;
         clean = ended;
     }
@@ -157,7 +158,7 @@ async fn receive_in_place(
                             break;
                         }
                     }
-                    let (n, ended) = open_carried(&mut opener, &mut carry, file, offset)?;
+                    let (n, ended) = open_carried(&mut opener, &mut carry, sink, offset)?;
                     offset += n;
                     clean = ended;
                 }
@@ -194,7 +195,7 @@ async fn receive_in_place(
 fn open_carried(
     opener: &mut Opener,
     carry: &mut Vec<u8>,
-    file: &SharedFd,
+    sink: FileSink<'_>,
     offset: u64,
 ) -> Result<(u64, bool), StoreError> {
     let mut pos = 0;
@@ -210,7 +211,8 @@ fn open_carried(
         {
             Content::Data(r) => {
                 let plain = &carry[pos + r.start..pos + r.end];
-                direct::pwrite_all(file, plain, offset + written).map_err(StoreError::File)?;
+                sink.observe(offset + written, plain);
+                direct::pwrite_all(sink.file, plain, offset + written).map_err(StoreError::File)?;
                 written += plain.len() as u64;
             }
             Content::CloseNotify => {
@@ -230,7 +232,7 @@ fn open_carried(
 
 async fn receive_stream_ring(
     s: &mut TlsStream,
-    file: &SharedFd,
+    sink: FileSink<'_>,
     start: u64,
     stall: Duration,
     ascii: bool,
@@ -250,10 +252,13 @@ async fn receive_stream_ring(
                         spare = data;
                         std::mem::take(&mut converted)
                     }
-                    None => data,
+                    None => {
+                        sink.observe(offset, &data);
+                        data
+                    }
                 };
                 let n = out.len() as u64;
-                let (res, back) = write_all_at(file, out, offset).await;
+                let (res, back) = write_all_at(sink.file, out, offset).await;
                 res?;
                 offset += n;
                 if conv.is_some() {
@@ -267,7 +272,8 @@ async fn receive_stream_ring(
                     converted.clear();
                     c.finish(&mut converted);
                     let n = converted.len() as u64;
-                    let (res, _) = write_all_at(file, std::mem::take(&mut converted), offset).await;
+                    let (res, _) =
+                        write_all_at(sink.file, std::mem::take(&mut converted), offset).await;
                     res?;
                     offset += n;
                 }
@@ -289,7 +295,7 @@ async fn receive_stream_ring(
 pub async fn receive_block(
     s: &mut TlsStream,
     decoder: &mut Decoder,
-    file: &SharedFd,
+    sink: FileSink<'_>,
     start: u64,
     stall: Duration,
 ) -> Result<BlockFile, StoreError> {
@@ -321,7 +327,8 @@ pub async fn receive_block(
         s.tls.consume(pos);
         if !out.is_empty() {
             let n = out.len() as u64;
-            let (res, mut back) = write_all_at(file, std::mem::take(&mut out), offset).await;
+            sink.observe(offset, &out);
+            let (res, mut back) = write_all_at(sink.file, std::mem::take(&mut out), offset).await;
             res?;
             offset += n;
             back.clear();

@@ -197,8 +197,7 @@ impl Xfer<'_> {
             }
             (TransferMode::Block, Some(s)) => {
                 let storage::Target::File(sink) = upload.target();
-                match secure::receive_block(s, &mut conn.tls_block, sink.file, offset, stall).await
-                {
+                match secure::receive_block(s, &mut conn.tls_block, sink, offset, stall).await {
                     Ok(f) => (Ok(f.bytes), f.markers),
                     Err(e) => (Err(e), Vec::new()),
                 }

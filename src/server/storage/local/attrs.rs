@@ -60,8 +60,12 @@ pub async fn set_times(
         tv_nsec: if t.is_some() { 0 } else { libc::UTIME_OMIT },
     };
     let times = [spec(atime), spec(Some(mtime))];
+    // Checksums stored with the file stay true: only its time changes.
+    let kept = super::digests::fresh_values(&fd);
     // SAFETY: `fd` is an open descriptor and `times` two initialised timespecs, as futimens takes.
-    check(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) })
+    check(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) })?;
+    super::digests::restamp(&fd, kept);
+    Ok(())
 }
 
 /// Sets the permission bits of `path` to `mode & mask` and returns them. A zero mask means SITE

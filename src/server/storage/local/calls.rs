@@ -16,6 +16,7 @@ use std::os::fd::OwnedFd;
 use crate::engine::direct;
 use crate::engine::fd::{self, SharedFd};
 use crate::engine::op;
+use crate::proto::checksum::{attr_name, Algo, Stored};
 use crate::server::config::policies::DirectIo;
 use crate::server::config::server::{DataPathKind, FsOps, ServerConfig};
 
@@ -88,6 +89,23 @@ impl FsCalls {
             tracing::info!(error = %why, "linkat of O_TMPFILE refused; trying the next landing method");
         }
         next
+    }
+
+    /// Stores a checksum with the open file (an extended attribute; see `digests`).
+    pub async fn set_checksum(
+        &self,
+        file: &SharedFd,
+        algo: Algo,
+        value: &Stored,
+    ) -> io::Result<()> {
+        let name = CString::new(attr_name(algo))
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let value = value.encode().into_bytes();
+        if self.inline {
+            direct::fsetxattr(file, &name, &value)
+        } else {
+            op::xattr::fsetxattr(file, name, value, 0).await
+        }
     }
 
     /// `openat2` of `path` relative to `dir`.

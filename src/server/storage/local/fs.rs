@@ -11,7 +11,8 @@ use std::rc::Rc;
 
 use crate::engine::fd::SharedFd;
 use crate::engine::op;
-use crate::proto::command::TransferMode;
+use crate::proto::checksum::Algo;
+use crate::proto::command::{TransferMode, TransferType};
 use crate::proto::glob::Glob;
 use crate::proto::listing::{Entry, FactPerms, FactSet};
 use crate::proto::path::VPath;
@@ -33,6 +34,8 @@ pub struct LocalFs {
     refuse_overwrite: bool,
     list_limit: usize,
     chmod_mask: u32,
+    /// Digests computed inline for uploads that start at offset 0 in binary (`checksums`).
+    checksums: Vec<Algo>,
 }
 
 impl LocalFs {
@@ -44,6 +47,7 @@ impl LocalFs {
             refuse_overwrite: cfg.policies.overwrite == Overwrite::Refuse,
             list_limit: cfg.max_list_entries,
             chmod_mask: cfg.chmod_mask,
+            checksums: cfg.checksums.clone(),
         }
     }
 }
@@ -64,6 +68,18 @@ impl LocalRoot {
     /// Opens the file an upload is written into and the offset it starts at, and for STOU the
     /// name it picked.
     pub async fn open_upload(&self, t: &Transfer) -> io::Result<(Upload, u64, Option<VPath>)> {
+        let (up, at, unique) = self.open_upload_file(t).await?;
+        // Only a whole file can be digested while it arrives: a resumed or appended one (`at` >
+        // 0) and TYPE A (converted in transit) are digested by reading when asked for.
+        let up = if at == 0 && t.ttype == TransferType::Image {
+            up.with_digests(&self.fs.checksums)
+        } else {
+            up
+        };
+        Ok((up, at, unique))
+    }
+
+    async fn open_upload_file(&self, t: &Transfer) -> io::Result<(Upload, u64, Option<VPath>)> {
         let (calls, root, path) = (&self.fs.calls, &self.root, &t.path);
         match t.kind {
             TransferKind::Append => {
@@ -96,7 +112,9 @@ impl LocalRoot {
 
     /// Lands a complete upload under the fsync policy (see `durability`); EEXIST when `noreplace`
     /// and the name is taken.
-    pub async fn land(&self, upload: Upload, noreplace: bool) -> io::Result<()> {
+    pub async fn land(&self, mut upload: Upload, noreplace: bool) -> io::Result<()> {
+        // Before the name appears: a client that asks for the checksum after the 226 finds it.
+        upload.store_digests().await;
         match self.fs.fsync {
             FsyncPolicy::None => upload.land(noreplace).await,
             FsyncPolicy::File => {

@@ -14,12 +14,14 @@
 //! under the final name when complete. A stream-mode `REST` + STOR (or APPE) continues the visible file
 //! itself, as FTP clients expect.
 
+use std::cell::RefCell;
 use std::ffi::CString;
 use std::io;
 use std::rc::Rc;
 
 use crate::engine::fd::SharedFd;
 use crate::engine::op;
+use crate::proto::checksum::{Algo, InOrder};
 use crate::proto::path::VPath;
 
 use super::calls::{FsCalls, LinkMode};
@@ -37,7 +39,24 @@ pub struct FileSink<'a> {
     /// Bytes after which the upload bypasses the page cache; `None` for files written in place
     /// (APPE, stream REST), which keep the page cache's view of the existing bytes.
     pub direct_after: Option<u64>,
+    /// The inline checksums of this upload, fed by every receive path as it writes
+    /// ([`FileSink::observe`]). With them, `splice` is off: its bytes never reach user space.
+    pub digest: Option<&'a RefCell<InOrder>>,
 }
+
+impl FileSink<'_> {
+    /// Tells the inline checksums (if any) that `bytes` are being written at `offset`. Called
+    /// once per piece of the file, before or as it is written, never for a retried short write.
+    pub fn observe(&self, offset: u64, bytes: &[u8]) {
+        if let Some(d) = self.digest {
+            d.borrow_mut().feed(offset, bytes);
+        }
+    }
+}
+
+/// Bytes of MODE E blocks held out of order for one upload's inline checksums; past this (a lost
+/// or much delayed block) the digest is given up and computed by reading when asked for.
+pub const DIGEST_HOLD_CAP: usize = 16 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -58,6 +77,8 @@ pub struct Upload {
     pub file: SharedFd,
     kind: Kind,
     finished: bool,
+    /// Inline checksums, for uploads that start at offset 0 with checksums configured.
+    digest: Option<RefCell<InOrder>>,
 }
 
 impl Upload {
@@ -80,6 +101,7 @@ impl Upload {
                         file,
                         kind: Kind::Anonymous,
                         finished: false,
+                        digest: None,
                     });
                 }
                 // No O_TMPFILE on this filesystem: use names.
@@ -105,6 +127,7 @@ impl Upload {
                         file: Rc::new(fd),
                         kind: Kind::Hidden,
                         finished: false,
+                        digest: None,
                     })
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => last = e,
@@ -167,6 +190,7 @@ impl Upload {
             file: fd,
             kind: Kind::Hidden,
             finished: false,
+            digest: None,
         })
     }
 
@@ -203,6 +227,7 @@ impl Upload {
             file: fd,
             kind: Kind::InPlace,
             finished: false,
+            digest: None,
         };
         Ok((up, at))
     }
@@ -217,11 +242,57 @@ impl Upload {
         FileSink {
             file: &self.file,
             inline: self.calls.is_inline(),
-            splice: self.calls.splices(),
+            splice: self.calls.splices() && self.digest.is_none(),
             direct_after: self
                 .calls
                 .direct_after()
                 .filter(|_| self.kind != Kind::InPlace),
+            digest: self.digest.as_ref(),
+        }
+    }
+
+    /// Computes `algos` inline while the bytes arrive (the upload must start at offset 0). Not
+    /// for a visible file written in place (APPE of a new file): another session may write it at
+    /// the same time, and its bytes would be in the file's size and time but not in the digest.
+    pub fn with_digests(mut self, algos: &[Algo]) -> Upload {
+        if !algos.is_empty() && self.kind != Kind::InPlace {
+            self.digest = Some(RefCell::new(InOrder::new(algos, DIGEST_HOLD_CAP)));
+        }
+        self
+    }
+
+    /// Stores the inline checksums with the file, tied to its final size and modification time,
+    /// when every byte from 0 to its end went through them. Failing to store is logged, never an
+    /// error of the upload: the value is then computed by reading when asked for.
+    pub async fn store_digests(&mut self) {
+        let Some(gate) = self.digest.take() else {
+            return;
+        };
+        let st = match op::statx::statx(&self.file, CString::default(), libc::AT_EMPTY_PATH).await {
+            Ok(st) => st,
+            Err(e) => {
+                tracing::debug!(error = %e, "no stat for the inline checksums; not stored");
+                return;
+            }
+        };
+        let Some(digests) = gate.into_inner().finish(st.size) else {
+            tracing::debug!(
+                size = st.size,
+                "inline checksums incomplete (out of order past the cap); not stored"
+            );
+            return;
+        };
+        for (algo, hex) in digests {
+            let value = crate::proto::checksum::Stored {
+                size: st.size,
+                mtime_sec: st.mtime,
+                mtime_nsec: st.mtime_nsec,
+                hex,
+            };
+            if let Err(e) = self.calls.set_checksum(&self.file, algo, &value).await {
+                super::digests::store_failed(&e);
+                return;
+            }
         }
     }
 

@@ -9,6 +9,7 @@
 
 pub mod attrs;
 pub mod calls;
+pub mod digests;
 pub mod durability;
 pub mod fs;
 pub mod jail;

@@ -199,6 +199,12 @@ pub async fn run(fx: &FsContext<'_>, fsop: &FsOp) -> Result<FsOutcome, FsError> 
                 let applied = attrs::chmod(root, path, *mode, fx.chmod_mask).await?;
                 Ok(FsOutcome::Mode(applied))
             }
+            FsOp::Checksum {
+                path,
+                algo,
+                offset,
+                length,
+            } => super::digests::checksum(root, path, *algo, *offset, *length).await,
             FsOp::StatList(p) => {
                 let (entries, _) = read_entries(root, p, None, fx.list_limit).await?;
                 let now = now_secs();
