@@ -463,14 +463,7 @@ fn every_receive_path_stores_the_right_digest() {
         ..ServerOpts::default()
     });
     let cert = {
-        let line = srv
-            .stdout_lines
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| l.starts_with("ringest: TLS certificate "))
-            .cloned()
-            .expect("the server's certificate line");
+        let line = startup_line(&srv, "ringest: TLS certificate ");
         std::path::PathBuf::from(line.split('"').nth(1).unwrap())
     };
     for (i, size) in SIZES.into_iter().enumerate() {

@@ -19,20 +19,6 @@ fn tls_server(extra: &[&str]) -> Server {
 }
 
 /// The start-up line that begins with `prefix` (the lines are collected as the server prints them).
-fn startup_line(srv: &Server, prefix: &str) -> String {
-    let find = || {
-        let lines = srv.stdout_lines.lock().unwrap();
-        lines.iter().find(|l| l.starts_with(prefix)).cloned()
-    };
-    wait_until(|| find().is_some(), Duration::from_secs(10));
-    find().unwrap_or_else(|| {
-        panic!(
-            "no {prefix:?} line in {:?}",
-            srv.stdout_lines.lock().unwrap()
-        )
-    })
-}
-
 /// The self-signed certificate the server created beside its root (printed at start-up).
 fn cert_of(srv: &Server) -> PathBuf {
     let line = startup_line(srv, "ringest: TLS certificate ");

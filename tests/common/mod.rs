@@ -1905,3 +1905,20 @@ pub fn users_file_server(base: &Path, users: &Path, extra: &[&str]) -> ServerPro
     args.extend(extra.iter().map(|s| s.to_string()));
     ServerProc::start(&args, &[], &base.join("stderr.log"))
 }
+
+/// The first line of the server's standard output that starts with `prefix`, waiting for it up to
+/// 10 s: lines after "listening on" (the certificate, the implicit-TLS port) may still be on their
+/// way when the server is already accepting.
+pub fn startup_line(srv: &Server, prefix: &str) -> String {
+    let find = || {
+        let lines = srv.stdout_lines.lock().unwrap();
+        lines.iter().find(|l| l.starts_with(prefix)).cloned()
+    };
+    wait_until(|| find().is_some(), Duration::from_secs(10));
+    find().unwrap_or_else(|| {
+        panic!(
+            "no {prefix:?} line in {:?}",
+            srv.stdout_lines.lock().unwrap()
+        )
+    })
+}
