@@ -339,3 +339,46 @@ fn many_connections_opened_before_the_stor_all_count() {
         "the file differs from what the 40 connections sent"
     );
 }
+
+#[test]
+fn partial_transfers_with_off_and_len_use_eret_and_esto() {
+    let srv = server();
+    let local = make_test_file(&srv.scratch(), "whole.bin", 3 * MIB, 5);
+    let want = std::fs::read(&local).unwrap();
+    std::fs::copy(&local, srv.root().join("whole.bin")).unwrap();
+    for (i, args) in [&[][..], &["-p", "2"][..], &["-fast", "-p", "3"][..]]
+        .into_iter()
+        .enumerate()
+    {
+        let (off, len) = (100_000 + i, 1_500_000);
+        let (o, l) = (off.to_string(), len.to_string());
+        let opts: Vec<&str> = args
+            .iter()
+            .copied()
+            .chain(["-off", &o, "-len", &l])
+            .collect();
+        // ERET P: the bytes land at the same offset of the local file.
+        let back = srv.scratch().join(format!("part{i}.bin"));
+        guc(
+            &opts,
+            &url(&srv, "whole.bin"),
+            &format!("file://{}", back.display()),
+        )
+        .assert_success(&format!("partial download {opts:?}"));
+        let got = std::fs::read(&back).unwrap();
+        assert_eq!(got.len(), off + len, "{opts:?}");
+        assert!(got[off..] == want[off..off + len], "{opts:?}: ERET bytes");
+        // ESTO A: written into the server's file at the offset, a hole below it.
+        let name = format!("esto{i}.bin");
+        guc(
+            &opts,
+            &format!("file://{}", local.display()),
+            &url(&srv, &name),
+        )
+        .assert_success(&format!("partial upload {opts:?}"));
+        let got = std::fs::read(srv.root().join(&name)).unwrap();
+        assert_eq!(got.len(), off + len, "{opts:?}");
+        assert!(got[..off].iter().all(|&b| b == 0), "{opts:?}: the hole");
+        assert!(got[off..] == want[off..off + len], "{opts:?}: ESTO bytes");
+    }
+}

@@ -279,6 +279,19 @@ pub enum Command {
     Stor(String),
     Stou(Option<String>),
     Appe(String),
+    /// GridFTP `ERET P <offset> <length> <path>`: a partial retrieve of `length` bytes from
+    /// `offset` (globus-url-copy `-off`/`-len`).
+    Eret {
+        offset: u64,
+        len: u64,
+        path: String,
+    },
+    /// GridFTP `ESTO A <offset> <path>`: an adjusted store, the data written into the file at
+    /// `offset` on (globus-url-copy `-off`).
+    Esto {
+        offset: u64,
+        path: String,
+    },
     /// ALLO n, or ALLO n R m (the record size is ignored).
     Allo(u64),
     Rest(u64),
@@ -370,6 +383,8 @@ impl Command {
             Stor(_) => "STOR",
             Stou(_) => "STOU",
             Appe(_) => "APPE",
+            Eret { .. } => "ERET",
+            Esto { .. } => "ESTO",
             Allo(_) => "ALLO",
             Rest(_) | RestRanges(_) => "REST",
             Rnfr(_) => "RNFR",
@@ -567,6 +582,8 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         b"STOR" => Stor(req("STOR")?),
         b"STOU" => Stou(opt()),
         b"APPE" => Appe(req("APPE")?),
+        b"ERET" => parse_eret(&req("ERET")?)?,
+        b"ESTO" => parse_esto(&req("ESTO")?)?,
         b"ALLO" => Allo(parse_allo(param("ALLO")?)?),
         b"REST" => parse_rest(param("REST")?)?,
         b"RNFR" => Rnfr(req("RNFR")?),
@@ -668,6 +685,41 @@ fn sanitize_verb(verb: &[u8]) -> String {
 }
 
 /// A plain decimal number: digits only (no sign, no spaces), bounded length, no overflow.
+/// `ERET P <offset> <length> <path>`: the only module of GridFTP's extended retrieve that
+/// globus-url-copy uses (partial transfers).
+fn parse_eret(s: &str) -> Result<Command, ParseError> {
+    const BAD: ParseError = ParseError::BadArgument("ERET");
+    let mut it = s.splitn(4, ' ');
+    let (Some(m), Some(off), Some(len), Some(path)) = (it.next(), it.next(), it.next(), it.next())
+    else {
+        return Err(BAD);
+    };
+    if !m.eq_ignore_ascii_case("P") || path.is_empty() {
+        return Err(BAD);
+    }
+    Ok(Command::Eret {
+        offset: parse_decimal(off).ok_or(BAD)?,
+        len: parse_decimal(len).ok_or(BAD)?,
+        path: path.to_owned(),
+    })
+}
+
+/// `ESTO A <offset> <path>`: the adjusted store, the only module of GridFTP's extended store.
+fn parse_esto(s: &str) -> Result<Command, ParseError> {
+    const BAD: ParseError = ParseError::BadArgument("ESTO");
+    let mut it = s.splitn(3, ' ');
+    let (Some(m), Some(off), Some(path)) = (it.next(), it.next(), it.next()) else {
+        return Err(BAD);
+    };
+    if !m.eq_ignore_ascii_case("A") || path.is_empty() {
+        return Err(BAD);
+    }
+    Ok(Command::Esto {
+        offset: parse_decimal(off).ok_or(BAD)?,
+        path: path.to_owned(),
+    })
+}
+
 /// Most ranges one `REST` may list: a restart after many failures of a scattered parallel
 /// transfer, bounded.
 pub const MAX_REST_RANGES: usize = 4096;
@@ -1190,6 +1242,33 @@ mod tests {
     #[test]
     fn rest_and_allo() {
         assert_eq!(parse(b"REST 0"), Ok(Command::Rest(0)));
+        assert_eq!(
+            parse(b"ERET P 100 1000 /a b"),
+            Ok(Command::Eret {
+                offset: 100,
+                len: 1000,
+                path: "/a b".into()
+            })
+        );
+        assert_eq!(
+            parse(b"ESTO A 7 x"),
+            Ok(Command::Esto {
+                offset: 7,
+                path: "x".into()
+            })
+        );
+        for bad in [
+            &b"ERET X 1 2 f"[..],
+            b"ERET P 1 f",
+            b"ERET P a 2 f",
+            b"ESTO B 1 f",
+            b"ESTO A 1",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(ParseError::BadArgument(_))),
+                "{bad:?}"
+            );
+        }
         assert_eq!(
             parse(b"REST 100-200,0-50,40-60,300-300"),
             Ok(Command::RestRanges(vec![(0, 60), (100, 200)]))

@@ -173,6 +173,12 @@ pub struct Transfer {
     /// MODE E RETR after `REST a-b,...`: the ranges the client has, sorted and disjoint; the send
     /// skips them.
     pub have: Vec<(u64, u64)>,
+    /// `ERET P`: send only this many bytes from `offset`; in MODE E the blocks' offsets then count
+    /// from `offset`, as globus-gridftp-server sends them.
+    pub partial: Option<u64>,
+    /// `ESTO A`: write into the file (created if missing, never truncated) from `offset` on, in
+    /// place.
+    pub adjusted: bool,
 }
 
 /// How the passive address is announced.
@@ -782,6 +788,16 @@ impl Session {
             Command::Appe(arg) => self.transfer(TransferKind::Append, Some(&arg)),
             Command::Stou(arg) => self.transfer(TransferKind::StoreUnique, Some(arg.as_deref().unwrap_or("."))),
             Command::Retr(arg) => self.transfer(TransferKind::Retrieve, Some(&arg)),
+            Command::Eret { offset, len, path } => {
+                self.rest = offset;
+                self.rest_ranges.clear();
+                self.extended_transfer(TransferKind::Retrieve, &path, |t| t.partial = Some(len))
+            }
+            Command::Esto { offset, path } => {
+                self.rest = offset;
+                self.rest_ranges.clear();
+                self.extended_transfer(TransferKind::Store, &path, |t| t.adjusted = true)
+            }
             Command::List(arg) => self.transfer(TransferKind::List, arg.as_deref()),
             Command::Nlst(arg) => self.transfer(TransferKind::NameList, arg.as_deref()),
             Command::Mlsd(arg) => self.transfer(TransferKind::MachineList, arg.as_deref()),
@@ -820,6 +836,7 @@ impl Session {
         };
         let ok = match cmd {
             Command::Retr(_)
+            | Command::Eret { .. }
             | Command::List(_)
             | Command::Nlst(_)
             | Command::Mlsd(_)
@@ -837,7 +854,7 @@ impl Session {
             Command::Mfmt { .. } | Command::MdtmSet { .. } => {
                 access.write && access.upload_only.is_none()
             }
-            Command::Appe(_) => access.write && access.upload_only.is_none(),
+            Command::Appe(_) | Command::Esto { .. } => access.write && access.upload_only.is_none(),
             Command::Dele(_) | Command::Rmd(_) | Command::Rnfr(_) => access.delete,
             Command::Mkd(_) => access.mkdir,
             _ => true,
@@ -847,6 +864,7 @@ impl Session {
         }
         if let Command::Stor(arg)
         | Command::Appe(arg)
+        | Command::Esto { path: arg, .. }
         | Command::Stou(Some(arg))
         | Command::Mkd(arg)
         | Command::Rnto(arg) = cmd
@@ -1283,9 +1301,28 @@ impl Session {
             protected: self.protected,
             parallelism: self.parallelism,
             have,
+            partial: None,
+            adjusted: false,
         };
         self.pending_transfer = Some(t.clone());
         Action::Transfer(Box::new(t))
+    }
+
+    /// ERET/ESTO: a RETR/STOR with one more property set on its transfer.
+    fn extended_transfer(
+        &mut self,
+        kind: TransferKind,
+        path: &str,
+        set: impl FnOnce(&mut Transfer),
+    ) -> Action {
+        match self.transfer(kind, Some(path)) {
+            Action::Transfer(mut t) => {
+                set(&mut t);
+                self.pending_transfer = Some((*t).clone());
+                Action::Transfer(t)
+            }
+            other => other,
+        }
     }
 
     /// Records the name the server picked for STOU (reported in the 150 and 226 replies).
@@ -1431,6 +1468,9 @@ impl Session {
             [
                 "EPRT",
                 "EPSV",
+                // GridFTP's partial retrieve and adjusted store (globus-url-copy -off/-len).
+                "ERET",
+                "ESTO",
                 "MDTM",
                 "MFMT",
                 "PASV",

@@ -1047,3 +1047,37 @@ fn feat_lists_cksm_and_hash_with_the_selected_one() {
         Action::Reply(Reply::new(200, "MD5"))
     );
 }
+
+#[test]
+fn eret_and_esto_are_retr_and_stor_with_a_range() {
+    let mut s = logged_in();
+    s.on_line(line("PORT 127,0,0,1,200,10"));
+    match s.on_line(line("ERET P 100 1000 a b.bin")) {
+        Action::Transfer(t) => {
+            assert_eq!(t.kind, TransferKind::Retrieve);
+            assert_eq!((t.offset, t.partial, t.adjusted), (100, Some(1000), false));
+            assert_eq!(t.path.as_str(), "/a b.bin");
+        }
+        other => panic!("{other:?}"),
+    }
+    s.transfer_done(TransferOutcome::Complete {
+        bytes: 1000,
+        kept_open: false,
+    });
+    s.on_line(line("PORT 127,0,0,1,200,10"));
+    match s.on_line(line("ESTO A 7 x.bin")) {
+        Action::Transfer(t) => {
+            assert_eq!(t.kind, TransferKind::Store);
+            assert_eq!((t.offset, t.partial, t.adjusted), (7, None, true));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(code(&s.on_line(line("ERET X 1 2 f"))), 501);
+    // ESTO changes a stored file: not for a drop box.
+    let mut s = Session::new(SessionConfig::default(), peer());
+    s.on_line(line("USER alice"));
+    s.on_line(line("PASS secret"));
+    s.login_done(Some(Access::drop_box(VPath::root())));
+    s.on_line(line("PORT 127,0,0,1,200,10"));
+    assert_eq!(code(&s.on_line(line("ESTO A 0 x.bin"))), 550);
+}

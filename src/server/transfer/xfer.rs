@@ -159,11 +159,8 @@ impl Xfer<'_> {
         if let Some(u) = &unique {
             self.opening = Reply::new(150, format!("FILE: {}", u.file_name().unwrap_or("")));
         }
-        // ALLO announces the size of the whole file (lftp sends it with REST), so a resumed upload
-        // needs only the rest of it.
         if let Some(n) = self
-            .t
-            .allocate
+            .announced_end(offset)
             .map(|n| n.saturating_sub(offset))
             .filter(|&n| n > 0)
         {
@@ -236,8 +233,7 @@ impl Xfer<'_> {
         // looks complete; an ALLO size tells the two apart. TYPE A changes the size in transit and
         // MODE B marks the end in-band, so neither is checked.
         let announced = self
-            .t
-            .allocate
+            .announced_end(offset)
             .filter(|_| env.ctx.cfg.allo_check && self.t.mode == TransferMode::Stream && !ascii);
         let outcome = match res {
             Ok(bytes) if announced.is_some_and(|n| offset + bytes < n) => {
@@ -279,6 +275,18 @@ impl Xfer<'_> {
             outcome,
             marks,
             unique,
+        })
+    }
+
+    /// Where the file ends by the ALLO size: ALLO announces the whole file (lftp sends it with
+    /// REST, so a resumed upload needs only the rest), except before ESTO, where it is the length
+    /// of the data written from the offset.
+    fn announced_end(&self, offset: u64) -> Option<u64> {
+        let n = self.t.allocate?;
+        Some(if self.t.adjusted {
+            offset.saturating_add(n)
+        } else {
+            n
         })
     }
 
@@ -326,7 +334,7 @@ impl Xfer<'_> {
             env.peer,
             sink,
             offset,
-            self.t.allocate,
+            self.announced_end(offset),
             stall,
         )
         .await;
@@ -421,14 +429,19 @@ impl Xfer<'_> {
                 Ok(n) => n,
                 Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
             };
-            // REST n is the range 0-n.
+            // REST n is the range 0-n. After ERET P the blocks' offsets count from its offset.
             let mut have = self.t.have.clone();
             have.push((0, self.t.offset));
+            let (end, base) = match self.t.partial {
+                Some(len) => (end.min(self.t.offset.saturating_add(len)), self.t.offset),
+                None => (end, 0),
+            };
             return self
                 .send_extended(extended::send::Source::File {
                     file: &file,
                     end,
                     have: &have,
+                    base,
                 })
                 .await;
         }
@@ -441,15 +454,22 @@ impl Xfer<'_> {
         let stall = self.env.ctx.cfg.data_timeout;
         let mut ascii = (self.t.ttype == TransferType::Ascii).then(LfToCrlf::default);
         let mut offset = self.t.offset;
+        // ERET P: the bytes up to here only.
+        let end = self.t.partial.map(|len| offset.saturating_add(len));
         let mut buf = Vec::with_capacity(256 * 1024);
         let mut out = Vec::new();
         loop {
             buf.clear();
             let (res, b) = file.read(buf, offset).await;
             buf = b;
-            let n = match res {
-                Ok(n) => n,
-                Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
+            let n = match (res, end) {
+                (Ok(n), Some(end)) => {
+                    let n = n.min((end - offset) as usize);
+                    buf.truncate(n);
+                    n
+                }
+                (Ok(n), None) => n,
+                (Err(e), _) => return Ok(TransferOutcome::Local(fs_error(e))),
             };
             out.clear();
             if n == 0 {

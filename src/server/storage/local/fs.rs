@@ -23,7 +23,7 @@ use crate::server::config::server::ServerConfig;
 use super::calls::FsCalls;
 use super::durability::SyncBatcher;
 use super::jail::{open, stat};
-use super::landing::Upload;
+use super::landing::{InPlaceAt, Upload};
 use super::ops::{self, FsContext};
 
 /// One core's local storage.
@@ -83,7 +83,7 @@ impl LocalRoot {
         let (calls, root, path) = (&self.fs.calls, &self.root, &t.path);
         match t.kind {
             TransferKind::Append => {
-                let (up, at) = Upload::in_place(calls, root, path, None, true).await?;
+                let (up, at) = Upload::in_place(calls, root, path, InPlaceAt::End, true).await?;
                 return Ok((up, at, None));
             }
             TransferKind::StoreUnique => {
@@ -93,13 +93,19 @@ impl LocalRoot {
             }
             _ => {}
         }
+        if t.adjusted {
+            let over = InPlaceAt::Over(t.offset);
+            let (up, at) = Upload::in_place(calls, root, path, over, true).await?;
+            return Ok((up, at, None));
+        }
         match (t.offset, t.mode) {
             (0, _) => Ok((Upload::create(calls, root, path).await?, 0, None)),
             (o, TransferMode::Block | TransferMode::Extended) => {
                 Ok((Upload::resume_partial(calls, root, path, o).await?, o, None))
             }
             (o, TransferMode::Stream) => {
-                let (up, at) = Upload::in_place(calls, root, path, Some(o), false).await?;
+                let (up, at) =
+                    Upload::in_place(calls, root, path, InPlaceAt::Cut(o), false).await?;
                 Ok((up, at, None))
             }
         }

@@ -54,6 +54,18 @@ impl FileSink<'_> {
     }
 }
 
+/// Where an in-place upload starts writing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InPlaceAt {
+    /// At the end of the file (APPE).
+    End,
+    /// At this offset, the file cut there first (REST + STOR: what follows is replaced).
+    Cut(u64),
+    /// At this offset, over what is there and past the end (ESTO A: a hole below it if the file
+    /// is shorter), nothing cut.
+    Over(u64),
+}
+
 /// Bytes of MODE E blocks held out of order for one upload's inline checksums; past this (a lost
 /// or much delayed block) the digest is given up and computed by reading when asked for.
 pub const DIGEST_HOLD_CAP: usize = 16 << 20;
@@ -194,13 +206,13 @@ impl Upload {
         })
     }
 
-    /// Opens the visible file at `path` to continue it at `offset` (stream REST+STOR, APPE with
-    /// `offset` = its size); `create` allows a new file (APPE).
+    /// Opens the visible file at `path` to write it from `at` on (stream REST+STOR, APPE at its
+    /// size, ESTO at any offset); `create` allows a new file (APPE, ESTO).
     pub async fn in_place(
         calls: &Rc<FsCalls>,
         root: &SharedFd,
         path: &VPath,
-        offset: Option<u64>,
+        at: InPlaceAt,
         create: bool,
     ) -> io::Result<(Upload, u64)> {
         let (dir, name) = open_parent_with(calls, root, path).await?;
@@ -211,13 +223,16 @@ impl Upload {
         if !st.is_file() {
             return Err(io::Error::from_raw_os_error(libc::EISDIR));
         }
-        let at = match offset {
-            Some(o) if o > st.size => return Err(io::Error::from_raw_os_error(libc::ERANGE)),
-            Some(o) => {
+        let at = match at {
+            InPlaceAt::Cut(o) if o > st.size => {
+                return Err(io::Error::from_raw_os_error(libc::ERANGE))
+            }
+            InPlaceAt::Cut(o) => {
                 op::ftruncate::ftruncate(&fd, o).await?;
                 o
             }
-            None => st.size,
+            InPlaceAt::End => st.size,
+            InPlaceAt::Over(o) => o,
         };
         let up = Upload {
             calls: calls.clone(),

@@ -40,11 +40,13 @@ type Part<'a> = Pin<Box<dyn Future<Output = Result<u64, StoreError>> + 'a>>;
 
 /// What a send carries.
 pub enum Source<'a> {
-    /// A file up to `end`, except the ranges the client `have`s (from `REST`).
+    /// A file up to `end`, except the ranges the client `have`s (from `REST`); block offsets
+    /// count from `base` (`ERET P`: from its offset).
     File {
         file: &'a Download,
         end: u64,
         have: &'a [(u64, u64)],
+        base: u64,
     },
     /// A listing, built in memory.
     Bytes(&'a [u8]),
@@ -173,7 +175,11 @@ async fn part(
                 buf.truncate(HEADER_LEN + len);
             }
         }
-        buf[..HEADER_LEN].copy_from_slice(&header(0, len as u64, at));
+        let base = match src {
+            Source::File { base, .. } => *base,
+            Source::Bytes(_) => 0,
+        };
+        buf[..HEADER_LEN].copy_from_slice(&header(0, len as u64, at - base));
         let (res, b) = net::send_all(fd, buf, stall).await;
         buf = b;
         res.map_err(StoreError::Net)?;
