@@ -400,6 +400,57 @@ fn globus_url_copy_verify_checksum_passes_and_catches_a_corrupted_file() {
     assert_ne!(sum_tool("md5sum", &down), source_md5);
 }
 
+#[test]
+fn bit_rot_under_an_unchanged_mtime_makes_verify_checksum_fail() {
+    // The digest stored at ingest is the file as it arrived. Bytes that change later without
+    // the file's size or mtime changing (bit rot, a bad disk, a tool that restores times) are
+    // caught: CKSM answers the stored digest, which no longer matches what is downloaded.
+    let srv = server("md5");
+    let name = "rot.bin";
+    let local = make_test_file(&srv.scratch(), name, 2 * MIB + 9, 77);
+    let src = format!("file://{}", local.display());
+    guc(
+        &["-verify-checksum", "-fast", "-p", "2"],
+        &src,
+        &guc_url(&srv, name),
+    )
+    .assert_success("globus-url-copy -verify-checksum upload");
+    let on_disk = srv.root().join(name);
+    let mtime = std::fs::metadata(&on_disk).unwrap().modified().unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&on_disk)
+            .unwrap();
+        f.write_all_at(&[0x5A; 8], MIB).unwrap();
+        f.set_times(std::fs::FileTimes::new().set_modified(mtime))
+            .unwrap();
+    }
+    assert_eq!(
+        std::fs::metadata(&on_disk).unwrap().modified().unwrap(),
+        mtime
+    );
+    let down = srv.scratch().join("rot.down");
+    let out = guc(
+        &["-verify-checksum"],
+        &guc_url(&srv, name),
+        &format!("file://{}", down.display()),
+    );
+    assert!(
+        !out.success(),
+        "a download of a rotten file passed -verify-checksum:\n{}",
+        out.describe()
+    );
+    assert!(
+        out.stderr_str().to_lowercase().contains("checksum"),
+        "{}",
+        out.describe()
+    );
+    // The server answered from the stored value: it did not read the file.
+    assert_eq!(reads_logged(&srv, name), 0, "{}", srv.stderr_tail(4000));
+}
+
 /// Every file under `dir` that has a stored SHA-256 has the one `sha256sum` computes; returns
 /// how many had one.
 fn stored_digests_match(dir: &Path) -> usize {
