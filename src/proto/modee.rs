@@ -45,11 +45,15 @@
 //! - The protocol carries no file size, so a lost *final* block is invisible to the receiver
 //!   unless the size is known from elsewhere (e.g. `ALLO`): see [`Transfer::expect_len`].
 //!
-//! # Not implemented yet
-//! Wiring into the server (the `MODE E` command, `FEAT PARALLEL`, accepting N data connections
-//! per transfer and routing them to one [`Transfer`]), `OPTS RETR Parallelism=...` for the send
-//! side, `SPAS`/`SPOR` striping, and restart ranges (`REST` with a range list, and 111 range
-//! markers built from [`Transfer::ranges`]).
+//! # The send side
+//! [`Blocks`] hands out what a send (RETR, listings) carries: the file in blocks, each to
+//! whichever connection is free, minus the ranges a `REST a-b,...` says the receiver has;
+//! [`Encoder::end_of_part`] ends each connection's part as globus-gridftp-server does.
+//!
+//! # Not implemented
+//! `SPOR` (striped active mode, only for third-party transfers between striped servers; `SPAS`
+//! is answered with one stripe), and 111 range markers for uploads (a failed upload keeps
+//! nothing, so there is no range a restart could skip).
 
 /// The descriptor bits MODE E shares with MODE B (RFC 959's four): end of record (accepted and
 /// ignored here: ringest stores image-type files), end of file (in MODE E its offset field is the
