@@ -323,23 +323,6 @@ fn a_file_changed_on_disk_is_never_answered_with_its_old_digest() {
     assert_eq!(hex_of(&ftp.cmd("CKSM SHA256 0 -1 x.bin"), 213), now);
 }
 
-fn guc(args: &[&str], src: &str, dst: &str) -> CmdOutput {
-    require_tool("globus-url-copy");
-    let mut c = Command::new("timeout");
-    c.args(["-k", "5", "120", "globus-url-copy"])
-        .args(args)
-        .arg(src)
-        .arg(dst);
-    run_cmd(&mut c, Duration::from_secs(150))
-}
-
-fn guc_url(srv: &Server, path: &str) -> String {
-    format!(
-        "ftp://{}:{}@127.0.0.1:{}/{path}",
-        srv.user, srv.pass, srv.port
-    )
-}
-
 #[test]
 fn globus_url_copy_verify_checksum_passes_and_catches_a_corrupted_file() {
     // globus-url-copy verifies with MD5 by default.

@@ -9,31 +9,13 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
-
-fn guc(args: &[&str], src: &str, dst: &str) -> CmdOutput {
-    require_tool("globus-url-copy");
-    let mut c = Command::new("timeout");
-    c.args(["-k", "5", "120", "globus-url-copy"])
-        .args(args)
-        .arg(src)
-        .arg(dst);
-    run_cmd(&mut c, Duration::from_secs(150))
-}
 
 fn server() -> Server {
     Server::start_with(ServerOpts {
         extra_args: vec!["--tls".into(), "off".into()],
         ..ServerOpts::default()
     })
-}
-
-fn url(srv: &Server, path: &str) -> String {
-    format!(
-        "ftp://{}:{}@127.0.0.1:{}/{path}",
-        srv.user, srv.pass, srv.port
-    )
 }
 
 #[test]
@@ -47,7 +29,7 @@ fn single_files_of_every_size_up_and_down_with_parallel_connections() {
         for args in opts {
             let what = format!("{size} bytes, globus-url-copy {args:?}");
             std::fs::remove_file(srv.root().join(&name)).ok();
-            guc(args, &src, &url(&srv, &name)).assert_success(&format!("upload of {what}"));
+            guc(args, &src, &guc_url(&srv, &name)).assert_success(&format!("upload of {what}"));
             assert_same_file(
                 &local,
                 &srv.root().join(&name),
@@ -56,27 +38,27 @@ fn single_files_of_every_size_up_and_down_with_parallel_connections() {
             let back = srv.scratch().join(format!("back{i}.bin"));
             std::fs::remove_file(&back).ok();
             let dst = format!("file://{}", back.display());
-            guc(args, &url(&srv, &name), &dst).assert_success(&format!("download of {what}"));
+            guc(args, &guc_url(&srv, &name), &dst).assert_success(&format!("download of {what}"));
             assert_same_file(&local, &back, &format!("download of {what}"));
         }
     }
     // Without -fast the connections are not cached; -p 2.
     let local = make_test_file(&srv.scratch(), "nofast.bin", 3 * MIB + 3, 99);
     let src = format!("file://{}", local.display());
-    guc(&["-p", "2"], &src, &url(&srv, "nofast.bin")).assert_success("globus-url-copy -p 2");
+    guc(&["-p", "2"], &src, &guc_url(&srv, "nofast.bin")).assert_success("globus-url-copy -p 2");
     assert_same_file(
         &local,
         &srv.root().join("nofast.bin"),
         "MODE E upload without -fast",
     );
     // -stripe: SPAS answered with one stripe for the upload; the download takes PORT.
-    guc(&["-stripe", "-p", "2"], &src, &url(&srv, "striped.bin"))
+    guc(&["-stripe", "-p", "2"], &src, &guc_url(&srv, "striped.bin"))
         .assert_success("globus-url-copy -stripe (upload)");
     assert_same_file(&local, &srv.root().join("striped.bin"), "-stripe upload");
     let back = srv.scratch().join("striped.back");
     guc(
         &["-stripe", "-p", "2"],
-        &url(&srv, "striped.bin"),
+        &guc_url(&srv, "striped.bin"),
         &format!("file://{}", back.display()),
     )
     .assert_success("globus-url-copy -stripe (download)");
@@ -96,7 +78,7 @@ fn a_directory_of_many_files_over_cached_pipelined_connections() {
         (&["-fast", "-pp", "-cd", "-r"][..], "many"),
         (&["-fast", "-p", "4", "-pp", "-cd", "-r"][..], "many4"),
     ] {
-        guc(args, &src, &url(&srv, &format!("{target}/")))
+        guc(args, &src, &guc_url(&srv, &format!("{target}/")))
             .assert_success(&format!("globus-url-copy {args:?}"));
         for i in 0..1000u64 {
             let name = format!("f{i}.bin");
@@ -115,7 +97,7 @@ fn a_directory_of_many_files_over_cached_pipelined_connections() {
         let dst = srv.scratch().join(back);
         guc(
             args,
-            &url(&srv, "many/"),
+            &guc_url(&srv, "many/"),
             &format!("file://{}/", dst.display()),
         )
         .assert_success(&format!("globus-url-copy {args:?} (download)"));
@@ -144,6 +126,31 @@ fn cmd(s: &mut TcpStream, line: &str) -> String {
     reply(s)
 }
 
+/// A logged-in control connection in TYPE I and MODE E.
+fn mode_e_session(srv: &Server) -> TcpStream {
+    let mut c = TcpStream::connect(srv.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    assert!(reply(&mut c).starts_with("220"));
+    assert!(cmd(&mut c, &format!("USER {}", srv.user)).starts_with("331"));
+    assert!(cmd(&mut c, &format!("PASS {}", srv.pass)).starts_with("230"));
+    assert!(cmd(&mut c, "TYPE I").starts_with("200"));
+    assert!(cmd(&mut c, "MODE E").starts_with("200"));
+    c
+}
+
+/// Sends PASV; the port of the 227 reply.
+fn pasv_port(c: &mut TcpStream) -> u16 {
+    let pasv = cmd(c, "PASV");
+    let nums: Vec<u16> = pasv
+        .split(['(', ')'])
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|n| n.trim().parse().unwrap())
+        .collect();
+    nums[4] * 256 + nums[5]
+}
+
 fn block(desc: u8, offset: u64, payload: &[u8]) -> Vec<u8> {
     let mut b = vec![desc];
     b.extend_from_slice(&(payload.len() as u64).to_be_bytes());
@@ -163,22 +170,8 @@ fn a_cut_parallel_upload_is_426_and_lands_nothing() {
         ],
         ..ServerOpts::default()
     });
-    let mut c = TcpStream::connect(srv.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    assert!(reply(&mut c).starts_with("220"));
-    assert!(cmd(&mut c, &format!("USER {}", srv.user)).starts_with("331"));
-    assert!(cmd(&mut c, &format!("PASS {}", srv.pass)).starts_with("230"));
-    assert!(cmd(&mut c, "TYPE I").starts_with("200"));
-    assert!(cmd(&mut c, "MODE E").starts_with("200"));
-    let pasv = cmd(&mut c, "PASV");
-    let nums: Vec<u16> = pasv
-        .split(['(', ')'])
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(|n| n.trim().parse().unwrap())
-        .collect();
-    let port = nums[4] * 256 + nums[5];
+    let mut c = mode_e_session(&srv);
+    let port = pasv_port(&mut c);
     assert!(cmd(&mut c, "STOR cut.bin").starts_with("150"));
     let mut d1 = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut d2 = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -230,13 +223,7 @@ fn a_download_sends_over_the_connections_it_opens_and_skips_rest_ranges() {
     let size = 3 * MIB + 5;
     let local = make_test_file(srv.root(), "src.bin", size, 7);
     let want = std::fs::read(&local).unwrap();
-    let mut c = TcpStream::connect(srv.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    assert!(reply(&mut c).starts_with("220"));
-    assert!(cmd(&mut c, &format!("USER {}", srv.user)).starts_with("331"));
-    assert!(cmd(&mut c, &format!("PASS {}", srv.pass)).starts_with("230"));
-    assert!(cmd(&mut c, "TYPE I").starts_with("200"));
-    assert!(cmd(&mut c, "MODE E").starts_with("200"));
+    let mut c = mode_e_session(&srv);
     assert!(cmd(&mut c, "OPTS RETR Parallelism=3,3,3;").starts_with("200"));
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let p = l.local_addr().unwrap().port();
@@ -296,22 +283,8 @@ fn a_download_sends_over_the_connections_it_opens_and_skips_rest_ranges() {
 #[test]
 fn many_connections_opened_before_the_stor_all_count() {
     let srv = server();
-    let mut c = TcpStream::connect(srv.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    assert!(reply(&mut c).starts_with("220"));
-    assert!(cmd(&mut c, &format!("USER {}", srv.user)).starts_with("331"));
-    assert!(cmd(&mut c, &format!("PASS {}", srv.pass)).starts_with("230"));
-    assert!(cmd(&mut c, "TYPE I").starts_with("200"));
-    assert!(cmd(&mut c, "MODE E").starts_with("200"));
-    let pasv = cmd(&mut c, "PASV");
-    let nums: Vec<u16> = pasv
-        .split(['(', ')'])
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(|n| n.trim().parse().unwrap())
-        .collect();
-    let port = nums[4] * 256 + nums[5];
+    let mut c = mode_e_session(&srv);
+    let port = pasv_port(&mut c);
     // All 40 connect (and send their part) before the server accepts any: none may be dropped.
     let n = 40u64;
     let mut conns: Vec<TcpStream> = (0..n)
@@ -361,7 +334,7 @@ fn partial_transfers_with_off_and_len_use_eret_and_esto() {
         let back = srv.scratch().join(format!("part{i}.bin"));
         guc(
             &opts,
-            &url(&srv, "whole.bin"),
+            &guc_url(&srv, "whole.bin"),
             &format!("file://{}", back.display()),
         )
         .assert_success(&format!("partial download {opts:?}"));
@@ -373,7 +346,7 @@ fn partial_transfers_with_off_and_len_use_eret_and_esto() {
         guc(
             &opts,
             &format!("file://{}", local.display()),
-            &url(&srv, &name),
+            &guc_url(&srv, &name),
         )
         .assert_success(&format!("partial upload {opts:?}"));
         let got = std::fs::read(srv.root().join(&name)).unwrap();

@@ -176,7 +176,7 @@ pub fn ftruncate(fd: &SharedFd, len: u64) -> io::Result<()> {
 }
 
 /// fsetxattr(2) on the core thread: an inode update, like the metadata calls above.
-pub fn fsetxattr(fd: &SharedFd, name: &CStr, value: &[u8]) -> io::Result<()> {
+pub fn fsetxattr(fd: &impl AsRawFd, name: &CStr, value: &[u8]) -> io::Result<()> {
     // SAFETY: `name` is NUL-terminated and `value` valid for `value.len()` bytes; the kernel only
     // reads both during the call, and `fd` is open.
     let ret = unsafe {

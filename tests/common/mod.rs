@@ -1922,3 +1922,23 @@ pub fn startup_line(srv: &Server, prefix: &str) -> String {
         )
     })
 }
+
+/// Runs the real `globus-url-copy` (Debian `globus-gass-copy-progs`) with `args` from `src` to
+/// `dst`, bounded in time; fails the test if it is not installed.
+pub fn guc(args: &[&str], src: &str, dst: &str) -> CmdOutput {
+    require_tool("globus-url-copy");
+    let mut c = Command::new("timeout");
+    c.args(["-k", "5", "120", "globus-url-copy"])
+        .args(args)
+        .arg(src)
+        .arg(dst);
+    run_cmd(&mut c, Duration::from_secs(150))
+}
+
+/// The `ftp://user:pass@127.0.0.1:port/path` URL globus-url-copy takes for `path` on `srv`.
+pub fn guc_url(srv: &Server, path: &str) -> String {
+    format!(
+        "ftp://{}:{}@127.0.0.1:{}/{path}",
+        srv.user, srv.pass, srv.port
+    )
+}

@@ -392,29 +392,15 @@ pub async fn receive_fixed_until(
     Ok(FixedEnd::Switch(offset))
 }
 
+/// Receives the whole stream into the registered buffers, written as they fill; the length.
 pub async fn receive_fixed(
     data: &SharedFd,
     sink: FileSink<'_>,
     start: u64,
     stall: Duration,
 ) -> Result<u64, StoreError> {
-    let mut rx = Receiver::new(data, stall);
-    let mut writes = WriteSet::new(sink);
-    let mut offset = start;
-    loop {
-        if rx.closed && writes.is_empty() {
-            return Ok(offset - start);
-        }
-        match rx.event(&mut writes, !rx.closed).await? {
-            Wake::Wrote => {}
-            Wake::Recv(item) => {
-                if let Some(buf) = rx.on_recv(item)? {
-                    let n = buf.len();
-                    writes.push(Rc::new(buf), 0..n, offset)?;
-                    offset += n as u64;
-                }
-            }
-            Wake::Tick => rx.on_tick(!rx.closed)?,
-        }
+    // Without a threshold the receive ends only at the peer's close.
+    match receive_fixed_until(data, sink, start, stall, u64::MAX).await? {
+        FixedEnd::Eof(end) | FixedEnd::Switch(end) => Ok(end - start),
     }
 }

@@ -125,31 +125,13 @@ fn digest_of(
                     mtime_nsec: st.mtime.1,
                     hex: hex.clone(),
                 };
-                if let Err(e) = set(fd, &name, value.encode().as_bytes()) {
+                if let Err(e) = direct::fsetxattr(fd, &name, value.encode().as_bytes()) {
                     store_failed(&e);
                 }
             }
         }
     }
     Ok((hex, end, Source::Read(why)))
-}
-
-fn set(fd: &OwnedFd, name: &CString, value: &[u8]) -> io::Result<()> {
-    // SAFETY: NUL-terminated name, `value` valid for its length, `fd` open; read-only for the
-    // kernel during the call.
-    let ret = unsafe {
-        libc::fsetxattr(
-            fd.as_raw_fd(),
-            name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if ret != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Reads `offset..end` through a 1 MiB buffer into the digest.
@@ -233,7 +215,7 @@ pub fn restamp(fd: &OwnedFd, values: Vec<(Algo, String)>) {
             mtime_nsec: st.mtime.1,
             hex,
         };
-        if let Err(e) = set(fd, &name, v.encode().as_bytes()) {
+        if let Err(e) = direct::fsetxattr(fd, &name, v.encode().as_bytes()) {
             store_failed(&e);
             return;
         }
