@@ -35,8 +35,36 @@ use super::Extended;
 /// 17-byte header is noise and small enough to spread a file over the connections.
 const BLOCK: usize = 256 * 1024;
 
-/// One connection's part of a send, running beside the others.
-type Part<'a> = Pin<Box<dyn Future<Output = Result<u64, StoreError>> + 'a>>;
+/// One of several operations that run side by side (a connection's part of a send, a connect).
+type Pending<'a, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + 'a>>;
+
+/// Runs `futs` side by side until all succeed (their results, in order) or one fails (its error;
+/// the others are dropped, which cancels their ring operations).
+async fn all<T, E>(futs: Vec<Pending<'_, T, E>>) -> Result<Vec<T>, E> {
+    let mut slots: Vec<Option<Pending<'_, T, E>>> = futs.into_iter().map(Some).collect();
+    let mut done: Vec<Option<T>> = slots.iter().map(|_| None).collect();
+    poll_fn(|cx| {
+        let mut running = false;
+        for (slot, out) in slots.iter_mut().zip(done.iter_mut()) {
+            let Some(f) = slot.as_mut() else { continue };
+            match f.as_mut().poll(cx) {
+                Poll::Ready(Ok(v)) => {
+                    *out = Some(v);
+                    *slot = None;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => running = true,
+            }
+        }
+        if running {
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(()))
+        }
+    })
+    .await?;
+    Ok(done.into_iter().flatten().collect())
+}
 
 /// What a send carries.
 pub enum Source<'a> {
@@ -74,8 +102,14 @@ pub async fn connect(
         }
         DataEndpoint::Active(_) => {
             ext.conns.clear();
-            for _ in 0..parallelism.max(1) {
-                let fd = data::connect(ctx, endpoint, None, peer, local).await?;
+            // All at once: each `data::connect` is bounded by the data timeout, so the whole set
+            // is too, and a far client pays one round trip for them, not n.
+            let connects = (0..parallelism.max(1))
+                .map(|_| -> Pending<'_, SharedFd, io::Error> {
+                    Box::pin(data::connect(ctx, endpoint, None, peer, local))
+                })
+                .collect();
+            for fd in all(connects).await? {
                 let _ = net::set_nodelay(std::os::fd::AsRawFd::as_raw_fd(&*fd));
                 ctx.metrics.data_connection();
                 ext.adopt(fd, ctx.cfg.data_timeout);
@@ -100,37 +134,15 @@ pub async fn send(ext: &mut Extended, src: Source<'_>, stall: Duration) -> Resul
         Source::Bytes(b) => Blocks::new(0, b.len() as u64, BLOCK as u64),
     });
     let conns = fds.len() as u64;
-    let mut parts: Vec<Option<Part<'_>>> = fds
+    let parts = fds
         .iter()
         .enumerate()
-        .map(|(i, fd)| {
+        .map(|(i, fd)| -> Pending<'_, u64, StoreError> {
             let last = i + 1 == fds.len();
-            let f: Pin<Box<dyn Future<Output = _>>> =
-                Box::pin(part(fd, &blocks, &src, last, conns, stall));
-            Some(f)
+            Box::pin(part(fd, &blocks, &src, last, conns, stall))
         })
         .collect();
-    let mut total = 0;
-    poll_fn(|cx| {
-        let mut running = false;
-        for slot in parts.iter_mut() {
-            let Some(f) = slot.as_mut() else { continue };
-            match f.as_mut().poll(cx) {
-                Poll::Ready(Ok(n)) => {
-                    total += n;
-                    *slot = None;
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => running = true,
-            }
-        }
-        if running {
-            Poll::Pending
-        } else {
-            Poll::Ready(Ok(total))
-        }
-    })
-    .await
+    Ok(all(parts).await?.into_iter().sum())
 }
 
 /// One connection's part: blocks until none are left, then its EOD (the last connection's with
