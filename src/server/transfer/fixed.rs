@@ -232,14 +232,17 @@ impl Receiver {
     }
 }
 
-/// Waits up to `stall` for a buffer of the core's pool to come back.
+/// Waits up to `stall` for a buffer of the core's pool to come back. A core without a pool can
+/// never receive this way: an error at once, not a loop that waits for nothing.
 pub async fn wait_for_buffer(stall: Duration) -> Result<(), StoreError> {
-    let Some(rt) = runtime::current() else {
-        return Ok(());
+    let none = || {
+        StoreError::Net(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no registered receive buffers on this core",
+        ))
     };
-    let Some(pool) = rt.bufpool() else {
-        return Ok(());
-    };
+    let rt = runtime::current().ok_or_else(none)?;
+    let pool = rt.bufpool().ok_or_else(none)?;
     if pool.available() > 0 {
         return Ok(());
     }
