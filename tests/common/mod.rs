@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod garage;
+pub mod s3;
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
