@@ -12,6 +12,9 @@
 //! Set `RINGEST_BIN=/path/to/server` to run the suite against another binary.
 #![allow(dead_code)]
 
+pub mod garage;
+pub mod s3;
+
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

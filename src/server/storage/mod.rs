@@ -29,6 +29,7 @@
 //! has to learn the new variant; nothing above this folder changes shape.
 
 pub mod local;
+pub mod s3;
 pub mod seam;
 
 pub use local::jail::errno_of;
