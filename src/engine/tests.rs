@@ -334,6 +334,60 @@ fn blocking_work_runs_off_the_core() {
     });
 }
 
+/// Threads of this process whose name starts with `prefix` (names are cut to 15 bytes).
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.starts_with(prefix))
+        .count()
+}
+
+#[test]
+fn worker_pool_keeps_state_per_thread_and_exits_when_dropped() {
+    let pool = blocking::WorkerPool::new("rgt-pool", 1, |i| (i, 0u32)).unwrap();
+    assert_eq!(pool.threads(), 1);
+    let pool = Rc::new(pool);
+    let p = pool.clone();
+    run(async move {
+        for n in 1..=3 {
+            let (worker, seen, name) = p
+                .run(|state: &mut (usize, u32)| {
+                    state.1 += 1;
+                    (
+                        state.0,
+                        state.1,
+                        std::thread::current().name().map(str::to_string),
+                    )
+                })
+                .await
+                .unwrap();
+            // One worker: every job sees the state the previous one left.
+            assert_eq!((worker, seen), (0, n));
+            assert_eq!(name.as_deref(), Some("rgt-pool-0"));
+        }
+        let e = p
+            .run(|_: &mut (usize, u32)| -> u32 { panic!("boom") })
+            .await;
+        assert!(e.is_err());
+        // A panicking job does not take its worker (or the state) with it.
+        let seen = p.run(|state: &mut (usize, u32)| state.1).await.unwrap();
+        assert_eq!(seen, 3);
+    });
+    // The OS thread name is set by the worker itself, so only once it has run a job is it sure.
+    assert_eq!(threads_named("rgt-pool-0"), 1);
+    drop(pool);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while threads_named("rgt-pool-") > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "pool workers still alive after drop"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(blocking::WorkerPool::new("rgt-none", 0, |_| ()).is_err());
+}
+
 #[test]
 fn reuseport_listeners_share_a_port() {
     let a = net::listen_reuseport("127.0.0.1:0".parse().unwrap(), Some(0), 64).unwrap();
