@@ -1,12 +1,16 @@
-//! Groundwork for the S3 backend (issue #12): the pure parts that decide how an upload becomes
-//! S3 requests and how much memory all uploads may hold, written and tested before the I/O
-//! around them. Not yet a [`Backend`](super::Backend) variant: nothing reaches this from a
+//! The S3 backend (issue #12), built bottom-up: the pure parts that decide how an upload becomes
+//! S3 requests and how much memory all uploads may hold, and the client that sends those requests
+//! off the cores. Not yet a [`Backend`](super::Backend) variant: nothing reaches this from a
 //! session today.
 //!
 //! - `plan`: part sizes for an upload of unknown length, single PUT or multipart.
 //! - `budget`: the global cap on buffered bytes, and who waits for it (back-pressure).
+//! - `retry`: the back-off schedule the client follows, as a pure function.
+//! - `credentials`: the access key, from the environment or a file.
 //!
-//! The client and its threads are chosen in `docs/s3.md`.
+//! Why rusty-s3 and ureq on threads of their own: `docs/s3.md`.
 
 pub mod budget;
+pub mod credentials;
 pub mod plan;
+pub mod retry;
