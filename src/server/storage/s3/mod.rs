@@ -5,12 +5,14 @@
 //!
 //! - `plan`: part sizes for an upload of unknown length, single PUT or multipart.
 //! - `budget`: the global cap on buffered bytes, and who waits for it (back-pressure).
+//! - `client`: the requests, on worker threads of their own, with typed errors and retries.
 //! - `retry`: the back-off schedule the client follows, as a pure function.
 //! - `credentials`: the access key, from the environment or a file.
 //!
 //! Why rusty-s3 and ureq on threads of their own: `docs/s3.md`.
 
 pub mod budget;
+pub mod client;
 pub mod credentials;
 pub mod plan;
 pub mod retry;

@@ -1,0 +1,311 @@
+//! The S3 client the backend will call (`server::storage::s3::client`), driven from an engine
+//! runtime as a core would drive it, against a real 3-node Garage cluster; and against stores
+//! that are down (a closed port, a port that never answers, a cluster with every node stopped),
+//! which must fail within the retry policy's bound with a transient error, never hang.
+//!
+//! What the client wrote is checked with the independent test client (`common::s3`) too, so a
+//! client that misreads what it wrote cannot pass its own round trip.
+
+mod common;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::garage::Garage;
+use common::s3::S3;
+use common::{assert_bytes_eq, test_bytes, MIB};
+use ringest::engine::{block_on, RuntimeConfig};
+use ringest::server::storage::s3::client::{S3Client, S3Config, S3Error};
+use ringest::server::storage::s3::credentials::S3Credentials;
+use ringest::server::storage::s3::retry::RetryPolicy;
+
+/// S3's smallest part but the last.
+const MIN_PART: usize = 5 * MIB as usize;
+
+/// Slack on top of a retry policy's total: the last attempt's timeout and the scheduling of a
+/// loaded 2-core box.
+const SLACK: Duration = Duration::from_secs(3);
+
+fn run<F>(f: F) -> F::Output
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let cfg = RuntimeConfig {
+        entries: 64,
+        buffers: 0,
+        buffer_size: 4096,
+        pipes: 0,
+        pipe_size: 1 << 16,
+    };
+    block_on(0, &cfg, f).expect("engine runtime")
+}
+
+fn garage_config(g: &Garage) -> S3Config {
+    S3Config {
+        threads: 4,
+        ..S3Config::new(
+            g.endpoint.clone(),
+            g.region.clone(),
+            g.bucket.clone(),
+            S3Credentials::new(g.key_id.clone(), g.secret.clone()),
+        )
+    }
+}
+
+/// A policy short enough for a test to wait out: 4 attempts within `total`.
+fn short_retry(total: Duration) -> RetryPolicy {
+    RetryPolicy {
+        attempts: 4,
+        first_delay: Duration::from_millis(100),
+        max_delay: Duration::from_millis(500),
+        total,
+    }
+}
+
+fn down_config(endpoint: String, total: Duration) -> S3Config {
+    S3Config {
+        threads: 2,
+        connect_timeout: Duration::from_secs(1),
+        io_timeout: Duration::from_secs(1),
+        retry: short_retry(total),
+        ..S3Config::new(
+            endpoint,
+            "garage",
+            "bucket",
+            S3Credentials::new("GKnobody", "not-a-secret"),
+        )
+    }
+}
+
+#[test]
+fn client_round_trips_on_garage_then_fails_bounded_when_every_node_stops() {
+    let mut g = Garage::start();
+    let checker = S3::for_garage_node(&g, 2);
+    let client = Rc::new(S3Client::new(garage_config(&g)).expect("client"));
+
+    let small = test_bytes(100_000, 11);
+    let big = test_bytes(MIN_PART + 1, 12);
+    let (small2, big2) = (small.clone(), big.clone());
+    let c = client.clone();
+    run(async move {
+        // PUT, read back whole and in ranges; the buffer comes back to the caller.
+        let (res, buf) = c.put_object("c/small.bin", small2.clone()).await;
+        res.expect("put_object");
+        assert_eq!(buf.len(), small2.len(), "put_object hands its buffer back");
+        let back = c.get_range("c/small.bin", 0, None).await.expect("get");
+        assert_bytes_eq(&small2, &back, "put_object then get_range(0..)");
+        let mid = c.get_range("c/small.bin", 10, Some(1000)).await.unwrap();
+        assert_bytes_eq(&small2[10..1000], &mid, "get_range(10..1000)");
+        let tail = c.get_range("c/small.bin", 99_990, None).await.unwrap();
+        assert_bytes_eq(&small2[99_990..], &tail, "get_range(99990..)");
+
+        let meta = c
+            .head("c/small.bin")
+            .await
+            .unwrap()
+            .expect("head of a stored object");
+        assert_eq!(meta.size, 100_000);
+        let mtime = meta.mtime.expect("Last-Modified");
+        let age = SystemTime::now()
+            .duration_since(mtime)
+            .unwrap_or_else(|e| e.duration());
+        assert!(
+            age < Duration::from_secs(300),
+            "mtime {mtime:?} is {age:?} off"
+        );
+        assert_eq!(c.head("c/none.bin").await.unwrap(), None);
+        assert!(matches!(
+            c.get_range("c/none.bin", 0, None).await,
+            Err(S3Error::NotFound { .. })
+        ));
+
+        // Multipart: a full minimum part and a last part of one byte.
+        let id = c.create_multipart("c/multi.bin").await.expect("create");
+        let (e1, b1) = c
+            .upload_part("c/multi.bin", &id, 1, big2[..MIN_PART].to_vec())
+            .await;
+        assert_eq!(b1.len(), MIN_PART);
+        let (e2, _) = c
+            .upload_part("c/multi.bin", &id, 2, big2[MIN_PART..].to_vec())
+            .await;
+        assert_eq!(
+            c.head("c/multi.bin").await.unwrap(),
+            None,
+            "visible before CompleteMultipartUpload"
+        );
+        c.complete_multipart("c/multi.bin", &id, vec![e1.unwrap(), e2.unwrap()])
+            .await
+            .expect("complete");
+        let back = c.get_range("c/multi.bin", 0, None).await.unwrap();
+        assert_bytes_eq(&big2, &back, "multipart 5 MiB + 1 B");
+        assert_eq!(
+            c.head("c/multi.bin").await.unwrap().unwrap().size,
+            big2.len() as u64
+        );
+
+        // Abort leaves nothing, refuses later parts, and is idempotent.
+        let id = c.create_multipart("c/aborted.bin").await.unwrap();
+        let (e, _) = c
+            .upload_part("c/aborted.bin", &id, 1, big2[..MIN_PART].to_vec())
+            .await;
+        e.unwrap();
+        c.abort_multipart("c/aborted.bin", &id)
+            .await
+            .expect("abort");
+        assert_eq!(c.head("c/aborted.bin").await.unwrap(), None);
+        let (late, _) = c
+            .upload_part("c/aborted.bin", &id, 2, b"late".to_vec())
+            .await;
+        assert!(late.is_err(), "a part was accepted for an aborted upload");
+        c.abort_multipart("c/aborted.bin", &id)
+            .await
+            .expect("a second abort");
+
+        // Copy, to a key that needs encoding in x-amz-copy-source and from one that does too.
+        c.copy("c/small.bin", "c/copy of small+1.bin")
+            .await
+            .expect("copy");
+        c.copy("c/copy of small+1.bin", "c/copy2.bin")
+            .await
+            .expect("copy of an encoded key");
+        let back = c.get_range("c/copy2.bin", 0, None).await.unwrap();
+        assert_bytes_eq(&small2, &back, "copy");
+        assert!(matches!(
+            c.copy("c/none.bin", "c/x.bin").await,
+            Err(S3Error::NotFound { .. })
+        ));
+
+        // Listing: flat, and folded by a delimiter.
+        let page = c.list("c/", None, None).await.unwrap();
+        let keys: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "c/copy of small+1.bin",
+                "c/copy2.bin",
+                "c/multi.bin",
+                "c/small.bin"
+            ]
+        );
+        assert!(page.objects.iter().all(|o| o.mtime.is_some()));
+        assert_eq!(page.objects[3].size, 100_000);
+        assert_eq!(page.continuation, None);
+        let (res, _) = c.put_object("top.bin", b"top".to_vec()).await;
+        res.unwrap();
+        let page = c.list("", Some("/"), None).await.unwrap();
+        assert_eq!(page.prefixes, ["c/"]);
+        let keys: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["top.bin"]);
+
+        // Delete; deleting what is gone is still success.
+        c.delete("c/small.bin").await.expect("delete");
+        assert_eq!(c.head("c/small.bin").await.unwrap(), None);
+        c.delete("c/small.bin")
+            .await
+            .expect("delete of a missing key");
+    });
+
+    // The independent client sees what this one wrote.
+    assert_bytes_eq(
+        &big,
+        &checker.get("c/multi.bin").unwrap().unwrap(),
+        "checker: multipart",
+    );
+    assert_bytes_eq(
+        &small,
+        &checker.get("c/copy2.bin").unwrap().unwrap(),
+        "checker: copy",
+    );
+    assert_eq!(checker.get("c/small.bin").unwrap(), None);
+    assert_eq!(checker.get("c/aborted.bin").unwrap(), None);
+
+    // Every node stopped: a store that is down, refused at connect.
+    for i in 0..g.nodes.len() {
+        g.stop_node(i);
+    }
+    let total = Duration::from_secs(4);
+    let down = S3Client::new(S3Config {
+        retry: short_retry(total),
+        connect_timeout: Duration::from_secs(1),
+        io_timeout: Duration::from_secs(1),
+        ..garage_config(&g)
+    })
+    .unwrap();
+    let t0 = Instant::now();
+    let (head, put) = run(async move {
+        let head = down.head("c/multi.bin").await;
+        let (put, _) = down.put_object("c/after.bin", b"x".to_vec()).await;
+        (head, put)
+    });
+    let took = t0.elapsed();
+    for res in [head.map(drop), put] {
+        match res {
+            Err(e @ S3Error::Unavailable { .. }) => assert!(e.is_transient()),
+            other => panic!("with every node stopped: {other:?}"),
+        }
+    }
+    assert!(took < 2 * total + SLACK, "two requests took {took:?}");
+}
+
+#[test]
+fn closed_port_is_unavailable_after_bounded_attempts() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let total = Duration::from_secs(5);
+    let client = S3Client::new(down_config(format!("http://127.0.0.1:{port}"), total)).unwrap();
+    let t0 = Instant::now();
+    let (get, create) = run(async move {
+        (
+            client.get_range("k", 0, None).await,
+            client.create_multipart("k").await,
+        )
+    });
+    let took = t0.elapsed();
+    // Refused at connect: every attempt is made (nothing was sent, so even CreateMultipartUpload
+    // is retried), and the back-offs alone are well under the total.
+    for res in [get.map(drop), create.map(drop)] {
+        match res {
+            Err(S3Error::Unavailable { attempts: 4, .. }) => {}
+            other => panic!("closed port: {other:?}"),
+        }
+    }
+    assert!(took < 2 * total, "took {took:?}");
+}
+
+#[test]
+fn silent_store_is_cut_off_at_the_total_time() {
+    // Accepts connections (the kernel completes the handshake) and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let total = Duration::from_secs(3);
+    let client = S3Client::new(down_config(format!("http://127.0.0.1:{port}"), total)).unwrap();
+    let t0 = Instant::now();
+    let get = run({
+        let c = Rc::new(client);
+        async move {
+            let get = c.get_range("k", 0, None).await;
+            let t1 = Instant::now();
+            let create = c.create_multipart("k").await;
+            (get, create, t1.elapsed())
+        }
+    });
+    let took = t0.elapsed();
+    let (get, create, create_took) = get;
+    assert!(
+        matches!(get, Err(S3Error::Unavailable { .. })),
+        "idempotent GET against a silent store: {get:?}"
+    );
+    // CreateMultipartUpload was sent and not answered: not retried, its outcome unknown.
+    assert!(
+        matches!(create, Err(S3Error::Timeout { .. })),
+        "CreateMultipartUpload against a silent store: {create:?}"
+    );
+    assert!(create_took < total + SLACK, "create took {create_took:?}");
+    assert!(took < 2 * total + SLACK, "took {took:?}");
+    drop(listener);
+}
