@@ -9,15 +9,18 @@
 mod common;
 
 use std::future::Future;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::garage::Garage;
 use common::s3::S3;
 use common::{assert_bytes_eq, test_bytes, MIB};
 use ringest::engine::{block_on, RuntimeConfig};
-use ringest::server::storage::s3::client::{S3Client, S3Config, S3Error};
+use ringest::server::storage::s3::client::{ETag, S3Client, S3Config, S3Error, UploadId};
 use ringest::server::storage::s3::credentials::S3Credentials;
 use ringest::server::storage::s3::retry::RetryPolicy;
 
@@ -199,6 +202,7 @@ fn client_round_trips_on_garage_then_fails_bounded_when_every_node_stops() {
         assert_eq!(page.prefixes, ["c/"]);
         let keys: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
         assert_eq!(keys, ["top.bin"]);
+        assert_eq!(page.continuation, None);
 
         // Delete; deleting what is gone is still success.
         c.delete("c/small.bin").await.expect("delete");
@@ -207,6 +211,47 @@ fn client_round_trips_on_garage_then_fails_bounded_when_every_node_stops() {
             .await
             .expect("delete of a missing key");
     });
+
+    // Pages: 2 keys per page over the 3 left under c/.
+    let paged = S3Client::new(S3Config {
+        list_page: 2,
+        ..garage_config(&g)
+    })
+    .unwrap();
+    let keys = run(async move {
+        let mut keys = Vec::new();
+        let mut next: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let page = paged.list("c/", None, next.as_deref()).await.unwrap();
+            pages += 1;
+            assert!(page.objects.len() <= 2);
+            keys.extend(page.objects.into_iter().map(|o| o.key));
+            match page.continuation {
+                Some(c) => next = Some(c),
+                None => break,
+            }
+            assert!(pages < 10, "listing does not end");
+        }
+        keys
+    });
+    assert_eq!(
+        keys,
+        ["c/copy of small+1.bin", "c/copy2.bin", "c/multi.bin"],
+        "paged listing"
+    );
+
+    // A wrong secret is refused, not retried as if the store were down.
+    let denied = S3Client::new(S3Config {
+        credentials: S3Credentials::new(g.key_id.clone(), "0".repeat(64)),
+        ..garage_config(&g)
+    })
+    .unwrap();
+    let res = run(async move { denied.head("c/multi.bin").await });
+    assert!(
+        matches!(res, Err(S3Error::AccessDenied { .. })),
+        "wrong secret: {res:?}"
+    );
 
     // The independent client sees what this one wrote.
     assert_bytes_eq(
@@ -308,4 +353,73 @@ fn silent_store_is_cut_off_at_the_total_time() {
     assert!(create_took < total + SLACK, "create took {create_took:?}");
     assert!(took < 2 * total + SLACK, "took {took:?}");
     drop(listener);
+}
+
+/// A store that answers each connection with the next canned reply, then closes it; counts the
+/// requests it saw.
+fn scripted_store(replies: Vec<&'static str>) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    std::thread::spawn(move || {
+        for reply in replies {
+            let Ok((mut conn, _)) = listener.accept() else {
+                return;
+            };
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if lower.starts_with("expect: 100-continue") {
+                    conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = conn.write_all(reply.as_bytes());
+        }
+    });
+    (endpoint, seen)
+}
+
+const SLOW_DOWN: &str = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 36\r\n\
+                         Connection: close\r\n\r\n<Error><Code>SlowDown</Code></Error>";
+const PART_OK: &str =
+    "HTTP/1.1 200 OK\r\nETag: \"part-etag\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+#[test]
+fn a_part_is_retried_through_a_503_but_create_is_not() {
+    let (endpoint, seen) = scripted_store(vec![SLOW_DOWN, SLOW_DOWN, PART_OK]);
+    let client = S3Client::new(down_config(endpoint, Duration::from_secs(10))).unwrap();
+    let (etag, buf) = run(async move {
+        client
+            .upload_part("k", &UploadId("u".into()), 1, b"part bytes".to_vec())
+            .await
+    });
+    assert_eq!(etag.unwrap(), ETag("\"part-etag\"".into()));
+    assert_eq!(buf, b"part bytes", "the buffer comes back unchanged");
+    assert_eq!(seen.load(Ordering::SeqCst), 3, "two 503s, then the part");
+
+    // A 503 to CreateMultipartUpload reached the store: no second upload is started.
+    let (endpoint, seen) = scripted_store(vec![SLOW_DOWN]);
+    let client = S3Client::new(down_config(endpoint, Duration::from_secs(10))).unwrap();
+    let res = run(async move { client.create_multipart("k").await });
+    assert!(
+        matches!(res, Err(S3Error::Unavailable { attempts: 1, .. })),
+        "create after a 503: {res:?}"
+    );
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
 }

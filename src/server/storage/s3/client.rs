@@ -60,6 +60,8 @@ pub struct S3Config {
     pub retry: RetryPolicy,
     /// Largest body one `get_range` returns.
     pub max_get: u64,
+    /// Keys per `list` page (S3 caps it at 1000).
+    pub list_page: usize,
 }
 
 impl S3Config {
@@ -81,6 +83,7 @@ impl S3Config {
             attempt_timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
             max_get: 256 << 20,
+            list_page: 1000,
         }
     }
 }
@@ -197,6 +200,7 @@ struct Inner {
     retry: RetryPolicy,
     attempt_timeout: Duration,
     max_get: u64,
+    list_page: usize,
 }
 
 /// The client the cores share (it is `Send + Sync`; put it in an `Arc`). Dropping it lets the
@@ -251,6 +255,7 @@ impl S3Client {
                 retry: cfg.retry,
                 attempt_timeout: cfg.attempt_timeout,
                 max_get: cfg.max_get,
+                list_page: cfg.list_page,
             }),
             pool,
             endpoint: cfg.endpoint,
@@ -516,6 +521,7 @@ impl S3Client {
         self.run(OP, move |inner, agent| {
             inner.with_retries(OP, Retry::Idempotent, |timeout| {
                 let mut action = ListObjectsV2::new(&inner.bucket, Some(&inner.creds));
+                action.with_max_keys(inner.list_page);
                 if !prefix.is_empty() {
                     action.with_prefix(prefix.as_str());
                 }
