@@ -423,3 +423,42 @@ fn a_part_is_retried_through_a_503_but_create_is_not() {
     );
     assert_eq!(seen.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn requests_queued_behind_a_dead_store_still_answer_within_the_total() {
+    // One worker, a store that never answers, three requests at once: the second and third wait
+    // for the worker while the first uses up the total; they must not then start a budget of
+    // their own each.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let total = Duration::from_secs(2);
+    let client = Rc::new(
+        S3Client::new(S3Config {
+            threads: 1,
+            ..down_config(format!("http://{}", listener.local_addr().unwrap()), total)
+        })
+        .unwrap(),
+    );
+    let t0 = Instant::now();
+    let results = run(async move {
+        let tasks: Vec<_> = (0..3)
+            .map(|i| {
+                let c = client.clone();
+                ringest::engine::spawn(async move { c.head(&format!("k{i}")).await })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await);
+        }
+        out
+    });
+    let took = t0.elapsed();
+    for res in results {
+        assert!(
+            matches!(res, Err(S3Error::Unavailable { .. })),
+            "queued HEAD against a silent store: {res:?}"
+        );
+    }
+    assert!(took < total + SLACK, "three queued requests took {took:?}");
+    drop(listener);
+}

@@ -267,11 +267,20 @@ impl S3Client {
     async fn run<T, F>(&self, op: &'static str, f: F) -> Result<T, S3Error>
     where
         T: Send + 'static,
-        F: FnOnce(&Inner, &ureq::Agent) -> Result<T, S3Error> + Send + 'static,
+        F: FnOnce(&Call, &ureq::Agent) -> Result<T, S3Error> + Send + 'static,
     {
         let inner = self.inner.clone();
+        let since = Instant::now();
         self.pool
-            .run(move |agent: &mut ureq::Agent| f(&inner, agent))
+            .run(move |agent: &mut ureq::Agent| {
+                f(
+                    &Call {
+                        inner: &inner,
+                        since,
+                    },
+                    agent,
+                )
+            })
             .await
             .unwrap_or_else(|e| Err(worker_lost(op, e)))
     }
@@ -282,9 +291,14 @@ impl S3Client {
         const OP: &str = "PutObject";
         let key = key.to_string();
         let inner = self.inner.clone();
+        let since = Instant::now();
         let out = self
             .pool
             .run(move |agent: &mut ureq::Agent| {
+                let inner = Call {
+                    inner: &inner,
+                    since,
+                };
                 let res = inner.with_retries(OP, Retry::Idempotent, |timeout| {
                     let url =
                         PutObject::new(&inner.bucket, Some(&inner.creds), &key).sign(SIGN_FOR);
@@ -337,9 +351,14 @@ impl S3Client {
         let key = key.to_string();
         let id = id.0.clone();
         let inner = self.inner.clone();
+        let since = Instant::now();
         let out = self
             .pool
             .run(move |agent: &mut ureq::Agent| {
+                let inner = Call {
+                    inner: &inner,
+                    since,
+                };
                 let res = inner.with_retries(OP, Retry::Idempotent, |timeout| {
                     let url =
                         UploadPart::new(&inner.bucket, Some(&inner.creds), &key, part_no, &id)
@@ -623,18 +642,41 @@ impl S3Client {
     }
 }
 
-impl Inner {
+/// One request on a worker: the client's settings, and when the core asked.
+struct Call<'a> {
+    inner: &'a Inner,
+    /// When the request was queued: the total time counts from here, so a request that waited
+    /// for a free worker (all of them busy retrying against a dead store) still gets its answer
+    /// within the bound instead of a full retry budget of its own after the wait.
+    since: Instant,
+}
+
+impl std::ops::Deref for Call<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        self.inner
+    }
+}
+
+impl Call<'_> {
     /// Runs `attempt` until it succeeds, fails for good, or the retry policy gives up. Each
     /// attempt is given the time it may take: the attempt timeout, cut to what is left of the
-    /// total, so the whole call ends within about `retry.total`.
+    /// total, so the whole call ends within about `retry.total` of being queued.
     fn with_retries<T>(
         &self,
         op: &'static str,
         retry: Retry,
         mut attempt: impl FnMut(Duration) -> Result<T, Failure>,
     ) -> Result<T, S3Error> {
-        let start = Instant::now();
+        let start = self.since;
         let mut failed = 0u32;
+        if start.elapsed() >= self.retry.total {
+            return Err(S3Error::Unavailable {
+                op,
+                attempts: 0,
+                detail: "no S3 worker was free within the total time".into(),
+            });
+        }
         loop {
             let left = self.retry.total.saturating_sub(start.elapsed());
             let timeout = self.attempt_timeout.min(left).max(Duration::from_millis(1));
