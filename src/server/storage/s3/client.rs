@@ -57,6 +57,9 @@ pub struct S3Config {
     pub io_timeout: Duration,
     /// One attempt in all, body included; also cut to what is left of `retry.total`.
     pub attempt_timeout: Duration,
+    /// The total also bounds sending a part's body, so it must leave room for the largest part
+    /// at the slowest rate the store is expected to take it (the default 30 s is 64 MiB at
+    /// about 2 MiB/s): the backend should size it from the part planner, not leave the default.
     pub retry: RetryPolicy,
     /// Largest body one `get_range` returns.
     pub max_get: u64,
