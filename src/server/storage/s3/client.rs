@@ -288,34 +288,49 @@ impl S3Client {
             .unwrap_or_else(|e| Err(worker_lost(op, e)))
     }
 
+    /// [`S3Client::run`] for a request that sends `body`: the buffer comes back with the result
+    /// (empty if the worker was lost), so an upload can refill it.
+    async fn run_with_body<T, F>(
+        &self,
+        op: &'static str,
+        body: Vec<u8>,
+        f: F,
+    ) -> (Result<T, S3Error>, Vec<u8>)
+    where
+        T: Send + 'static,
+        F: FnOnce(&Call, &ureq::Agent, &[u8]) -> Result<T, S3Error> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let since = Instant::now();
+        self.pool
+            .run(move |agent: &mut ureq::Agent| {
+                let call = Call {
+                    inner: &inner,
+                    since,
+                };
+                (f(&call, agent, &body), body)
+            })
+            .await
+            .unwrap_or_else(|e| (Err(worker_lost(op, e)), Vec::new()))
+    }
+
     /// Stores `body` as `key` in one PUT (retried: a PUT of the same bytes is idempotent). The
     /// buffer comes back with the result.
     pub async fn put_object(&self, key: &str, body: Vec<u8>) -> (Result<(), S3Error>, Vec<u8>) {
         const OP: &str = "PutObject";
         let key = key.to_string();
-        let inner = self.inner.clone();
-        let since = Instant::now();
-        let out = self
-            .pool
-            .run(move |agent: &mut ureq::Agent| {
-                let inner = Call {
-                    inner: &inner,
-                    since,
-                };
-                let res = inner.with_retries(OP, Retry::Idempotent, |timeout| {
-                    let url =
-                        PutObject::new(&inner.bucket, Some(&inner.creds), &key).sign(SIGN_FOR);
-                    let req = agent
-                        .put(url.as_str())
-                        .config()
-                        .timeout_global(Some(timeout))
-                        .build();
-                    check(OP, req.send(&body[..])).map(drop)
-                });
-                (res, body)
+        self.run_with_body(OP, body, move |inner, agent, body| {
+            inner.with_retries(OP, Retry::Idempotent, |timeout| {
+                let url = PutObject::new(&inner.bucket, Some(&inner.creds), &key).sign(SIGN_FOR);
+                let req = agent
+                    .put(url.as_str())
+                    .config()
+                    .timeout_global(Some(timeout))
+                    .build();
+                check(OP, req.send(body)).map(drop)
             })
-            .await;
-        out.unwrap_or_else(|e| (Err(worker_lost(OP, e)), Vec::new()))
+        })
+        .await
     }
 
     /// Starts a multipart upload. Retried only if the store was never reached: a retry after a
@@ -353,35 +368,24 @@ impl S3Client {
         const OP: &str = "UploadPart";
         let key = key.to_string();
         let id = id.0.clone();
-        let inner = self.inner.clone();
-        let since = Instant::now();
-        let out = self
-            .pool
-            .run(move |agent: &mut ureq::Agent| {
-                let inner = Call {
-                    inner: &inner,
-                    since,
-                };
-                let res = inner.with_retries(OP, Retry::Idempotent, |timeout| {
-                    let url =
-                        UploadPart::new(&inner.bucket, Some(&inner.creds), &key, part_no, &id)
-                            .sign(SIGN_FOR);
-                    let req = agent
-                        .put(url.as_str())
-                        .config()
-                        .timeout_global(Some(timeout))
-                        .build();
-                    let resp = check(OP, req.send(&body[..]))?;
-                    resp.headers()
-                        .get("etag")
-                        .and_then(|v| v.to_str().ok())
-                        .map(|s| ETag(s.to_string()))
-                        .ok_or_else(|| bad_reply(OP, "no ETag".into()).into())
-                });
-                (res, body)
+        self.run_with_body(OP, body, move |inner, agent, body| {
+            inner.with_retries(OP, Retry::Idempotent, |timeout| {
+                let url = UploadPart::new(&inner.bucket, Some(&inner.creds), &key, part_no, &id)
+                    .sign(SIGN_FOR);
+                let req = agent
+                    .put(url.as_str())
+                    .config()
+                    .timeout_global(Some(timeout))
+                    .build();
+                let resp = check(OP, req.send(body))?;
+                resp.headers()
+                    .get("etag")
+                    .and_then(|v| v.to_str().ok())
+                    .map(|s| ETag(s.to_string()))
+                    .ok_or_else(|| bad_reply(OP, "no ETag".into()).into())
             })
-            .await;
-        out.unwrap_or_else(|e| (Err(worker_lost(OP, e)), Vec::new()))
+        })
+        .await
     }
 
     /// Completes an upload from its parts' ETags, `parts[0]` being part 1. Not retried once
