@@ -645,8 +645,8 @@ impl Transfer {
         self.failed.is_none()
             && self.eods.len() as u64 == n
             && self.ranges.len() <= 1
-            && self.ranges.first().map_or(true, |r| r.0 == 0)
-            && self.expected_len.map_or(true, |l| l == self.len())
+            && self.ranges.first().is_none_or(|r| r.0 == 0)
+            && self.expected_len.is_none_or(|l| l == self.len())
     }
 
     /// The file length so far: the highest end received.

@@ -129,7 +129,7 @@ pub async fn receive_direct(
     at: u64,
     stall: Duration,
 ) -> Result<DirectEnd, StoreError> {
-    if at % ALIGN != 0 {
+    if !at.is_multiple_of(ALIGN) {
         return Ok(DirectEnd::NotStarted(at));
     }
     let Some(rt) = runtime::current() else {
@@ -219,7 +219,7 @@ pub async fn receive_direct(
         if eof {
             writes.drain().await?;
             // Cut the padding and any preallocation beyond the last byte.
-            if offset % ALIGN != 0 || allocated > offset {
+            if !offset.is_multiple_of(ALIGN) || allocated > offset {
                 op::ftruncate::ftruncate(file, offset)
                     .await
                     .map_err(StoreError::File)?;
