@@ -109,7 +109,8 @@ impl Storage {
 
     pub async fn open_download(&self, path: &VPath) -> io::Result<Download> {
         let Storage::Local(l) = self;
-        Ok(Download::Local(l.open_download(path).await?))
+        let (fd, len) = l.open_download(path).await?;
+        Ok(Download::Local { fd, len })
     }
 
     /// Directory entries (sorted by name; with a wildcard `pattern`, only the matching ones), or
@@ -181,20 +182,20 @@ impl Upload {
 
 /// A file opened for RETR.
 pub enum Download {
-    Local(SharedFd),
+    /// `len`: the size when it was opened (the open's own statx).
+    Local { fd: SharedFd, len: u64 },
 }
 
 impl Download {
     /// Reads into `buf`'s spare capacity at `offset`; 0 at the end. Hands `buf` back.
     pub async fn read(&self, buf: Vec<u8>, offset: u64) -> (io::Result<usize>, Vec<u8>) {
-        let Download::Local(fd) = self;
+        let Download::Local { fd, .. } = self;
         op::read::read(fd, buf, offset).await
     }
 
-    /// The file's size now (a MODE E send hands out blocks up to it).
-    pub async fn len(&self) -> io::Result<u64> {
-        let Download::Local(fd) = self;
-        let st = op::statx::statx(fd, Default::default(), libc::AT_EMPTY_PATH).await?;
-        Ok(st.size)
+    /// The file's size when it was opened (a MODE E send hands out blocks up to it).
+    pub fn size(&self) -> u64 {
+        let Download::Local { len, .. } = self;
+        *len
     }
 }

@@ -290,6 +290,20 @@ impl Xfer<'_> {
         })
     }
 
+    /// The session's kept MODE E connections (none if the kept connection is not MODE E's).
+    fn take_extended(&mut self) -> extended::Extended {
+        self.kept.take().and_then(|c| c.ext).unwrap_or_default()
+    }
+
+    /// Keeps a MODE E transfer's connections for the session's next one.
+    fn keep_extended(&mut self, ext: extended::Extended) {
+        if let Some(fd) = ext.first_fd() {
+            let mut conn = DataConn::new(fd);
+            conn.ext = Some(ext);
+            *self.kept = Some(conn);
+        }
+    }
+
     /// The outcome of an upload whose receive failed (the upload already discarded), logged.
     fn failed(&self, err: StoreError) -> TransferOutcome {
         match err {
@@ -317,7 +331,7 @@ impl Xfer<'_> {
         unique: Option<VPath>,
     ) -> io::Result<Finished> {
         let env = self.env;
-        let mut ext = self.kept.take().and_then(|c| c.ext).unwrap_or_default();
+        let mut ext = self.take_extended();
         let listener = self.passive.take();
         if ext.is_empty() && listener.is_none() {
             upload.discard().await;
@@ -344,11 +358,7 @@ impl Xfer<'_> {
                     env.storage.refuses_overwrite() || self.t.no_overwrite || unique.is_some();
                 match env.storage.land(upload, noreplace).await {
                     Ok(()) => {
-                        if let Some(fd) = ext.first_fd() {
-                            let mut conn = DataConn::new(fd);
-                            conn.ext = Some(ext);
-                            *self.kept = Some(conn);
-                        }
+                        self.keep_extended(ext);
                         TransferOutcome::Complete {
                             bytes: len,
                             kept_open: true,
@@ -376,7 +386,7 @@ impl Xfer<'_> {
         src: extended::send::Source<'_>,
     ) -> io::Result<TransferOutcome> {
         let env = self.env;
-        let mut ext = self.kept.take().and_then(|c| c.ext).unwrap_or_default();
+        let mut ext = self.take_extended();
         let listener = self.passive.take();
         if let Err(e) = extended::send::connect(
             &mut ext,
@@ -397,11 +407,7 @@ impl Xfer<'_> {
         Ok(
             match extended::send::send(&mut ext, src, env.ctx.cfg.data_timeout).await {
                 Ok(bytes) => {
-                    if let Some(fd) = ext.first_fd() {
-                        let mut conn = DataConn::new(fd);
-                        conn.ext = Some(ext);
-                        *self.kept = Some(conn);
-                    }
+                    self.keep_extended(ext);
                     TransferOutcome::Complete {
                         bytes,
                         kept_open: true,
@@ -425,10 +431,7 @@ impl Xfer<'_> {
             Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
         };
         if self.t.mode == TransferMode::Extended {
-            let end = match file.len().await {
-                Ok(n) => n,
-                Err(e) => return Ok(TransferOutcome::Local(fs_error(e))),
-            };
+            let end = file.size();
             // REST n is the range 0-n. After ERET P the blocks' offsets count from its offset.
             let mut have = self.t.have.clone();
             have.push((0, self.t.offset));

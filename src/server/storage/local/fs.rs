@@ -136,14 +136,14 @@ impl LocalRoot {
         }
     }
 
-    /// Opens `path` for reading; EISDIR for a directory.
-    pub async fn open_download(&self, path: &VPath) -> io::Result<SharedFd> {
+    /// Opens `path` for reading, with its size at opening; EISDIR for a directory.
+    pub async fn open_download(&self, path: &VPath) -> io::Result<(SharedFd, u64)> {
         let file = Rc::new(open(&self.root, path, libc::O_RDONLY, 0).await?);
         let st = op::statx::statx(&file, Default::default(), libc::AT_EMPTY_PATH).await?;
         if st.is_dir() {
             return Err(io::Error::from_raw_os_error(libc::EISDIR));
         }
-        Ok(file)
+        Ok((file, st.size))
     }
 
     /// The entries of the directory at `path` (those matching `pattern`, if given), or the

@@ -322,11 +322,7 @@ impl S3Client {
         self.run_with_body(OP, body, move |inner, agent, body| {
             inner.with_retries(OP, Retry::Idempotent, |timeout| {
                 let url = PutObject::new(&inner.bucket, Some(&inner.creds), &key).sign(SIGN_FOR);
-                let req = agent
-                    .put(url.as_str())
-                    .config()
-                    .timeout_global(Some(timeout))
-                    .build();
+                let req = timed(agent.put(url.as_str()), timeout);
                 check(OP, req.send(body)).map(drop)
             })
         })
@@ -342,11 +338,7 @@ impl S3Client {
             inner.with_retries(OP, Retry::UnsentOnly, |timeout| {
                 let url = CreateMultipartUpload::new(&inner.bucket, Some(&inner.creds), &key)
                     .sign(SIGN_FOR);
-                let req = agent
-                    .post(url.as_str())
-                    .config()
-                    .timeout_global(Some(timeout))
-                    .build();
+                let req = timed(agent.post(url.as_str()), timeout);
                 let text = read_text(OP, check(OP, req.send_empty())?)?;
                 let parsed = CreateMultipartUpload::parse_response(&text)
                     .map_err(|e| bad_reply(OP, format!("{e}")))?;
@@ -372,11 +364,7 @@ impl S3Client {
             inner.with_retries(OP, Retry::Idempotent, |timeout| {
                 let url = UploadPart::new(&inner.bucket, Some(&inner.creds), &key, part_no, &id)
                     .sign(SIGN_FOR);
-                let req = agent
-                    .put(url.as_str())
-                    .config()
-                    .timeout_global(Some(timeout))
-                    .build();
+                let req = timed(agent.put(url.as_str()), timeout);
                 let resp = check(OP, req.send(body))?;
                 resp.headers()
                     .get("etag")
@@ -411,11 +399,7 @@ impl S3Client {
                 );
                 let url = action.sign(SIGN_FOR);
                 let xml = action.body();
-                let req = agent
-                    .post(url.as_str())
-                    .config()
-                    .timeout_global(Some(timeout))
-                    .build();
+                let req = timed(agent.post(url.as_str()), timeout);
                 let text = read_text(OP, check(OP, req.send(xml.as_bytes()))?)?;
                 error_in_ok(OP, &text)
             })
@@ -435,11 +419,7 @@ impl S3Client {
                     let url =
                         AbortMultipartUpload::new(&inner.bucket, Some(&inner.creds), &key, &id)
                             .sign(SIGN_FOR);
-                    let req = agent
-                        .delete(url.as_str())
-                        .config()
-                        .timeout_global(Some(timeout))
-                        .build();
+                    let req = timed(agent.delete(url.as_str()), timeout);
                     check(OP, req.call()).map(drop)
                 })
             })
@@ -475,12 +455,7 @@ impl S3Client {
                 // Signed, so nothing between us and the store can change which bytes come back.
                 action.headers_mut().insert("range", range.clone());
                 let url = action.sign(SIGN_FOR);
-                let req = agent
-                    .get(url.as_str())
-                    .header("range", &range)
-                    .config()
-                    .timeout_global(Some(timeout))
-                    .build();
+                let req = timed(agent.get(url.as_str()).header("range", &range), timeout);
                 let mut resp = check(OP, req.call())?;
                 // A store that ignores Range answers 200 with the whole object: right only if
                 // the whole object was asked for.
@@ -509,11 +484,7 @@ impl S3Client {
                 inner.with_retries(OP, Retry::Idempotent, |timeout| {
                     let url =
                         HeadObject::new(&inner.bucket, Some(&inner.creds), &key).sign(SIGN_FOR);
-                    let req = agent
-                        .head(url.as_str())
-                        .config()
-                        .timeout_global(Some(timeout))
-                        .build();
+                    let req = timed(agent.head(url.as_str()), timeout);
                     let resp = check(OP, req.call())?;
                     let header =
                         |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok());
@@ -558,11 +529,7 @@ impl S3Client {
                     action.with_continuation_token(c.as_str());
                 }
                 let url = action.sign(SIGN_FOR);
-                let req = agent
-                    .get(url.as_str())
-                    .config()
-                    .timeout_global(Some(timeout))
-                    .build();
+                let req = timed(agent.get(url.as_str()), timeout);
                 let text = read_text(OP, check(OP, req.call())?)?;
                 let parsed = ListObjectsV2::parse_response(&text)
                     .map_err(|e| Failure::Final(bad_reply(OP, format!("{e}"))))?;
@@ -600,11 +567,7 @@ impl S3Client {
         self.run(OP, move |inner, agent| {
             inner.with_retries(OP, Retry::Idempotent, |timeout| {
                 let url = DeleteObject::new(&inner.bucket, Some(&inner.creds), &key).sign(SIGN_FOR);
-                let req = agent
-                    .delete(url.as_str())
-                    .config()
-                    .timeout_global(Some(timeout))
-                    .build();
+                let req = timed(agent.delete(url.as_str()), timeout);
                 check(OP, req.call()).map(drop)
             })
         })
@@ -624,12 +587,10 @@ impl S3Client {
                     .headers_mut()
                     .insert("x-amz-copy-source", source.clone());
                 let url = action.sign(SIGN_FOR);
-                let req = agent
-                    .put(url.as_str())
-                    .header("x-amz-copy-source", &source)
-                    .config()
-                    .timeout_global(Some(timeout))
-                    .build();
+                let req = timed(
+                    agent.put(url.as_str()).header("x-amz-copy-source", &source),
+                    timeout,
+                );
                 let text = read_text(OP, check(OP, req.send_empty())?)?;
                 error_in_ok(OP, &text)
             })
@@ -954,6 +915,12 @@ fn parse_hms(s: &str) -> Option<(i64, i64, i64)> {
             .flatten()
     };
     Some((num(t.next())?, num(t.next())?, num(t.next())?))
+}
+
+/// `req` bounded by `timeout` as a whole (connect, send, reply), the per-attempt limit each retry
+/// gets from [`Call::with_retries`].
+fn timed<B>(req: ureq::RequestBuilder<B>, timeout: Duration) -> ureq::RequestBuilder<B> {
+    req.config().timeout_global(Some(timeout)).build()
 }
 
 #[cfg(test)]

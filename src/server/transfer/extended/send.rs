@@ -156,6 +156,10 @@ async fn part(
     conns: u64,
     stall: Duration,
 ) -> Result<u64, StoreError> {
+    let base = match src {
+        Source::File { base, .. } => *base,
+        Source::Bytes(_) => 0,
+    };
     let mut buf: Vec<u8> = Vec::new();
     let mut sent = 0;
     loop {
@@ -187,10 +191,6 @@ async fn part(
                 buf.truncate(HEADER_LEN + len);
             }
         }
-        let base = match src {
-            Source::File { base, .. } => *base,
-            Source::Bytes(_) => 0,
-        };
         buf[..HEADER_LEN].copy_from_slice(&header(0, len as u64, at - base));
         let (res, b) = net::send_all(fd, buf, stall).await;
         buf = b;
