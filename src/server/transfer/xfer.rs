@@ -246,18 +246,14 @@ impl Xfer<'_> {
                     announced,
                 }
             }
-            Ok(bytes) => {
-                let noreplace =
-                    env.storage.refuses_overwrite() || self.t.no_overwrite || unique.is_some();
-                match env.storage.land(upload, noreplace).await {
-                    Ok(()) => {
-                        let us = started.elapsed().as_micros() as u64;
-                        tracing::debug!(path = %self.t.path, bytes, elapsed_us = us, "stored");
-                        self.finish(conn, bytes)
-                    }
-                    Err(e) => TransferOutcome::Local(fs_error(e)),
+            Ok(bytes) => match self.land(upload, unique.is_some()).await {
+                Ok(()) => {
+                    let us = started.elapsed().as_micros() as u64;
+                    tracing::debug!(path = %self.t.path, bytes, elapsed_us = us, "stored");
+                    self.finish(conn, bytes)
                 }
-            }
+                Err(e) => TransferOutcome::Local(fs_error(e)),
+            },
             Err(err) => {
                 drop(conn);
                 match markers.last() {
@@ -288,6 +284,14 @@ impl Xfer<'_> {
         } else {
             n
         })
+    }
+
+    /// Lands a complete upload; never over an existing file for a drop box, under the
+    /// `overwrite = "refuse"` policy, or for a name STOU picked (`unique`).
+    async fn land(&self, upload: storage::Upload, unique: bool) -> io::Result<()> {
+        let env = self.env;
+        let noreplace = env.storage.refuses_overwrite() || self.t.no_overwrite || unique;
+        env.storage.land(upload, noreplace).await
     }
 
     /// The session's kept MODE E connections (none if the kept connection is not MODE E's).
@@ -353,20 +357,16 @@ impl Xfer<'_> {
         )
         .await;
         let outcome = match got {
-            Ok(len) => {
-                let noreplace =
-                    env.storage.refuses_overwrite() || self.t.no_overwrite || unique.is_some();
-                match env.storage.land(upload, noreplace).await {
-                    Ok(()) => {
-                        self.keep_extended(ext);
-                        TransferOutcome::Complete {
-                            bytes: len,
-                            kept_open: true,
-                        }
+            Ok(len) => match self.land(upload, unique.is_some()).await {
+                Ok(()) => {
+                    self.keep_extended(ext);
+                    TransferOutcome::Complete {
+                        bytes: len,
+                        kept_open: true,
                     }
-                    Err(e) => TransferOutcome::Local(fs_error(e)),
                 }
-            }
+                Err(e) => TransferOutcome::Local(fs_error(e)),
+            },
             Err(err) => {
                 upload.discard().await;
                 self.failed(err)
