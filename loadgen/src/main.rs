@@ -94,6 +94,10 @@ struct Cli {
     /// Print one JSON object on stdout at the end instead of the table.
     #[arg(long, global = true)]
     json: bool,
+    /// After each phase, append the remote names of the files the server acknowledged (226/250),
+    /// one per line, to FILE: what a test checks the store for after a node was lost mid-run.
+    #[arg(long, global = true, value_name = "FILE")]
+    ok_list: Option<PathBuf>,
     /// No progress line on stderr.
     #[arg(long, global = true)]
     quiet: bool,
@@ -312,6 +316,9 @@ fn run_scenario(cfg: &Arc<RunCfg>, cli: &Cli, job: Job, prefix: &str) -> Result<
         return Ok(ScenarioResult { load, verify: None });
     }
     let load = run::run_phase(cfg, job, prefix, (0..cli.files).collect())?;
+    if let Some(path) = &cli.ok_list {
+        write_ok_list(path, prefix, &load.status)?;
+    }
     if let Some(f) = &load.fatal {
         eprintln!("loadgen: {}: {f}", job.name());
         return Ok(ScenarioResult { load, verify: None });
@@ -332,6 +339,22 @@ fn run_scenario(cfg: &Arc<RunCfg>, cli: &Cli, job: Job, prefix: &str) -> Result<
         None
     };
     Ok(ScenarioResult { load, verify })
+}
+
+/// Appends `prefix/f<id>` of every acknowledged file to `path` (created if missing).
+fn write_ok_list(path: &std::path::Path, prefix: &str, status: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut text = String::new();
+    for (id, _) in status.iter().enumerate().filter(|(_, &s)| s == FILE_OK) {
+        text.push_str(&run::file_name(prefix, id as u64));
+        text.push('\n');
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("writing --ok-list {}", path.display()))
 }
 
 /// Upper bound of `--parallel`: ringest's limit of data connections per MODE E transfer.

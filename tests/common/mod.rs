@@ -12,6 +12,7 @@
 //! Set `RINGEST_BIN=/path/to/server` to run the suite against another binary.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod garage;
 pub mod s3;
 

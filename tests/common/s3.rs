@@ -178,6 +178,42 @@ impl S3 {
         Ok(parsed.contents.into_iter().map(|o| o.key).collect())
     }
 
+    /// Every key under `prefix` with its size, following continuation tokens (bounded: at most
+    /// 1,000 pages).
+    pub fn list_all(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..1000 {
+            let mut action = ListObjectsV2::new(&self.bucket, Some(&self.creds));
+            action.with_prefix(prefix);
+            if let Some(t) = &token {
+                action.with_continuation_token(t.clone());
+            }
+            let url = action.sign(SIGN_FOR);
+            let body = self.body(self.agent.get(url.as_str()).call(), "ListObjectsV2")?;
+            let parsed = ListObjectsV2::parse_response(&body).map_err(|e| S3Error {
+                what: "ListObjectsV2 reply".into(),
+                status: None,
+                body: format!("{e}: {body}"),
+            })?;
+            out.extend(
+                parsed
+                    .contents
+                    .into_iter()
+                    .map(|o| (o.key, o.size.unwrap_or(0))),
+            );
+            match parsed.next_continuation_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(out),
+            }
+        }
+        Err(S3Error {
+            what: "ListObjectsV2".into(),
+            status: None,
+            body: format!("more than 1,000 pages under {prefix:?}"),
+        })
+    }
+
     /// Starts a multipart upload; returns its upload id.
     pub fn create_multipart(&self, key: &str) -> Result<String> {
         let url = CreateMultipartUpload::new(&self.bucket, Some(&self.creds), key).sign(SIGN_FOR);
