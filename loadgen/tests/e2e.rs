@@ -192,6 +192,48 @@ fn stream_reconnect_verify_download_epsv() {
     );
 }
 
+/// `--ok-list` names every acknowledged file, one per line, and nothing else; a second phase
+/// appends.
+#[test]
+fn ok_list_names_the_acknowledged_files() {
+    let server = Server::start();
+    let list = server.dir.parent().unwrap().join("ok.txt");
+    let list_s = list.to_string_lossy().into_owned();
+    for (scenario, prefix) in [("stream", "oks"), ("block", "okb")] {
+        let args = [
+            scenario,
+            "--sessions",
+            "3",
+            "--files",
+            "40",
+            "--size",
+            "0..8K",
+            "--prefix",
+            prefix,
+            "--ok-list",
+            &list_s,
+        ];
+        let (code, report, output) = loadgen(&server, &args);
+        assert_eq!(code, 0, "{output}");
+        assert_eq!(report["files_ok"], 40, "{output}");
+    }
+    let mut names: Vec<String> = std::fs::read_to_string(&list)
+        .expect("the ok list")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = ["oks", "okb"]
+        .iter()
+        .flat_map(|p| (0..40).map(move |i| format!("{p}/f{i}")))
+        .collect();
+    want.sort();
+    assert_eq!(names, want);
+    for n in &names {
+        assert!(server.dir.join(n).is_file(), "{n} listed but not stored");
+    }
+}
+
 #[test]
 fn stream_verify_dir() {
     let server = Server::start();
