@@ -89,6 +89,33 @@ fn through_the_balancer_curl_lftp_and_loadgen_land_byte_exact_objects_and_the_no
     c.assert_object("lftp.bin", &std::fs::read(&small).unwrap(), "lftp");
     c.assert_object("lftp-big.bin", &std::fs::read(&big).unwrap(), "lftp");
 
+    // Python's ftplib, bound to its own address (control and data connections alike).
+    require_tool("python3");
+    let script = "import ftplib, sys\n\
+        host, port, user, pw, path, src = sys.argv[1:]\n\
+        f = ftplib.FTP(source_address=(src, 0), timeout=60)\n\
+        f.connect(host, int(port))\n\
+        f.login(user, pw)\n\
+        with open(path, 'rb') as fh:\n    print(f.storbinary('STOR ftplib.bin', fh))\n\
+        f.quit()\n";
+    let out = run_cmd(
+        std::process::Command::new("python3")
+            .args([
+                "-c",
+                script,
+                BALANCER_IP,
+                &front.port().to_string(),
+                USER,
+                PASS,
+            ])
+            .arg(&big)
+            .arg("127.0.0.8"),
+        Duration::from_secs(120),
+    );
+    out.assert_success("ftplib through HAProxy");
+    assert!(out.stdout_str().starts_with("226"), "{}", out.describe());
+    c.assert_object("ftplib.bin", &std::fs::read(&big).unwrap(), "ftplib");
+
     // loadgen, stream and MODE B, sessions spread over four client addresses each; sizes on
     // both sides of the part size.
     for (scenario, prefix, files, srcs) in [
@@ -135,6 +162,7 @@ fn through_the_balancer_curl_lftp_and_loadgen_land_byte_exact_objects_and_the_no
         "127.0.0.5",
         "127.0.0.6",
         "127.0.0.7",
+        "127.0.0.8",
         "127.0.0.10",
         "127.0.0.13",
         "127.0.0.14",
@@ -293,7 +321,7 @@ fn stopping_one_garage_node_mid_run_loses_no_acknowledged_object() {
             "--sessions",
             "8",
             "--files",
-            "300",
+            "200",
             "--source-addrs",
             "127.0.0.40-127.0.0.47",
             "--prefix",
@@ -348,7 +376,7 @@ fn killing_one_ringest_node_mid_run_loses_no_acknowledged_object_and_the_other_k
             "--sessions",
             "8",
             "--files",
-            "300",
+            "200",
             "--source-addrs",
             "127.0.0.50-127.0.0.57",
             "--prefix",
