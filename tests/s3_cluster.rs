@@ -10,7 +10,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -550,7 +550,40 @@ fn a_store_that_is_down_answers_451_within_the_s3_timeout_not_a_hang() {
         assert!(errors > 0.0, "{what}: ringest_s3_errors_total is {errors}");
     };
 
-    // 1. Every Garage node stopped, after the node has stored into it.
+    // The node stores while the store is up; then the store goes away under it.
+    let stores_first = |node: &S3Node, name: &str| {
+        let mut f = login_from(src, node.proc.addr);
+        let data = test_bytes(50_000, 5);
+        let r = stor_from(&mut f, src, name, &data);
+        assert_eq!(r.code, 226, "{}", f.transcript());
+        let s3 = common::s3::S3::for_garage(&g);
+        assert_eq!(
+            s3.get(&Cluster::key(name)).unwrap().as_deref(),
+            Some(&data[..]),
+            "{name} through S3"
+        );
+    };
+    let upstream: std::net::SocketAddr = g.endpoint.trim_start_matches("http://").parse().unwrap();
+
+    // 1. A store that takes connections and never answers (old pooled connections included).
+    let gate = StoreGate::start(upstream);
+    let node = S3Node::start(&g, &gate.endpoint(), tmp.path(), "hang", &opts, false);
+    stores_first(&node, "before-hang.bin");
+    gate.set(StoreGate::HANG);
+    check("store that never answers", &node);
+    drop(node);
+    drop(gate);
+
+    // 2. A store whose port refuses (its connections cut).
+    let gate = StoreGate::start(upstream);
+    let node = S3Node::start(&g, &gate.endpoint(), tmp.path(), "closed", &opts, false);
+    stores_first(&node, "before-close.bin");
+    gate.set(StoreGate::CLOSED);
+    check("store port closed", &node);
+    drop(node);
+    drop(gate);
+
+    // 3. Every Garage node stopped.
     let node = S3Node::start(
         &g,
         &g.endpoint.clone(),
@@ -559,50 +592,11 @@ fn a_store_that_is_down_answers_451_within_the_s3_timeout_not_a_hang() {
         &opts,
         false,
     );
-    let mut f = login_from(src, node.proc.addr);
-    let data = test_bytes(50_000, 5);
-    assert_eq!(
-        stor_from(&mut f, src, "before.bin", &data).code,
-        226,
-        "{}",
-        f.transcript()
-    );
-    let s3 = common::s3::S3::for_garage(&g);
-    assert_eq!(
-        s3.get(&Cluster::key("before.bin")).unwrap().as_deref(),
-        Some(&data[..])
-    );
-    drop(f);
+    stores_first(&node, "before-stop.bin");
     for i in 0..3 {
         g.stop_node(i);
     }
     check("all Garage nodes stopped", &node);
-
-    // 2. An endpoint where nothing listens.
-    let closed = format!("http://127.0.0.1:{}", free_port_on("127.0.0.1"));
-    let node = S3Node::start(&g, &closed, tmp.path(), "closed-port", &opts, false);
-    check("closed port", &node);
-
-    // 3. An endpoint that takes connections and never answers.
-    let hole = TcpListener::bind("127.0.0.1:0").unwrap();
-    let hole_url = format!("http://{}", hole.local_addr().unwrap());
-    hole.set_nonblocking(true).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let held = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
-    let (s, h) = (stop.clone(), held.clone());
-    let sink = thread::spawn(move || {
-        let end = Instant::now() + Duration::from_secs(180);
-        while !s.load(Ordering::Relaxed) && Instant::now() < end {
-            match hole.accept() {
-                Ok((c, _)) => h.lock().unwrap().push(c),
-                Err(_) => thread::sleep(Duration::from_millis(10)),
-            }
-        }
-    });
-    let node = S3Node::start(&g, &hole_url, tmp.path(), "black-hole", &opts, false);
-    check("endpoint that never answers", &node);
-    stop.store(true, Ordering::Relaxed);
-    let _ = sink.join();
 }
 
 /// A GET of `path` from `addr` over a plain TCP stream (cheaper than curl every 100 ms).
@@ -762,4 +756,48 @@ fn c_list(g: &Garage, dir: &str) -> Vec<(String, u64)> {
         .into_iter()
         .filter(|(k, _)| !k.ends_with('/'))
         .collect()
+}
+
+/// The harness's own gate (what the store-down test puts between a node and Garage): forwards,
+/// then hangs old and new connections alike, then refuses.
+#[test]
+fn the_store_gate_forwards_then_hangs_then_refuses() {
+    let _serial = serial();
+    let g = Garage::start();
+    let upstream: std::net::SocketAddr = g.endpoint.trim_start_matches("http://").parse().unwrap();
+    let gate = StoreGate::start(upstream);
+    let s3 = common::s3::S3::new(&gate.endpoint(), &g.region, &g.bucket, &g.key_id, &g.secret);
+    s3.put("gate/a", b"through the gate").unwrap();
+    assert_eq!(
+        s3.get("gate/a").unwrap().as_deref(),
+        Some(&b"through the gate"[..])
+    );
+    // An open connection, then the hang: neither it nor a new one gets an answer.
+    let mut old = TcpStream::connect(gate.addr).unwrap();
+    let request = format!("GET /{}/gate/a HTTP/1.1\r\nHost: x\r\n\r\n", g.bucket);
+    old.write_all(request.as_bytes()).unwrap();
+    old.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 512];
+    assert!(
+        old.read(&mut buf).unwrap() > 0,
+        "forwarded request answered"
+    );
+    gate.set(StoreGate::HANG);
+    thread::sleep(Duration::from_millis(300));
+    let mut new = TcpStream::connect(gate.addr).unwrap();
+    for s in [&mut old, &mut new] {
+        s.write_all(request.as_bytes()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        assert!(s.read(&mut buf).is_err(), "a hanging store answered");
+    }
+    gate.set(StoreGate::CLOSED);
+    assert!(
+        TcpStream::connect(gate.addr).is_err(),
+        "the closed gate still takes connections"
+    );
+    old.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(
+        !matches!(old.read(&mut buf), Ok(n) if n > 0),
+        "a connection survived the close"
+    );
 }

@@ -825,3 +825,146 @@ pub fn read_all(s: &mut TcpStream) -> Vec<u8> {
     let _ = s.read_to_end(&mut v);
     v
 }
+
+/// A TCP gate between a node and its store, to take the store away under a running node: it
+/// forwards to `upstream` until told otherwise, then either answers nothing at all (every
+/// connection, old and new, is held open and read from, and nothing comes back: a store that
+/// hangs) or closes (its port refuses, and the connections it forwarded are cut: a store that is
+/// gone). Every thread stops on [`StoreGate::Closed`] or when dropped.
+pub struct StoreGate {
+    pub addr: SocketAddr,
+    mode: Arc<std::sync::atomic::AtomicU8>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl StoreGate {
+    pub const FORWARD: u8 = 0;
+    pub const HANG: u8 = 1;
+    pub const CLOSED: u8 = 2;
+
+    pub fn start(upstream: SocketAddr) -> StoreGate {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mode = Arc::new(std::sync::atomic::AtomicU8::new(Self::FORWARD));
+        let m = mode.clone();
+        let handle = thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(900);
+            while m.load(Ordering::Relaxed) != Self::CLOSED && Instant::now() < end {
+                let (client, _) = match listener.accept() {
+                    Ok(c) => c,
+                    Err(_) => {
+                        thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                client.set_nonblocking(false).ok();
+                client
+                    .set_read_timeout(Some(Duration::from_millis(100)))
+                    .ok();
+                let up = if m.load(Ordering::Relaxed) == Self::FORWARD {
+                    TcpStream::connect(upstream).ok()
+                } else {
+                    None
+                };
+                let up_r = up.as_ref().and_then(|u| u.try_clone().ok());
+                if let Some(u) = &up_r {
+                    u.set_read_timeout(Some(Duration::from_millis(100))).ok();
+                }
+                // client -> store (or nowhere, once hanging)
+                let (m1, mut c_r, mut u_w) = (m.clone(), client.try_clone().unwrap(), up);
+                thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let mode = m1.load(Ordering::Relaxed);
+                        if mode == Self::CLOSED || Instant::now() > end {
+                            let _ = c_r.shutdown(std::net::Shutdown::Both);
+                            break;
+                        }
+                        match c_r.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                if mode == Self::FORWARD {
+                                    if let Some(u) = u_w.as_mut() {
+                                        if u.write_all(&buf[..n]).is_err() {
+                                            break;
+                                        }
+                                    }
+                                }
+                            }
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ) => {}
+                            Err(_) => break,
+                        }
+                    }
+                    if let Some(u) = u_w {
+                        let _ = u.shutdown(std::net::Shutdown::Both);
+                    }
+                });
+                // store -> client, while forwarding
+                if let Some(mut u_r) = up_r {
+                    let (m2, mut c_w) = (m.clone(), client);
+                    thread::spawn(move || {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while m2.load(Ordering::Relaxed) == Self::FORWARD {
+                            match u_r.read(&mut buf) {
+                                Ok(0) => {
+                                    let _ = c_w.shutdown(std::net::Shutdown::Write);
+                                    break;
+                                }
+                                Ok(n) => {
+                                    if c_w.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock
+                                            | std::io::ErrorKind::TimedOut
+                                    ) => {}
+                                Err(_) => break,
+                            }
+                        }
+                    });
+                }
+            }
+            // Dropping the listener here closes the port.
+        });
+        StoreGate {
+            addr,
+            mode,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set(&self, mode: u8) {
+        self.mode.store(mode, Ordering::Relaxed);
+        if mode == Self::CLOSED {
+            if let Some(h) = self.handle.as_ref() {
+                // The accept loop notices within 5 ms; wait until the port refuses.
+                let _ = h;
+                wait_until(
+                    || TcpStream::connect(self.addr).is_err(),
+                    Duration::from_secs(5),
+                );
+            }
+        }
+    }
+}
+
+impl Drop for StoreGate {
+    fn drop(&mut self) {
+        self.mode.store(Self::CLOSED, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
