@@ -283,6 +283,58 @@ fn a_data_connection_from_another_address_is_refused_through_the_balancer() {
     );
 }
 
+/// An object cannot grow: MODE E, APPE and REST+STOR are refused (504 or 550) through the balancer,
+/// and nothing is stored for them.
+#[test]
+fn mode_e_appe_and_rest_stor_are_refused_on_s3() {
+    let _serial = serial();
+    let c = Cluster::start(2, NodeOpts::default());
+    let src = lo(35);
+    let mut f = login_from(src, c.front());
+    let data = test_bytes(10_000, 35);
+    assert_eq!(
+        stor_from(&mut f, src, "base.bin", &data).code,
+        226,
+        "{}",
+        f.transcript()
+    );
+    let refused = |code: u16| code == 504 || code == 550;
+
+    let r = f.cmd("MODE E");
+    assert!(refused(r.code), "MODE E: {}", f.transcript());
+    f.cmd_expect("MODE S", 200);
+
+    let r = stor_like(&mut f, src, "APPE base.bin", b"more");
+    assert!(refused(r), "APPE: {}", f.transcript());
+
+    let r = f.cmd("REST 5000");
+    if !refused(r.code) {
+        assert_eq!(r.code, 350, "REST: {}", f.transcript());
+        let r = stor_like(&mut f, src, "STOR base.bin", b"tail");
+        assert!(refused(r), "REST 5000 + STOR: {}", f.transcript());
+    }
+    c.assert_object(
+        "base.bin",
+        &data,
+        "the object after APPE and REST+STOR were refused",
+    );
+    f.cmd_expect("NOOP", 200);
+}
+
+/// `line` (a STOR-like command) over a data connection from `src`; the reply that ends it (the
+/// refusal, or the final reply after the data).
+fn stor_like(f: &mut Ftp, src: Ipv4Addr, line: &str, data: &[u8]) -> u16 {
+    let mut d = pasv_from(f, src);
+    f.send(line);
+    let first = f.read_reply();
+    if !first.is_prelim() {
+        return first.code;
+    }
+    let _ = d.write_all(data);
+    drop(d);
+    f.read_reply().code
+}
+
 /// Waits until at least `n` objects are under `prefix` while `lg` runs; panics if loadgen ends
 /// first (the run would not be "mid-run" any more).
 fn wait_for_objects(c: &Cluster, lg: &mut Loadgen, prefix: &str, n: usize) -> usize {
