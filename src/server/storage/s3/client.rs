@@ -266,6 +266,12 @@ impl S3Client {
         })
     }
 
+    /// Largest body one [`S3Client::get_range`] returns (`max_get`): a reader asks for at most this
+    /// much at a time.
+    pub fn max_get(&self) -> u64 {
+        self.inner.max_get
+    }
+
     /// Runs `f` on a worker with its agent. A worker that panicked is reported as `Unavailable`.
     async fn run<T, F>(&self, op: &'static str, f: F) -> Result<T, S3Error>
     where
