@@ -157,6 +157,24 @@ impl S3Files {
         }
     }
 
+    /// Makes sure the directory holding `path` has a marker before `path`'s object is deleted or
+    /// moved away: a directory implied only by the keys beneath it (uploaded by another tool,
+    /// or by the upload side into a directory nobody made with MKD) would otherwise vanish with
+    /// its last key, and an FTP client that deletes or moves the last file of a directory does
+    /// not expect the directory to go too. One HEAD, and one PUT of an empty marker the first
+    /// time; nothing for the root.
+    async fn keep_parent(&self, path: &VPath) -> io::Result<()> {
+        let Some(parent) = path.parent().filter(|p| !p.is_root()) else {
+            return Ok(());
+        };
+        let marker = names::dir_prefix(&self.prefix, &parent);
+        if self.client.head(&marker).await.map_err(io_error)?.is_none() {
+            let (res, _) = self.client.put_object(&marker, Vec::new()).await;
+            res.map_err(io_error)?;
+        }
+        Ok(())
+    }
+
     /// The entries of the directory at `path`, sorted by name (with a `pattern`, only the
     /// matching ones; `path` must then be a directory), or the single entry of a file (`false`).
     /// Same contract as the local backend's listing. The directory's pages are read with the
@@ -212,9 +230,11 @@ impl S3Files {
     ///   ENOENT if the parent does not exist (as `mkdir(2)`; without this, MKD `a/b/c` would make
     ///   `a` and `a/b` appear as implied directories with no marker, which RMD cannot remove).
     /// - **DELE**: HEAD, then DELETE (S3 deletes a missing key with success, so the HEAD is what
-    ///   gives ENOENT); EISDIR for a directory.
+    ///   gives ENOENT); EISDIR for a directory. The directory it was in keeps existing (its marker
+    ///   is made if it had none: [`S3Files::keep_parent`]), as after `unlink(2)`.
     /// - **RMD**: only a directory holding nothing but its marker (else ENOTEMPTY, "File
-    ///   exists"); deletes the marker. The root cannot be removed (EPERM).
+    ///   exists"); deletes the marker. The root cannot be removed (EPERM). The directory it was
+    ///   in keeps existing, as for DELE.
     /// - **SIZE/MDTM**: HEAD (MDTM from `Last-Modified`); EISDIR for a directory.
     /// - **RNFR**: the source exists, file or directory.
     /// - **RNTO**: a file is copied server-side to the new key, then the old key deleted: not
@@ -222,7 +242,8 @@ impl S3Files {
     ///   reported). A directory is refused (EPERM): its rename would be one copy and delete per
     ///   key beneath it, visible half done to every other session and impossible to undo halfway.
     ///   Renaming a file to itself does nothing (copy then delete would lose it). EISDIR onto a
-    ///   directory; EEXIST onto a file under the no-overwrite policy.
+    ///   directory; EEXIST onto a file under the no-overwrite policy; ENOENT if the target's
+    ///   directory does not exist. The source's directory keeps existing, as for DELE.
     /// - **MLST**: the facts of a HEAD (directories with their marker's time, if any).
     /// - **STAT path**: [`S3Files::list`] in `ls -l` lines.
     /// - **MFMT / SITE UTIME, SITE CHMOD**: refused (EPERM): S3 can set neither an object's time
@@ -258,6 +279,7 @@ impl S3Files {
             }
             FsOp::Delete(p) => match self.kind(p).await? {
                 Kind::File(_) => {
+                    self.keep_parent(p).await?;
                     self.client.delete(&self.key(p)).await.map_err(io_error)?;
                     Ok(FsOutcome::Done)
                 }
@@ -282,6 +304,7 @@ impl S3Files {
                 if names::has_children(&dir, &page) {
                     return Err(errno(libc::ENOTEMPTY));
                 }
+                self.keep_parent(p).await?;
                 self.client.delete(&dir).await.map_err(io_error)?;
                 Ok(FsOutcome::Done)
             }
@@ -370,6 +393,7 @@ impl S3Files {
         self.require_parent(to).await?;
         let (fk, tk) = (self.key(from), self.key(to));
         self.client.copy(&fk, &tk).await.map_err(io_error)?;
+        self.keep_parent(from).await?;
         if let Err(e) = self.client.delete(&fk).await {
             tracing::warn!(from = %from, to = %to, "rename copied the object but could not delete the source: both names exist");
             return Err(io_error(e));
