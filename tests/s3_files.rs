@@ -44,8 +44,8 @@ where
     block_on(0, &cfg, f).expect("engine runtime")
 }
 
-fn client_for(g: &Garage) -> Arc<S3Client> {
-    let cfg = S3Config {
+fn garage_config(g: &Garage) -> S3Config {
+    S3Config {
         threads: 4,
         ..S3Config::new(
             g.endpoint.clone(),
@@ -53,8 +53,21 @@ fn client_for(g: &Garage) -> Arc<S3Client> {
             g.bucket.clone(),
             S3Credentials::new(g.key_id.clone(), g.secret.clone()),
         )
-    };
-    Arc::new(S3Client::new(cfg).expect("client"))
+    }
+}
+
+fn client_for(g: &Garage) -> Arc<S3Client> {
+    Arc::new(S3Client::new(garage_config(g)).expect("client"))
+}
+
+/// A policy short enough for a test to wait out: 4 attempts within `total`.
+fn short_retry(total: Duration) -> RetryPolicy {
+    RetryPolicy {
+        attempts: 4,
+        first_delay: Duration::from_millis(100),
+        max_delay: Duration::from_millis(500),
+        total,
+    }
 }
 
 fn p(s: &str) -> VPath {
@@ -120,6 +133,8 @@ fn directories_files_and_renames_on_garage() {
     s3.put(&format!("{PREFIX}d/sub/deep/f.bin"), b"deep")
         .unwrap();
     s3.put("users/alicia/secret", b"not alice's").unwrap();
+    s3.put(&format!("{PREFIX}odd/with space+plus é.txt"), b"odd")
+        .unwrap();
     let client = client_for(&g);
     let files = S3Files::new(client.clone(), "users/alice".into(), 5000);
     let empty = S3Files::new(client, "users/nobody/".into(), 10);
@@ -137,8 +152,31 @@ fn directories_files_and_renames_on_garage() {
         );
 
         // Listing: files and implied directories, sorted; a prefix never sees a neighbour's keys.
-        assert_eq!(names(&f, "/", None).await.unwrap(), ["d"]);
+        assert_eq!(names(&f, "/", None).await.unwrap(), ["d", "odd"]);
         assert_eq!(names(&f, "/d", None).await.unwrap(), ["a.txt", "sub"]);
+        // Names that need encoding, in a listing, a HEAD and a server-side copy.
+        assert_eq!(
+            names(&f, "/odd", None).await.unwrap(),
+            ["with space+plus é.txt"]
+        );
+        let odd = FsOp::Rename {
+            from: p("/odd/with space+plus é.txt"),
+            to: p("/odd/100% ü?.txt"),
+        };
+        assert_eq!(op(&f, odd).await, Ok(FsOutcome::Done));
+        assert_eq!(names(&f, "/odd", None).await.unwrap(), ["100% ü?.txt"]);
+        assert_eq!(
+            op(&f, FsOp::Size(p("/odd/100% ü?.txt"))).await,
+            Ok(FsOutcome::Size(3))
+        );
+        assert_eq!(
+            op(&f, FsOp::Delete(p("/odd/100% ü?.txt"))).await,
+            Ok(FsOutcome::Done)
+        );
+        assert_eq!(
+            op(&f, FsOp::RemoveDir(p("/odd"))).await,
+            Ok(FsOutcome::Done)
+        );
         let (entries, _) = f.list(&p("/d"), None).await.unwrap();
         assert_eq!(entries[0].kind, EntryKind::File);
         assert_eq!((entries[0].size, entries[0].perm), (100, 0o644));
@@ -399,7 +437,7 @@ fn directories_files_and_renames_on_garage() {
 
 #[test]
 fn downloads_read_ranges_and_stop_at_the_end() {
-    let g = Garage::start();
+    let mut g = Garage::start();
     let s3 = S3::for_garage(&g);
     let body = test_bytes(100_000, 3);
     s3.put(&format!("{PREFIX}f.bin"), &body).unwrap();
@@ -445,6 +483,75 @@ fn downloads_read_ranges_and_stop_at_the_end() {
         let (n, _) = f.read("users/alice/gone", Vec::with_capacity(100), 0).await;
         assert_eq!(n.unwrap_err().kind(), io::ErrorKind::NotFound);
     });
+
+    // A client whose GETs are capped at 4 KiB: a read returns at most that, and a checksum
+    // takes 25 GETs and still digests every byte once, in order.
+    let small_gets = S3Config {
+        max_get: 4096,
+        ..garage_config(&g)
+    };
+    let f = S3Files::new(
+        Arc::new(S3Client::new(small_gets).unwrap()),
+        PREFIX.into(),
+        100,
+    );
+    let body2 = body.clone();
+    run(async move {
+        let (n, buf) = f
+            .read("users/alice/f.bin", Vec::with_capacity(64 << 10), 1000)
+            .await;
+        assert_eq!(n.unwrap(), 4096);
+        assert_eq!(&buf[..], &body2[1000..5096]);
+        for (algo, off, len) in [(Algo::Sha256, 0, None), (Algo::Adler32, 777, Some(50_000))] {
+            let end = len.map_or(100_000, |l| off + l);
+            let fsop = FsOp::Checksum {
+                path: p("/f.bin"),
+                algo,
+                offset: off,
+                length: len,
+            };
+            assert_eq!(
+                op(&f, fsop).await,
+                Ok(FsOutcome::Checksum {
+                    hex: digest(algo, &body2[off as usize..end as usize]),
+                    end
+                })
+            );
+        }
+        let fsop = FsOp::Checksum {
+            path: p("/f.bin"),
+            algo: Algo::Md5,
+            offset: 100_001,
+            length: None,
+        };
+        assert!(matches!(op(&f, fsop).await, Err(FsError::Other(_))));
+    });
+
+    // Every node stopped: the same calls fail as "unavailable" within the retry bound.
+    let total = Duration::from_secs(3);
+    let down = S3Config {
+        connect_timeout: Duration::from_secs(1),
+        io_timeout: Duration::from_secs(1),
+        retry: short_retry(total),
+        ..garage_config(&g)
+    };
+    let f = S3Files::new(Arc::new(S3Client::new(down).unwrap()), PREFIX.into(), 100);
+    for i in 0..g.nodes.len() {
+        g.stop_node(i);
+    }
+    let t0 = Instant::now();
+    run(async move {
+        let e = f.open_download(&p("/f.bin")).await.unwrap_err();
+        assert_eq!(e.to_string(), "object store unavailable");
+        let (n, _) = f.read("users/alice/f.bin", Vec::with_capacity(10), 0).await;
+        assert_eq!(n.unwrap_err().to_string(), "object store unavailable");
+        assert_eq!(
+            op(&f, FsOp::Delete(p("/f.bin"))).await,
+            Err(FsError::Other("object store unavailable".into()))
+        );
+    });
+    let took = t0.elapsed();
+    assert!(took < 3 * (total + Duration::from_secs(2)), "took {took:?}");
 }
 
 #[test]
@@ -494,12 +601,7 @@ fn a_store_that_is_down_is_unavailable_within_the_bound() {
         threads: 2,
         connect_timeout: Duration::from_secs(1),
         io_timeout: Duration::from_secs(1),
-        retry: RetryPolicy {
-            attempts: 4,
-            first_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(500),
-            total,
-        },
+        retry: short_retry(total),
         ..S3Config::new(
             format!("http://127.0.0.1:{port}"),
             "garage",
