@@ -231,7 +231,7 @@ impl S3Files {
     ///   `a` and `a/b` appear as implied directories with no marker, which RMD cannot remove).
     /// - **DELE**: HEAD, then DELETE (S3 deletes a missing key with success, so the HEAD is what
     ///   gives ENOENT); EISDIR for a directory. The directory it was in keeps existing (its marker
-    ///   is made if it had none: [`S3Files::keep_parent`]), as after `unlink(2)`.
+    ///   is made if it had none, see `keep_parent`), as after `unlink(2)`.
     /// - **RMD**: only a directory holding nothing but its marker (else ENOTEMPTY, "File
     ///   exists"); deletes the marker. The root cannot be removed (EPERM). The directory it was
     ///   in keeps existing, as for DELE.
