@@ -20,13 +20,13 @@ use crate::engine::{net, op, spawn, thread, time};
 
 use super::auth::limits::Limits;
 use super::auth::users;
+use super::config::policies::StorageKind;
 use super::config::server::ServerConfig;
 use super::config::tls::LoadedTls;
 use super::context::{CoreCtx, Shared};
 use super::observe::metrics::{serve_http, Registry};
 use super::observe::xferlog::XferLog;
 use super::session;
-use super::config::policies::StorageKind;
 use super::storage::s3::client::{S3Client, S3Config};
 use super::storage::s3::credentials::S3Credentials;
 use super::storage::{self, Backend, UserRoot};

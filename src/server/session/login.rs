@@ -11,8 +11,8 @@ use crate::engine::{blocking, time};
 use crate::proto::session::Access;
 use crate::server::auth::limits::LoginRefusal;
 use crate::server::auth::users::UserTls;
-use crate::server::context::CoreCtx;
 use crate::server::config::policies::StorageKind;
+use crate::server::context::CoreCtx;
 use crate::server::storage::{errno_of, Storage, UserRoot};
 
 /// How long a login waits before it asks again for one of its address's password-check slots.

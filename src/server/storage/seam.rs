@@ -186,7 +186,7 @@ impl Storage {
     ) -> io::Result<(Vec<Entry>, bool)> {
         match self {
             Storage::Local(l) => l.list(path, pattern).await,
-            Storage::S3(r) => r.files.list(path, pattern).await,
+            Storage::S3(r) => r.list(path, pattern).await,
         }
     }
 
@@ -199,7 +199,7 @@ impl Storage {
     ) -> Result<FsOutcome, FsError> {
         match self {
             Storage::Local(l) => l.run(fsop, perms, facts).await,
-            Storage::S3(r) => r.files.run(fsop, perms, facts).await,
+            Storage::S3(r) => r.run(fsop, perms, facts).await,
         }
     }
 }
@@ -271,7 +271,10 @@ impl Upload {
 /// A file opened for RETR.
 pub enum Download {
     /// `len`: the size when it was opened (the open's own statx).
-    Local { fd: SharedFd, len: u64 },
+    Local {
+        fd: SharedFd,
+        len: u64,
+    },
     S3(S3Download),
 }
 
