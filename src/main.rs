@@ -18,7 +18,7 @@ use ringest::server::auth::{hash_password, UserDb};
 use ringest::server::config::policies::{ProxyMode, TlsData};
 use ringest::server::config::{
     parse_mode_mask, parse_port_range, DirectIo, FileConfig, FsOps, FsyncPolicy, LogFormat,
-    Overwrite,
+    Overwrite, StorageKind,
 };
 use ringest::server::service::{self, lookup_account};
 use ringest::server::storage::{check_root, RootProblem, Writer};
@@ -139,6 +139,39 @@ struct ServeArgs {
     /// crc32c, adler32, md5, sha1, sha256, sha512 [default: none].
     #[arg(long, env = "RINGEST_CHECKSUMS", value_delimiter = ',', value_parser = parse_algo)]
     checksums: Option<Vec<Algo>>,
+    /// Where uploads land: "local" (the root directories) or "s3" (a bucket; see the --s3-*
+    /// options and docs/s3.md) [default: local].
+    #[arg(long, env = "RINGEST_STORAGE")]
+    storage: Option<StorageKind>,
+    /// S3 endpoint URL, e.g. http://127.0.0.1:3900 (path-style requests).
+    #[arg(long, env = "RINGEST_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// S3 region [default: us-east-1].
+    #[arg(long, env = "RINGEST_S3_REGION")]
+    s3_region: Option<String>,
+    /// S3 bucket.
+    #[arg(long, env = "RINGEST_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// Key prefix of each user's objects; {user} is the login name [default: {user}/].
+    #[arg(long, env = "RINGEST_S3_PREFIX")]
+    s3_prefix: Option<String>,
+    /// File with the S3 key id and secret (two lines) [default: RINGEST_S3_KEY_ID and
+    /// RINGEST_S3_SECRET, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY].
+    #[arg(long, env = "RINGEST_S3_CREDENTIALS_FILE")]
+    s3_credentials_file: Option<PathBuf>,
+    /// Size of the first multipart parts in bytes, 5 MiB to 5 GiB [default: 8388608].
+    #[arg(long, env = "RINGEST_S3_PART_SIZE")]
+    s3_part_size: Option<u64>,
+    /// Bytes all uploads may hold in part buffers; past it uploads wait [default: 1073741824].
+    #[arg(long, env = "RINGEST_S3_MEMORY_CAP")]
+    s3_memory_cap: Option<u64>,
+    /// Seconds a store request may take with its retries before the command fails with 451
+    /// [default: 30].
+    #[arg(long, env = "RINGEST_S3_TIMEOUT")]
+    s3_timeout: Option<u64>,
+    /// Threads sending store requests [default: 8].
+    #[arg(long, env = "RINGEST_S3_THREADS")]
+    s3_threads: Option<usize>,
     /// Registered buffers per core [default: 512].
     #[arg(long, env = "RINGEST_BUFFERS")]
     buffers: Option<u32>,
@@ -269,7 +302,25 @@ fn build_config(a: &ServeArgs) -> Result<ServerConfig> {
         proxy_protocol => cfg.proxy.mode,
         proxy_from => cfg.proxy.from,
         checksums => cfg.checksums,
+        storage => cfg.storage,
+        s3_endpoint => cfg.s3.endpoint,
+        s3_region => cfg.s3.region,
+        s3_bucket => cfg.s3.bucket,
+        s3_prefix => cfg.s3.prefix,
+        s3_part_size => cfg.s3.part_size,
+        s3_memory_cap => cfg.s3.memory_cap,
+        s3_threads => cfg.s3.threads,
     }
+    if let Some(v) = &a.s3_credentials_file {
+        cfg.s3.credentials_file = Some(v.clone());
+    }
+    if let Some(v) = a.s3_timeout {
+        cfg.s3.timeout = secs(v);
+    }
+    cfg.s3.threads = cfg.s3.threads.clamp(1, 256);
+    cfg.s3
+        .check(cfg.storage)
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     if let Some(v) = a.proxy_timeout {
         cfg.proxy.timeout = secs(v);
     }
@@ -359,6 +410,12 @@ fn serve(args: &ServeArgs) -> Result<()> {
         .with_context(|| format!("resolving root {}", cfg.root.display()))?;
     let (user, pass, root) = (cfg.user.clone(), cfg.password.clone(), cfg.root.clone());
     let users_file = cfg.policies.users_file.clone();
+    let s3_line = (cfg.storage == StorageKind::S3).then(|| {
+        format!(
+            "ringest: storage s3 {} bucket {:?}, each user's keys under {:?}",
+            cfg.s3.endpoint, cfg.s3.bucket, cfg.s3.prefix
+        )
+    });
     server::run(cfg, |started| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "ringest: listening on {}", started.local_addr);
@@ -373,6 +430,9 @@ fn serve(args: &ServeArgs) -> Result<()> {
                     root.display().to_string()
                 );
             }
+        }
+        if let Some(l) = &s3_line {
+            let _ = writeln!(out, "{l}");
         }
         let _ = writeln!(out, "ringest: {} core threads", started.threads);
         if let Some(t) = &started.tls {
@@ -495,7 +555,10 @@ fn check_config(file: &PathBuf) -> Result<()> {
             }
         }
     };
-    check_roots(file, &roots, &writer)?;
+    // With an object store, users' roots are key prefixes, not directories to check.
+    if cfg.storage.as_deref() != Some("s3") {
+        check_roots(file, &roots, &writer)?;
+    }
     let tls = check_tls(file, &cfg)?;
     println!("{}: ok ({what}{tls})", file.display());
     Ok(())

@@ -264,6 +264,9 @@ pub enum FsError {
     NotADirectory,
     IsADirectory,
     NoSpace,
+    /// The storage cannot do this at all (an object store asked to append): a permanent 504,
+    /// unlike `Other`'s 451, so clients do not retry it.
+    Unsupported(String),
     /// Anything else, with a short description for the reply.
     Other(String),
 }
@@ -294,6 +297,7 @@ impl FsError {
             FsError::NotADirectory => Reply::new(550, format!("{what}: Not a directory.")),
             FsError::IsADirectory => Reply::new(550, format!("{what}: Is a directory.")),
             FsError::NoSpace => Reply::new(552, format!("{what}: Insufficient storage space.")),
+            FsError::Unsupported(msg) => Reply::new(504, format!("{what}: {msg}.")),
             FsError::Other(msg) => Reply::new(451, format!("{what}: Local error: {msg}.")),
         }
     }

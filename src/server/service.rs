@@ -251,6 +251,10 @@ pub fn after_bind(
 
 /// Logs a warning for each root that is missing, not a directory or not writable by this process.
 pub fn warn_about_roots(default_root: (&PathBuf, &UserRoot), users: &UserDb) {
+    if let UserRoot::S3 { .. } = default_root.1 {
+        // Users' roots are key prefixes; the local directories are not used for files.
+        return;
+    }
     for root in users.roots() {
         let problem = if &root == default_root.0 {
             (!default_root.1.is_writable()).then(|| {

@@ -20,12 +20,15 @@ use crate::engine::{net, op, spawn, thread, time};
 
 use super::auth::limits::Limits;
 use super::auth::users;
+use super::config::policies::StorageKind;
 use super::config::server::ServerConfig;
 use super::config::tls::LoadedTls;
 use super::context::{CoreCtx, Shared};
 use super::observe::metrics::{serve_http, Registry};
 use super::observe::xferlog::XferLog;
 use super::session;
+use super::storage::s3::client::{S3Client, S3Config};
+use super::storage::s3::credentials::S3Credentials;
 use super::storage::{self, Backend, UserRoot};
 
 /// What a running server tells its starter.
@@ -54,6 +57,30 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
+/// The object store's client with `storage = "s3"`: its credentials must be there at start-up;
+/// the store itself need not be up (uploads answer 451 until it is).
+fn s3_client(cfg: &ServerConfig) -> io::Result<Option<Arc<S3Client>>> {
+    if cfg.storage != StorageKind::S3 {
+        return Ok(None);
+    }
+    let s3 = &cfg.s3;
+    let bad = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+    let creds = match &s3.credentials_file {
+        Some(path) => S3Credentials::from_file(path),
+        None => S3Credentials::from_env(),
+    }
+    .map_err(|e| bad(format!("S3 credentials: {e}")))?;
+    let mut c = S3Config::new(&s3.endpoint, &s3.region, &s3.bucket, creds);
+    c.threads = s3.threads;
+    c.retry.total = s3.timeout;
+    c.attempt_timeout = s3.timeout;
+    c.io_timeout = c.io_timeout.min(s3.timeout);
+    c.connect_timeout = c.connect_timeout.min(s3.timeout);
+    let client = S3Client::new(c).map_err(|e| bad(format!("S3 client: {e}")))?;
+    tracing::info!(endpoint = %s3.endpoint, bucket = %s3.bucket, prefix = %s3.prefix, part_size = s3.part_size, memory_cap = s3.memory_cap, "uploads land in the object store");
+    Ok(Some(Arc::new(client)))
+}
+
 /// Runs the server until SIGTERM/SIGINT (then drains and returns) or a core thread fails.
 /// `started` is called once the listeners are bound.
 pub fn run(mut cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<()> {
@@ -72,7 +99,8 @@ pub fn run(mut cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<
             format!("creating root {}: {e}", cfg.root.display()),
         )
     })?;
-    let root = UserRoot::open(&cfg.root)?;
+    let root = UserRoot::for_user(&cfg, &cfg.user, &cfg.root)?;
+    let s3 = s3_client(&cfg)?;
     let users = users::load_for(&cfg)?;
     if cfg.proxy.mode != super::config::policies::ProxyMode::Off && cfg.proxy.from.is_empty() {
         return Err(io::Error::new(
@@ -85,7 +113,9 @@ pub fn run(mut cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<
         .tls
         .load(&cfg.root)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("TLS: {e}")))?;
-    storage::sweep_interrupted(users.roots());
+    if cfg.storage == StorageKind::Local {
+        storage::sweep_interrupted(users.roots());
+    }
     let (listeners, addr) = listen_per_core(
         cfg.listen,
         &cpus,
@@ -173,6 +203,7 @@ pub fn run(mut cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<
                 .get(core)
                 .and_then(|m| m.lock().ok().and_then(|mut l| l.take()));
             let root = root.try_clone();
+            let s3 = s3.clone();
             let shared = shared_for_cores.clone();
             let metrics_fd = if core == 0 {
                 metrics_listener.lock().ok().and_then(|mut m| m.take())
@@ -187,8 +218,16 @@ pub fn run(mut cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<
                 let cfg = shared.cfg.clone();
                 let passive = cfg.passive_ports;
                 let first = cfg.passive_slice(core, threads).0;
-                let backend = Backend::new(&cfg);
-                let storage = backend.session(root);
+                let metrics = shared.metrics.register(core);
+                let share = cfg.s3.memory_cap / threads.max(1) as u64;
+                let backend = Backend::new(&cfg, s3.clone().map(|c| (c, share)), metrics.clone());
+                let storage = match backend.session(root) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(core, error = %e, "core could not open its storage");
+                        return;
+                    }
+                };
                 let ctx = Rc::new(CoreCtx {
                     cfg,
                     core,
@@ -198,7 +237,7 @@ pub fn run(mut cfg: ServerConfig, started: impl FnOnce(&Started)) -> io::Result<
                     passive_next: Cell::new(first),
                     shutdown: LocalEvent::new(),
                     force_close: LocalEvent::new(),
-                    metrics: shared.metrics.register(core),
+                    metrics,
                     shared,
                 });
                 if let Some(fd) = metrics_fd {

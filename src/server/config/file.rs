@@ -52,6 +52,16 @@
 //! proxy_timeout = 5                 # seconds a balancer's connection may take to send its header
 //! checksums = ["sha256", "crc32c"]  # digests computed while uploads arrive (default: none);
 //!                                   # also crc32, adler32, md5, sha1, sha512
+//! storage = "local"                 # or "s3": uploads land in a bucket (docs/s3.md)
+//! s3_endpoint = "http://127.0.0.1:3900"
+//! s3_region = "garage"
+//! s3_bucket = "ingest"
+//! s3_prefix = "{user}/"             # each user's keys start with this
+//! s3_credentials_file = "/etc/ringest/s3.key"  # key id, then secret; default: RINGEST_S3_KEY_ID/_SECRET or AWS_* env
+//! s3_part_size = 8388608            # first multipart parts (5 MiB to 5 GiB); smaller files are one PUT
+//! s3_memory_cap = 1073741824        # bytes all uploads may buffer; past it uploads wait (back-pressure)
+//! s3_timeout = 30                   # seconds a store request may take with retries before 451
+//! s3_threads = 8                    # threads sending store requests
 //! ```
 //!
 //! Fields that [`ServerConfig`] has are applied by [`FileConfig::apply`]; the others land in
@@ -65,7 +75,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::policies::{DirectIo, FsyncPolicy, LogFormat, Overwrite, Policies, ProxyMode, TlsData};
+use super::policies::{
+    DirectIo, FsyncPolicy, LogFormat, Overwrite, Policies, ProxyMode, StorageKind, TlsData,
+};
 use super::server::{DataPathKind, FsOps, ServerConfig};
 use crate::proto::checksum;
 use crate::proto::proxy::Cidr;
@@ -151,6 +163,17 @@ pub struct FileConfig {
     pub proxy_timeout: Option<u64>,
     /// Algorithm names (`proto::checksum::Algo::parse`).
     pub checksums: Option<Vec<String>>,
+    pub storage: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_bucket: Option<String>,
+    pub s3_prefix: Option<String>,
+    pub s3_credentials_file: Option<PathBuf>,
+    pub s3_part_size: Option<u64>,
+    pub s3_memory_cap: Option<u64>,
+    /// Seconds.
+    pub s3_timeout: Option<u64>,
+    pub s3_threads: Option<usize>,
 }
 
 /// Longest timeout accepted, in seconds (a year): anything longer is a typo, and a huge value
@@ -247,6 +270,7 @@ impl FileConfig {
             &mut cfg.xferlog,
             &mut cfg.tls_cert,
             &mut cfg.tls_key,
+            &mut cfg.s3_credentials_file,
         ]
         .into_iter()
         .flatten()
@@ -322,6 +346,24 @@ impl FileConfig {
                 "checksums",
                 checksum::parse_list(list).map_err(|e| e.to_string()),
             )?;
+        }
+        if let Some(v) = &self.storage {
+            key("storage", v.parse::<StorageKind>())?;
+        }
+        if let Some(v) = self.s3_part_size {
+            key("s3_part_size", check_range(v, 5 << 20, 5 << 30))?;
+        }
+        if let Some(v) = self.s3_memory_cap {
+            key("s3_memory_cap", check_range(v, 10 << 20, 1 << 50))?;
+        }
+        if let Some(v) = self.s3_timeout {
+            key("s3_timeout", check_range(v, 1, 3600))?;
+        }
+        if let Some(v) = self.s3_threads {
+            key("s3_threads", check_range(v, 1, 256))?;
+        }
+        if let Some(v) = &self.s3_credentials_file {
+            key("s3_credentials_file", check_path(v))?;
         }
         if let Some(v) = &self.tls_cert {
             key("tls_cert", check_path(v))?;
@@ -507,6 +549,35 @@ impl FileConfig {
             .and_then(|l| checksum::parse_list(l).ok())
         {
             cfg.checksums = v;
+        }
+        if let Some(v) = self.storage.as_deref().and_then(|s| s.parse().ok()) {
+            cfg.storage = v;
+        }
+        let s3 = &mut cfg.s3;
+        for (from, to) in [
+            (&self.s3_endpoint, &mut s3.endpoint),
+            (&self.s3_region, &mut s3.region),
+            (&self.s3_bucket, &mut s3.bucket),
+            (&self.s3_prefix, &mut s3.prefix),
+        ] {
+            if let Some(v) = from {
+                *to = v.clone();
+            }
+        }
+        if let Some(v) = &self.s3_credentials_file {
+            s3.credentials_file = Some(v.clone());
+        }
+        if let Some(v) = self.s3_part_size {
+            s3.part_size = v;
+        }
+        if let Some(v) = self.s3_memory_cap {
+            s3.memory_cap = v;
+        }
+        if let Some(v) = self.s3_timeout {
+            s3.timeout = Duration::from_secs(v);
+        }
+        if let Some(v) = self.s3_threads {
+            s3.threads = v;
         }
         if let Some(v) = &self.tls_cert {
             cfg.tls.cert = Some(v.clone());

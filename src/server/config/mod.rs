@@ -7,10 +7,12 @@
 
 pub mod file;
 pub mod policies;
+pub mod s3;
 pub mod server;
 pub mod tls;
 
 pub use file::{parse_mode_mask, parse_port_range, FileConfig, SettingsError};
-pub use policies::{DirectIo, FsyncPolicy, LogFormat, Overwrite, Policies};
+pub use policies::{DirectIo, FsyncPolicy, LogFormat, Overwrite, Policies, StorageKind};
+pub use s3::S3Settings;
 pub use server::{DataPathKind, FsOps, ServerConfig};
 pub use tls::{LoadedTls, TlsSettings};

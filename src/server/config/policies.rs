@@ -78,6 +78,17 @@ pub enum DirectIo {
     Off,
 }
 
+/// `storage`: where uploads land and listings come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StorageKind {
+    /// The local file system under each user's root.
+    #[default]
+    Local,
+    /// An S3 bucket, a key prefix per user (`s3_*` settings).
+    S3,
+}
+
+keyword_enum!(StorageKind, "storage", "local" => StorageKind::Local, "s3" => StorageKind::S3);
 keyword_enum!(DirectIo, "direct_io policy", "auto" => DirectIo::Auto, "on" => DirectIo::On, "off" => DirectIo::Off);
 keyword_enum!(crate::proto::session::TlsMode, "tls policy", "off" => crate::proto::session::TlsMode::Off, "optional" => crate::proto::session::TlsMode::Optional, "required" => crate::proto::session::TlsMode::Required);
 

@@ -124,6 +124,10 @@ pub struct ServerConfig {
     /// Digests computed inline while uploads arrive and stored with the file (empty: none, and
     /// binary uploads keep the splice path).
     pub checksums: Vec<crate::proto::checksum::Algo>,
+    /// Where uploads land.
+    pub storage: super::policies::StorageKind,
+    /// The object store, for `storage = s3`.
+    pub s3: super::s3::S3Settings,
 }
 
 /// The PROXY protocol: who may send a header, and how long one may take.
@@ -176,6 +180,8 @@ impl ServerConfig {
             tls: super::tls::TlsSettings::default(),
             proxy: ProxySettings::default(),
             checksums: Vec::new(),
+            storage: super::policies::StorageKind::Local,
+            s3: super::s3::S3Settings::default(),
         }
     }
 

@@ -93,6 +93,14 @@ pub struct CoreMetrics {
     /// Error replies, indexed by `code - 400` for codes 400..=599.
     pub replies: [AtomicU64; ERROR_CODES],
     pub transfers_failed: AtomicU64,
+    /// Object-store parts (or single PUTs) being sent now (gauge).
+    pub s3_parts_in_flight: AtomicU64,
+    /// Bytes held in part buffers for the object store (gauge).
+    pub s3_bytes_buffered: AtomicU64,
+    /// Uploads waiting for buffer space under the memory cap (gauge).
+    pub s3_uploads_waiting: AtomicU64,
+    /// Store requests that failed for good (after their retries).
+    pub s3_errors: AtomicU64,
 }
 
 impl CoreMetrics {
@@ -113,7 +121,24 @@ impl CoreMetrics {
             direct_bytes: AtomicU64::new(0),
             replies: std::array::from_fn(|_| AtomicU64::new(0)),
             transfers_failed: AtomicU64::new(0),
+            s3_parts_in_flight: AtomicU64::new(0),
+            s3_bytes_buffered: AtomicU64::new(0),
+            s3_uploads_waiting: AtomicU64::new(0),
+            s3_errors: AtomicU64::new(0),
         }
+    }
+
+    /// Sets the object-store gauges of this core (its budget and part senders own the values).
+    pub fn s3_gauges(&self, in_flight: u64, buffered: u64, waiting: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.s3_parts_in_flight.store(in_flight, Relaxed);
+        self.s3_bytes_buffered.store(buffered, Relaxed);
+        self.s3_uploads_waiting.store(waiting, Relaxed);
+    }
+
+    /// A store request failed after its retries.
+    pub fn s3_error(&self) {
+        inc(&self.s3_errors);
     }
 
     /// A control connection was accepted.
@@ -210,6 +235,10 @@ pub struct Totals {
     pub direct_bytes: u64,
     pub replies: Vec<(u16, u64)>,
     pub transfers_failed: u64,
+    pub s3_parts_in_flight: u64,
+    pub s3_bytes_buffered: u64,
+    pub s3_uploads_waiting: u64,
+    pub s3_errors: u64,
 }
 
 impl Registry {
@@ -255,6 +284,10 @@ impl Registry {
                 *sum += get(c);
             }
             t.transfers_failed += get(&m.transfers_failed);
+            t.s3_parts_in_flight += get(&m.s3_parts_in_flight);
+            t.s3_bytes_buffered += get(&m.s3_bytes_buffered);
+            t.s3_uploads_waiting += get(&m.s3_uploads_waiting);
+            t.s3_errors += get(&m.s3_errors);
         }
         t.replies = (FIRST_ERROR_CODE..)
             .zip(replies)
@@ -389,6 +422,35 @@ impl Registry {
             "Transfers that failed or were aborted.",
         );
         let _ = writeln!(out, "ringest_transfers_failed_total {}", t.transfers_failed);
+        for (name, kind, help, v) in [
+            (
+                "s3_parts_in_flight",
+                "gauge",
+                "Object-store parts and PUTs being sent.",
+                t.s3_parts_in_flight,
+            ),
+            (
+                "s3_bytes_buffered",
+                "gauge",
+                "Bytes held in part buffers for the object store.",
+                t.s3_bytes_buffered,
+            ),
+            (
+                "s3_uploads_waiting",
+                "gauge",
+                "Uploads waiting for buffer space under s3_memory_cap.",
+                t.s3_uploads_waiting,
+            ),
+            (
+                "s3_errors_total",
+                "counter",
+                "Object-store requests that failed after their retries.",
+                t.s3_errors,
+            ),
+        ] {
+            head(&mut out, name, kind, help);
+            let _ = writeln!(out, "ringest_{name} {v}");
+        }
         out
     }
 }

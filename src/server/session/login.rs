@@ -11,6 +11,7 @@ use crate::engine::{blocking, time};
 use crate::proto::session::Access;
 use crate::server::auth::limits::LoginRefusal;
 use crate::server::auth::users::UserTls;
+use crate::server::config::policies::StorageKind;
 use crate::server::context::CoreCtx;
 use crate::server::storage::{errno_of, Storage, UserRoot};
 
@@ -53,15 +54,18 @@ pub async fn authenticate(ctx: &CoreCtx, ip: IpAddr, user: &str, password: &str)
         }
     };
     let db = ctx.shared.users();
-    let default_root = ctx.cfg.root.clone();
+    let cfg = ctx.cfg.clone();
     let (u, p) = (user.to_owned(), password.to_owned());
     ctx.metrics.password_check();
     let checked = blocking::spawn_blocking(move || {
         let info = db.verify(&u, &p)?;
-        let root = if info.root == default_root {
+        // The default user's root is the core's own; an object store's root is its prefix,
+        // which is per user name.
+        let shared_root = info.root == cfg.root && cfg.storage == StorageKind::Local;
+        let root = if shared_root {
             None
         } else {
-            Some(UserRoot::open(&info.root))
+            Some(UserRoot::for_user(&cfg, &info.name, &info.root))
         };
         Some((info, root))
     })
@@ -87,7 +91,14 @@ pub async fn authenticate(ctx: &CoreCtx, ip: IpAddr, user: &str, password: &str)
     };
     let storage = match root {
         None => ctx.storage.clone(),
-        Some(Ok(root)) => ctx.backend.session(root),
+        Some(Ok(root)) => match ctx.backend.session(root) {
+            Ok(s) => s,
+            Err(e) => {
+                attempt.not_checked();
+                tracing::error!(user = %user, error = %e, "cannot open the user's storage");
+                return Login::Unavailable("Home directory not available.".into());
+            }
+        },
         Some(Err(e)) => {
             attempt.not_checked();
             tracing::error!(user = %user, root = %info.root.display(), error = %e, "cannot open the user's root");

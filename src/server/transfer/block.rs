@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use crate::engine::bufpool::PoolBuf;
 use crate::engine::fd::SharedFd;
+use crate::engine::{op, time};
 use crate::proto::modeb::{Decoder, Event};
+use crate::server::storage::s3::upload::S3Upload;
 use crate::server::storage::FileSink;
 
-use super::failure::StoreError;
+use super::failure::{stalled, StoreError};
 use super::fixed::{Receiver, Wake, WriteSet};
 
 /// MODE B state of a data connection kept open across files: the receiver, the decoder, and the
@@ -118,4 +120,71 @@ fn bad_stream(e: crate::proto::modeb::DecodeError) -> StoreError {
         io::ErrorKind::InvalidData,
         format!("bad MODE B stream: {e}"),
     ))
+}
+
+/// Bytes asked of the socket per recv when decoding MODE B into an object's parts.
+const COPY_RECV: usize = 256 * 1024;
+
+/// MODE B into an object store (kept across files like [`BlockReceiver`]): blocks are received
+/// into a Vec and decoded there, and each payload run is appended to the upload's part. The
+/// registered-buffer path would save nothing: the bytes are copied into the part either way.
+pub struct CopyBlockReceiver {
+    fd: SharedFd,
+    stall: Duration,
+    decoder: Decoder,
+    /// Received bytes; `pos` is where decoding goes on (the next file's first bytes after an EOF).
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl CopyBlockReceiver {
+    pub fn new(fd: &SharedFd, stall: Duration) -> CopyBlockReceiver {
+        CopyBlockReceiver {
+            fd: fd.clone(),
+            stall,
+            decoder: Decoder::new(),
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// Receives one file up to its EOF block into `up`. A data connection that makes no progress
+    /// for the stall time fails; waiting for `up` (the memory cap) does not count, since that
+    /// wait is ours.
+    pub async fn receive(&mut self, up: &S3Upload) -> Result<BlockFile, StoreError> {
+        let mut bytes = 0u64;
+        let mut markers = Vec::new();
+        loop {
+            while let Some(ev) = self
+                .decoder
+                .next(&self.buf, &mut self.pos)
+                .map_err(bad_stream)?
+            {
+                match ev {
+                    Event::Data(run) => {
+                        up.push(run).await.map_err(StoreError::File)?;
+                        bytes += run.len() as u64;
+                    }
+                    Event::Restart(m) => markers.push((m, bytes)),
+                    Event::EndOfRecord => {}
+                    Event::EndOfFile => return Ok(BlockFile { bytes, markers }),
+                }
+            }
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+            self.buf.reserve(COPY_RECV);
+            let buf = std::mem::take(&mut self.buf);
+            let (res, buf) = match time::timeout(self.stall, op::recv::recv(&self.fd, buf)).await {
+                Ok(r) => r,
+                Err(_) => return Err(stalled()),
+            };
+            self.buf = buf;
+            if res.map_err(StoreError::Net)? == 0 {
+                return Err(StoreError::Net(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed before EOF block",
+                )));
+            }
+        }
+    }
 }

@@ -20,6 +20,8 @@ use super::passive::PassiveListener;
 pub struct DataConn {
     pub fd: SharedFd,
     pub block: Option<BlockReceiver>,
+    /// MODE B into an object store: its receive state between files.
+    pub copy_block: Option<super::block::CopyBlockReceiver>,
     pub tls: Option<crate::tls::stream::TlsStream>,
     /// MODE B over TLS: the decoder's state between files.
     pub tls_block: crate::proto::modeb::Decoder,
@@ -32,6 +34,7 @@ impl DataConn {
         DataConn {
             fd,
             block: None,
+            copy_block: None,
             tls: None,
             tls_block: crate::proto::modeb::Decoder::new(),
             ext: None,

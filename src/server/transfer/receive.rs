@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::engine::fd::SharedFd;
 use crate::engine::{op, runtime, time};
 use crate::proto::ascii::CrlfToLf;
-use crate::server::storage::{FileSink, Target};
+use crate::server::storage::Target;
 
 use super::direct::{receive_direct, DirectEnd};
 use super::failure::{stalled, StoreError};
@@ -41,13 +41,16 @@ pub async fn receive(
     stall: Duration,
 ) -> Result<Stored, StoreError> {
     let has_pool = runtime::with(|rt| rt.bufpool().is_some());
-    let Target::File(sink) = target;
-    if ascii {
-        let conv = Some(CrlfToLf::default());
-        return receive_copy(data, sink, offset, stall, conv)
-            .await
-            .map(Stored::buffered);
-    }
+    let sink = match target {
+        Target::File(sink) if !ascii => sink,
+        // TYPE A converts in user space, and parts are filled there: both copy.
+        _ => {
+            let conv = ascii.then(CrlfToLf::default);
+            return receive_copy(data, target, offset, stall, conv)
+                .await
+                .map(Stored::buffered);
+        }
+    };
     let mut at = offset;
     let direct_from_start = sink.direct_after == Some(0) && has_pool;
     if !direct_from_start {
@@ -73,7 +76,7 @@ pub async fn receive(
                 FixedEnd::Switch(from) => at = from,
             }
         } else {
-            return receive_copy(data, sink, offset, stall, None)
+            return receive_copy(data, target, offset, stall, None)
                 .await
                 .map(Stored::buffered);
         }
@@ -85,7 +88,7 @@ pub async fn receive(
         }),
         // No buffer for direct I/O now (or an unaligned start): the copying path takes the rest.
         DirectEnd::NotStarted(from) => {
-            let rest = receive_copy(data, sink, from, stall, None).await?;
+            let rest = receive_copy(data, target, from, stall, None).await?;
             Ok(Stored::buffered(from - offset + rest))
         }
     }
@@ -94,7 +97,7 @@ pub async fn receive(
 /// Without a registered pool, or for TYPE A: recv into a Vec, (convert,) write it at the offset.
 async fn receive_copy(
     data: &SharedFd,
-    sink: FileSink<'_>,
+    target: Target<'_>,
     start: u64,
     stall: Duration,
     mut ascii: Option<CrlfToLf>,
@@ -124,9 +127,9 @@ async fn receive_copy(
         };
         let len = out.len() as u64;
         if ascii.is_none() {
-            sink.observe(offset, &out);
+            observe(target, offset, &out);
         }
-        let (res, mut out) = write_all_at(sink.file, out, offset).await;
+        let (res, mut out) = put(target, out, offset).await;
         res?;
         offset += len;
         out.clear();
@@ -137,6 +140,30 @@ async fn receive_copy(
         }
         if n == 0 {
             return Ok(offset - start);
+        }
+    }
+}
+
+/// Tells a file target's inline checksums (if any) of bytes about to be stored at `offset`.
+pub fn observe(target: Target<'_>, offset: u64, bytes: &[u8]) {
+    if let Target::File(sink) = target {
+        sink.observe(offset, bytes);
+    }
+}
+
+/// Stores `buf`, the file's bytes from `offset`, in `target`: written at the offset into a
+/// file, or appended to an object's part (uploads into parts are always in order). Hands the
+/// buffer back.
+pub async fn put(
+    target: Target<'_>,
+    buf: Vec<u8>,
+    offset: u64,
+) -> (Result<(), StoreError>, Vec<u8>) {
+    match target {
+        Target::File(sink) => write_all_at(sink.file, buf, offset).await,
+        Target::Parts(up) => {
+            let res = up.push(&buf).await.map_err(StoreError::File);
+            (res, buf)
         }
     }
 }

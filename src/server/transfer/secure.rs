@@ -19,7 +19,7 @@ use crate::engine::{direct, net, runtime};
 use crate::proto::ascii::CrlfToLf;
 use crate::proto::modeb::{Decoder, Event};
 use crate::proto::session::TransferOutcome;
-use crate::server::storage::FileSink;
+use crate::server::storage::{FileSink, Target};
 use crate::tls::conn::Kernel;
 use crate::tls::record::{Content, Opener, RecordError, Sealer};
 use crate::tls::stream::{End, TlsStream};
@@ -28,7 +28,7 @@ use super::block::BlockFile;
 use super::data::DataConn;
 use super::failure::StoreError;
 use super::fixed::{Receiver, Wake, WriteSet};
-use super::receive::write_all_at;
+use super::receive::{observe, put};
 
 /// The TLS a session's protected data connections run with.
 #[derive(Clone)]
@@ -71,15 +71,16 @@ pub async fn accept(
 /// LF) and rings without a buffer pool collect rustls' plaintext and write it through the ring.
 pub async fn receive_stream(
     mut s: TlsStream,
-    sink: FileSink<'_>,
+    target: Target<'_>,
     start: u64,
     stall: Duration,
     ascii: bool,
 ) -> Result<u64, StoreError> {
     let has_pool = runtime::with(|rt| rt.bufpool().is_some());
-    if ascii || !has_pool {
-        return receive_stream_ring(&mut s, sink, start, stall, ascii).await;
-    }
+    let sink = match target {
+        Target::File(sink) if !ascii && has_pool => sink,
+        _ => return receive_stream_ring(&mut s, target, start, stall, ascii).await,
+    };
     let fd = s.fd.clone();
     let kernel = s
         .tls
@@ -232,7 +233,7 @@ fn open_carried(
 
 async fn receive_stream_ring(
     s: &mut TlsStream,
-    sink: FileSink<'_>,
+    target: Target<'_>,
     start: u64,
     stall: Duration,
     ascii: bool,
@@ -253,12 +254,12 @@ async fn receive_stream_ring(
                         std::mem::take(&mut converted)
                     }
                     None => {
-                        sink.observe(offset, &data);
+                        observe(target, offset, &data);
                         data
                     }
                 };
                 let n = out.len() as u64;
-                let (res, back) = write_all_at(sink.file, out, offset).await;
+                let (res, back) = put(target, out, offset).await;
                 res?;
                 offset += n;
                 if conv.is_some() {
@@ -272,8 +273,7 @@ async fn receive_stream_ring(
                     converted.clear();
                     c.finish(&mut converted);
                     let n = converted.len() as u64;
-                    let (res, _) =
-                        write_all_at(sink.file, std::mem::take(&mut converted), offset).await;
+                    let (res, _) = put(target, std::mem::take(&mut converted), offset).await;
                     res?;
                     offset += n;
                 }
@@ -295,7 +295,7 @@ async fn receive_stream_ring(
 pub async fn receive_block(
     s: &mut TlsStream,
     decoder: &mut Decoder,
-    sink: FileSink<'_>,
+    target: Target<'_>,
     start: u64,
     stall: Duration,
 ) -> Result<BlockFile, StoreError> {
@@ -327,8 +327,8 @@ pub async fn receive_block(
         s.tls.consume(pos);
         if !out.is_empty() {
             let n = out.len() as u64;
-            sink.observe(offset, &out);
-            let (res, mut back) = write_all_at(sink.file, std::mem::take(&mut out), offset).await;
+            observe(target, offset, &out);
+            let (res, mut back) = put(target, std::mem::take(&mut out), offset).await;
             res?;
             offset += n;
             back.clear();

@@ -19,7 +19,7 @@ use crate::server::context::CoreCtx;
 use crate::server::storage::{self, fs_error, Opened, Storage};
 use crate::tls::stream::Channel;
 
-use super::block::BlockReceiver;
+use super::block::{BlockReceiver, CopyBlockReceiver};
 use super::data::{self, DataConn};
 use super::extended;
 use super::failure::StoreError;
@@ -185,16 +185,16 @@ impl Xfer<'_> {
         let (res, markers) = match (self.t.mode, conn.tls.as_mut()) {
             // The stream's end is the connection's: its TLS state is handed to the receive path.
             (TransferMode::Stream, Some(_)) => {
-                let storage::Target::File(sink) = upload.target();
+                let target = upload.target();
                 let r = match conn.tls.take() {
-                    Some(s) => secure::receive_stream(s, sink, offset, stall, ascii).await,
+                    Some(s) => secure::receive_stream(s, target, offset, stall, ascii).await,
                     None => Err(StoreError::Net(io::ErrorKind::NotConnected.into())),
                 };
                 (r, Vec::new())
             }
             (TransferMode::Block, Some(s)) => {
-                let storage::Target::File(sink) = upload.target();
-                match secure::receive_block(s, &mut conn.tls_block, sink, offset, stall).await {
+                let target = upload.target();
+                match secure::receive_block(s, &mut conn.tls_block, target, offset, stall).await {
                     Ok(f) => (Ok(f.bytes), f.markers),
                     Err(e) => (Err(e), Vec::new()),
                 }
@@ -209,13 +209,26 @@ impl Xfer<'_> {
             }
             (TransferMode::Block, None) => {
                 let fd = conn.fd.clone();
-                let rx = conn
-                    .block
-                    .get_or_insert_with(|| BlockReceiver::new(&fd, stall));
-                let storage::Target::File(sink) = upload.target();
-                match rx.receive(sink, offset).await {
-                    Ok(f) => (Ok(f.bytes), f.markers),
-                    Err(e) => (Err(e), rx.markers_of_failed().to_vec()),
+                match upload.target() {
+                    storage::Target::File(sink) => {
+                        let rx = conn
+                            .block
+                            .get_or_insert_with(|| BlockReceiver::new(&fd, stall));
+                        match rx.receive(sink, offset).await {
+                            Ok(f) => (Ok(f.bytes), f.markers),
+                            Err(e) => (Err(e), rx.markers_of_failed().to_vec()),
+                        }
+                    }
+                    // An object cannot be continued from a marker: a failed one keeps nothing.
+                    storage::Target::Parts(up) => {
+                        let rx = conn
+                            .copy_block
+                            .get_or_insert_with(|| CopyBlockReceiver::new(&fd, stall));
+                        match rx.receive(up).await {
+                            Ok(f) => (Ok(f.bytes), f.markers),
+                            Err(e) => (Err(e), Vec::new()),
+                        }
+                    }
                 }
             }
             // Taken by `store_extended` before any data connection is made.
@@ -344,7 +357,11 @@ impl Xfer<'_> {
         let (res, _) = env.ctl.send(self.opening.to_bytes()).await;
         res?;
         let stall = env.ctx.cfg.data_timeout;
-        let storage::Target::File(sink) = upload.target();
+        let storage::Target::File(sink) = upload.target() else {
+            // The object store refuses MODE E uploads when they are opened.
+            upload.discard().await;
+            return Ok(TransferOutcome::Local(fs_error(io::ErrorKind::Unsupported.into())).into());
+        };
         let got = extended::receive(
             &mut ext,
             env.ctx,

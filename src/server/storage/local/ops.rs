@@ -17,9 +17,11 @@ use super::jail::{cstr, open, open_parent, stat};
 use super::names::is_temp_name;
 
 fn to_fs_error(e: &io::Error) -> FsError {
-    e.raw_os_error()
-        .map(FsError::from_errno)
-        .unwrap_or_else(|| FsError::Other(e.to_string()))
+    match e.raw_os_error() {
+        Some(errno) => FsError::from_errno(errno),
+        None if e.kind() == io::ErrorKind::Unsupported => FsError::Unsupported(e.to_string()),
+        None => FsError::Other(e.to_string()),
+    }
 }
 
 /// Maps an I/O error to the session's view of it.

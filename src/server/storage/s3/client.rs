@@ -266,6 +266,12 @@ impl S3Client {
         })
     }
 
+    /// Largest body one [`S3Client::get_range`] returns (`max_get`): a reader asks for at most this
+    /// much at a time.
+    pub fn max_get(&self) -> u64 {
+        self.inner.max_get
+    }
+
     /// Runs `f` on a worker with its agent. A worker that panicked is reported as `Unavailable`.
     async fn run<T, F>(&self, op: &'static str, f: F) -> Result<T, S3Error>
     where
@@ -289,15 +295,16 @@ impl S3Client {
     }
 
     /// [`S3Client::run`] for a request that sends `body`: the buffer comes back with the result
-    /// (empty if the worker was lost), so an upload can refill it.
-    async fn run_with_body<T, F>(
+    /// (`None` if the worker was lost), so an upload can refill it.
+    async fn run_with_body<T, B, F>(
         &self,
         op: &'static str,
-        body: Vec<u8>,
+        body: B,
         f: F,
-    ) -> (Result<T, S3Error>, Vec<u8>)
+    ) -> (Result<T, S3Error>, Option<B>)
     where
         T: Send + 'static,
+        B: AsRef<[u8]> + Send + 'static,
         F: FnOnce(&Call, &ureq::Agent, &[u8]) -> Result<T, S3Error> + Send + 'static,
     {
         let inner = self.inner.clone();
@@ -308,15 +315,19 @@ impl S3Client {
                     inner: &inner,
                     since,
                 };
-                (f(&call, agent, &body), body)
+                (f(&call, agent, body.as_ref()), Some(body))
             })
             .await
-            .unwrap_or_else(|e| (Err(worker_lost(op, e)), Vec::new()))
+            .unwrap_or_else(|e| (Err(worker_lost(op, e)), None))
     }
 
     /// Stores `body` as `key` in one PUT (retried: a PUT of the same bytes is idempotent). The
     /// buffer comes back with the result.
-    pub async fn put_object(&self, key: &str, body: Vec<u8>) -> (Result<(), S3Error>, Vec<u8>) {
+    pub async fn put_object<B: AsRef<[u8]> + Send + 'static>(
+        &self,
+        key: &str,
+        body: B,
+    ) -> (Result<(), S3Error>, Option<B>) {
         const OP: &str = "PutObject";
         let key = key.to_string();
         self.run_with_body(OP, body, move |inner, agent, body| {
@@ -350,13 +361,13 @@ impl S3Client {
 
     /// Sends part `part_no` (from 1) of an upload and returns its ETag, with the buffer. Retried:
     /// a part sent again replaces the first copy.
-    pub async fn upload_part(
+    pub async fn upload_part<B: AsRef<[u8]> + Send + 'static>(
         &self,
         key: &str,
         id: &UploadId,
         part_no: u16,
-        body: Vec<u8>,
-    ) -> (Result<ETag, S3Error>, Vec<u8>) {
+        body: B,
+    ) -> (Result<ETag, S3Error>, Option<B>) {
         const OP: &str = "UploadPart";
         let key = key.to_string();
         let id = id.0.clone();

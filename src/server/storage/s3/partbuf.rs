@@ -1,0 +1,129 @@
+//! A part buffer: one anonymous mapping the size of a whole part, filled from the front.
+//!
+//! Why not a `Vec`: the memory cap is about what the process really holds. A mapping costs only
+//! the pages written so far (a 4 KiB file in an 8 MiB part buffer holds 4 KiB), grows without a
+//! copy, and goes back to the kernel the moment it is dropped. A `Vec` of the part's size would
+//! come from malloc, whose arenas keep freed memory and whose mmap threshold moves with use, so
+//! the process's RSS would drift from what the budget counts.
+//!
+//! Buffers are reused from part to part within an upload (the one that comes back from an
+//! UploadPart is filled next), so each page is faulted in once per upload, not once per part.
+
+use std::io;
+use std::ptr::NonNull;
+
+/// Bytes of a part, in a mapping of its own. Owned by one upload, lent read-only to the worker
+/// thread that sends it.
+pub struct PartBuf {
+    ptr: NonNull<u8>,
+    cap: usize,
+    len: usize,
+}
+
+// SAFETY: a PartBuf owns its mapping exclusively (nothing else holds the pointer), so moving it
+// to another thread moves the only access to that memory with it.
+unsafe impl Send for PartBuf {}
+// SAFETY: `&PartBuf` gives only read access (`as_ref`); writes need `&mut`.
+unsafe impl Sync for PartBuf {}
+
+impl PartBuf {
+    /// Maps `cap` bytes of address space; no memory is used until bytes are written.
+    pub fn new(cap: usize) -> io::Result<PartBuf> {
+        if cap == 0 {
+            return Ok(PartBuf {
+                ptr: NonNull::dangling(),
+                cap: 0,
+                len: 0,
+            });
+        }
+        // SAFETY: an anonymous private mapping at an address the kernel picks touches no existing
+        // memory; the result is checked before use.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                cap,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(PartBuf { ptr, cap, len: 0 })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Appends as much of `bytes` as fits; returns how much that was.
+    pub fn extend(&mut self, bytes: &[u8]) -> usize {
+        let n = bytes.len().min(self.cap - self.len);
+        if n > 0 {
+            // SAFETY: `len + n <= cap`, so the destination lies inside our mapping, which is
+            // writable and owned by `self` (borrowed mutably); `bytes` cannot overlap it because
+            // no slice of the unfilled part is ever handed out.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.as_ptr().add(self.len), n);
+            }
+            self.len += n;
+        }
+        n
+    }
+
+    /// Empties the buffer for the next part; its pages stay mapped (already faulted in).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+impl AsRef<[u8]> for PartBuf {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: the first `len` bytes of the mapping were written by `extend`; the mapping
+        // lives as long as `self`, and a shared borrow of `self` excludes writes.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for PartBuf {
+    fn drop(&mut self) {
+        if self.cap > 0 {
+            // SAFETY: `ptr`/`cap` are exactly the mapping `new` made, unmapped once, here; no
+            // slice of it outlives `self`.
+            unsafe {
+                libc::munmap(self.ptr.as_ptr().cast(), self.cap);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_up_to_its_capacity_and_clears() {
+        let mut b = PartBuf::new(10).unwrap();
+        assert_eq!(b.extend(b"hello"), 5);
+        assert_eq!(b.extend(b"world!!"), 5);
+        assert_eq!(b.as_ref(), b"helloworld");
+        assert_eq!(b.extend(b"x"), 0);
+        b.clear();
+        assert!(b.is_empty());
+        assert_eq!(b.extend(b"x"), 1);
+        assert_eq!(b.as_ref(), b"x");
+        let z = PartBuf::new(0).unwrap();
+        assert_eq!(z.as_ref(), b"");
+    }
+}
