@@ -283,8 +283,8 @@ fn a_data_connection_from_another_address_is_refused_through_the_balancer() {
     );
 }
 
-/// An object cannot grow: MODE E, APPE and REST+STOR are refused (504 or 550) through the balancer,
-/// and nothing is stored for them.
+/// An object cannot grow: a MODE E upload, APPE and REST+STOR are refused (504 or 550) through
+/// the balancer, and nothing is stored for them.
 #[test]
 fn mode_e_appe_and_rest_stor_are_refused_on_s3() {
     let _serial = serial();
@@ -300,8 +300,18 @@ fn mode_e_appe_and_rest_stor_are_refused_on_s3() {
     );
     let refused = |code: u16| code == 504 || code == 550;
 
+    // MODE E: refused when asked for, or its upload is.
     let r = f.cmd("MODE E");
-    assert!(refused(r.code), "MODE E: {}", f.transcript());
+    if !refused(r.code) {
+        assert_eq!(r.code, 200, "MODE E: {}", f.transcript());
+        let r = stor_like(&mut f, src, "STOR mode-e.bin", b"");
+        assert!(refused(r), "STOR in MODE E: {}", f.transcript());
+        assert_eq!(
+            c.object("mode-e.bin"),
+            None,
+            "an object for a refused MODE E upload"
+        );
+    }
     f.cmd_expect("MODE S", 200);
 
     let r = stor_like(&mut f, src, "APPE base.bin", b"more");
