@@ -207,7 +207,7 @@ haproxy_start() {
     FRONT_PORT=$(free_port)
     cat >"$dir/haproxy.cfg" <<EOF
 global
-  maxconn 20000
+  maxconn 4000
 defaults
   mode tcp
   timeout connect 5s
@@ -238,10 +238,12 @@ EOF
     haproxy -db -f "$dir/haproxy.cfg" >"$dir/haproxy.log" 2>&1 &
     HAPROXY_PID=$!; PIDS+=($HAPROXY_PID)
     local k
-    for ((k = 0; k < 50; k++)); do
+    for ((k = 0; k < 100; k++)); do
         (exec 3<>"/dev/tcp/127.0.0.2/$FRONT_PORT") 2>/dev/null && return 0
+        kill -0 "$HAPROXY_PID" 2>/dev/null || break
         sleep 0.1
     done
+    cat "$dir/haproxy.log" >&2
     die "haproxy did not listen"
 }
 
@@ -308,7 +310,7 @@ run_config_workload() {
     local gp="" nodes host port src
     case $config in
         local)
-            node_start "$dir" n0 local 40000 40999 0
+            node_start "$dir" n0 local 20000 20999 0
             nodes=$NODE_PID; host=127.0.0.1; port=$NODE_PORT; src=127.0.0.10-127.0.0.41
             measure "$config" "$wl" "$host" "$port" "$src" "$nodes" ""
             stop_pids "$NODE_PID"
@@ -316,7 +318,7 @@ run_config_workload() {
         s3-one)
             garage_start "$dir" 3 3
             gp="${GARAGE_PIDS[*]}"
-            node_start "$dir" n0 "${GARAGE_EPS[0]}" 40000 40999 0
+            node_start "$dir" n0 "${GARAGE_EPS[0]}" 20000 20999 0
             nodes=$NODE_PID
             measure "$config" "$wl" 127.0.0.1 "$NODE_PORT" 127.0.0.10-127.0.0.41 "$nodes" "$gp"
             stop_pids "$NODE_PID"
@@ -325,11 +327,11 @@ run_config_workload() {
         s3-two)
             garage_start "$dir" 3 3
             gp="${GARAGE_PIDS[*]}"
-            node_start "$dir" n0 "${GARAGE_EPS[0]}" 40000 40999 1
+            node_start "$dir" n0 "${GARAGE_EPS[0]}" 20000 20999 1
             local p0=$NODE_PID c0=$NODE_PORT
-            node_start "$dir" n1 "${GARAGE_EPS[1]}" 41000 41999 1
+            node_start "$dir" n1 "${GARAGE_EPS[1]}" 21000 21999 1
             local p1=$NODE_PID c1=$NODE_PORT
-            haproxy_start "$dir" "$c0" 40000 40999 "$c1" 41000 41999
+            haproxy_start "$dir" "$c0" 20000 20999 "$c1" 21000 21999
             measure "$config" "$wl" 127.0.0.2 "$FRONT_PORT" 127.0.0.10-127.0.0.41 "$p0 $p1" "$gp"
             stop_pids "$HAPROXY_PID" "$p0" "$p1"
             garage_stop
@@ -348,7 +350,7 @@ cap_test() {
     avail=$(df -B1 --output=avail "$WORK" | tail -1)
     [[ $avail -gt $need ]] || die "cap test: $n x 64 MiB needs $((need >> 30)) GiB free under $WORK, have $((avail >> 30)) GiB"
     garage_start "$dir" 1 1
-    node_start "$dir" n0 "${GARAGE_EPS[0]}" 40000 $((40000 + n + 100)) 0
+    node_start "$dir" n0 "${GARAGE_EPS[0]}" 20000 $((20000 + n + 100)) 0
     local pid=$NODE_PID idle
     sleep 1
     idle=$(rss_kib "$pid")

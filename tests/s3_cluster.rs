@@ -693,6 +693,7 @@ fn thousands_of_concurrent_2mib_uploads_keep_the_server_rss_within_the_memory_ca
     let node = S3Node::start(&g, &g.endpoint.clone(), tmp.path(), "rss", &opts, false);
     let pid = node.proc.pid();
     let idle = node.rss_kib();
+    let idle_parts = rss_parts(pid);
     // Warm up: one upload (the S3 client's threads and connections exist after it).
     let mut f = login_from(lo(1), node.proc.addr);
     assert_eq!(
@@ -713,7 +714,7 @@ fn thousands_of_concurrent_2mib_uploads_keep_the_server_rss_within_the_memory_ca
     drop(sessions);
     let baseline = warm.max(with_sessions);
     eprintln!(
-        "rss: idle {idle} KiB, after one upload {warm} KiB, with {SESSIONS} idle sessions \
+        "rss: idle {idle} KiB ({idle_parts}), after one upload {warm} KiB, with {SESSIONS} idle sessions \
          {with_sessions} KiB; baseline {baseline} KiB; cap {} KiB",
         CAP / 1024
     );
@@ -766,13 +767,13 @@ fn thousands_of_concurrent_2mib_uploads_keep_the_server_rss_within_the_memory_ca
         ],
     );
     let r = lg.wait(Duration::from_secs(450));
-    let (peak, samples) = rss.finish();
+    let (peak, samples, parts) = rss.finish();
     stop.store(true, Ordering::Relaxed);
     let _ = sampler.join();
     let m = *maxes.lock().unwrap();
     eprintln!(
-        "{FILES} x {size} over {SESSIONS} sessions in {:.1?}: peak RSS {peak} KiB over {samples} \
-         samples; baseline {baseline} KiB + cap {} KiB = {} KiB; max s3 bytes_buffered {} \
+        "{FILES} x {size} over {SESSIONS} sessions in {:.1?}: peak RSS {peak} KiB ({parts}) over \
+         {samples} samples; baseline {baseline} KiB + cap {} KiB = {} KiB; max s3 bytes_buffered {} \
          ({:.1} MiB), parts_in_flight {}, uploads_waiting {}, errors_total {}",
         r.elapsed,
         CAP / 1024,

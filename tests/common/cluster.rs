@@ -259,23 +259,39 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// Samples a process's VmRSS every 100 ms until dropped; `max_kib` is the peak seen.
+/// The `RssAnon`/`RssFile`/`RssShmem` lines of `/proc/PID/status`, on one line.
+pub fn rss_parts(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("Rss"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Samples a process's VmRSS every 100 ms until finished: the peak, the samples taken, and what
+/// the RSS was made of at the peak.
 pub struct RssSampler {
     stop: Arc<AtomicBool>,
-    peak: Arc<Mutex<(u64, usize)>>,
+    peak: Arc<Mutex<(u64, usize, String)>>,
     handle: Option<thread::JoinHandle<()>>,
 }
 
 impl RssSampler {
     pub fn start(pid: u32) -> RssSampler {
         let stop = Arc::new(AtomicBool::new(false));
-        let peak = Arc::new(Mutex::new((0u64, 0usize)));
+        let peak = Arc::new(Mutex::new((0u64, 0usize, String::new())));
         let (s, p) = (stop.clone(), peak.clone());
         let handle = thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
+            let end = Instant::now() + Duration::from_secs(900);
+            while !s.load(Ordering::Relaxed) && Instant::now() < end {
                 if let Some(k) = rss_kib(pid) {
                     let mut g = p.lock().unwrap();
-                    g.0 = g.0.max(k);
+                    if k > g.0 {
+                        g.0 = k;
+                        g.2 = rss_parts(pid);
+                    }
                     g.1 += 1;
                 }
                 thread::sleep(Duration::from_millis(100));
@@ -288,13 +304,13 @@ impl RssSampler {
         }
     }
 
-    /// (peak KiB, samples taken).
-    pub fn finish(mut self) -> (u64, usize) {
+    /// (peak KiB, samples taken, the RSS's parts at the peak).
+    pub fn finish(mut self) -> (u64, usize, String) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
-        *self.peak.lock().unwrap()
+        self.peak.lock().unwrap().clone()
     }
 }
 
@@ -319,7 +335,7 @@ impl Haproxy {
         require_tool("haproxy");
         let front_port = free_port_on(BALANCER_IP);
         let mut cfg = format!(
-            "global\n  maxconn 8000\n  log stderr format raw local0 info\n\
+            "global\n  maxconn 4000\n  log stderr format raw local0 info\n\
              defaults\n  mode tcp\n  log global\n  option tcplog\n  timeout connect 2s\n  timeout client 120s\n  \
              timeout server 120s\n  retries 3\n  option redispatch 1\n\
              frontend ftp\n  bind {BALANCER_IP}:{front_port}\n  default_backend ftp\n\
