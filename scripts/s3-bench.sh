@@ -192,7 +192,8 @@ node_start() {
     NODE_PID=$!; PIDS+=($NODE_PID)
     local k
     for ((k = 0; k < 100; k++)); do
-        NODE_PORT=$(sed -n 's/^ringest: listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$d/stdout")
+        # (the background start may not have created stdout yet)
+        NODE_PORT=$(sed -n 's/^ringest: listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$d/stdout" 2>/dev/null || true)
         [[ -n $NODE_PORT ]] && return 0
         kill -0 "$NODE_PID" 2>/dev/null || break
         sleep 0.1
