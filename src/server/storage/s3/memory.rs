@@ -268,7 +268,11 @@ mod tests {
             // Dropping the handle cancels the task; the executor drops its future on its next turn.
             drop(big);
             crate::engine::time::sleep(std::time::Duration::from_millis(5)).await;
-            assert_eq!(mem.parts.borrow().waiting(), 0, "the cancelled waiter left the line");
+            assert_eq!(
+                mem.parts.borrow().waiting(),
+                0,
+                "the cancelled waiter left the line"
+            );
             assert!(mem.try_take(Pool::Parts, 1 << 20).is_some());
             drop(b);
             assert_eq!(mem.used(), 0);
