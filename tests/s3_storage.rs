@@ -291,7 +291,7 @@ fn mode_b_keeps_one_data_connection_across_files_into_the_store() {
     c.cmd_expect("TYPE I", 200);
     c.cmd_expect("MODE B", 200);
     let addr = c.pasv();
-    let mut d = std::net::TcpStream::connect(addr).unwrap();
+    let d = std::net::TcpStream::connect(addr).unwrap();
     let sizes = [0usize, 5, 70_000, (PART + 1) as usize, 3];
     // All frames in one write: each file's EOF block is followed at once by the next file's
     // blocks, which the server keeps for the next STOR.
