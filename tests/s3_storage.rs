@@ -80,15 +80,8 @@ fn uploads_of_every_size_land_byte_exact_in_stream_and_block_mode_and_read_back(
     for (i, &size) in [0, 3, PART + 1, 2 * PART].iter().enumerate() {
         let data = test_bytes(size as usize, 100 + i as u64);
         let name = format!("b-{size}.bin");
-        let mut framed = Vec::new();
-        for chunk in data.chunks(60_000) {
-            framed.push(0u8);
-            framed.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
-            framed.extend_from_slice(chunk);
-        }
-        framed.extend_from_slice(&[64, 0, 0]);
-        // One data connection per file here; loadgen block (tests/s3_cluster.rs) keeps it.
-        c.stor(&name, &framed, DataMode::Pasv);
+        // One data connection per file here; the kept connection is the next test's.
+        c.stor(&name, &mode_b(&data), DataMode::Pasv);
         let got = s3
             .get(&key(&srv, &name))
             .unwrap()
@@ -227,4 +220,105 @@ fn a_store_that_is_down_gives_451_within_the_timeout_not_a_hang() {
         let _ = c.stream().shutdown(Shutdown::Both);
     }
     drop(silent);
+}
+
+#[test]
+fn ftps_uploads_land_in_the_store_and_read_back() {
+    let g = Garage::start();
+    let s3 = S3::for_garage(&g);
+    let srv = s3_server(&g, &g.endpoint, &[]);
+    let cert = {
+        let line = common::startup_line(&srv, "ringest: TLS certificate ");
+        std::path::PathBuf::from(line.split('"').nth(1).unwrap())
+    };
+    for (i, size) in [10_000u64, 2 * PART + 3].into_iter().enumerate() {
+        let name = format!("tls-{size}.bin");
+        let local = common::make_test_file(&srv.scratch(), &name, size, 900 + i as u64);
+        let mut c = common::curl(90);
+        c.args(["--ssl-reqd", "--cacert"])
+            .arg(&cert)
+            .arg("-T")
+            .arg(&local)
+            .arg(srv.url(&name));
+        common::run_cmd(&mut c, Duration::from_secs(120)).assert_success("curl --ssl-reqd -T");
+        let want = std::fs::read(&local).unwrap();
+        let got = s3.get(&key(&srv, &name)).unwrap().expect("object");
+        assert_bytes_eq(&want, &got, &format!("FTPS upload of {size} bytes"));
+        let back = srv.scratch().join(format!("{name}.back"));
+        let mut c = common::curl(90);
+        c.args(["--ssl-reqd", "--cacert"])
+            .arg(&cert)
+            .arg("-o")
+            .arg(&back)
+            .arg(srv.url(&name));
+        common::run_cmd(&mut c, Duration::from_secs(120)).assert_success("curl --ssl-reqd RETR");
+        common::assert_same_file(&local, &back, "FTPS download");
+    }
+    // A listing through the store, as curl shows a directory.
+    let mut c = common::curl(30);
+    c.args(["--ssl-reqd", "--cacert"])
+        .arg(&cert)
+        .arg(srv.url(""));
+    let out = common::run_cmd(&mut c, Duration::from_secs(60));
+    out.assert_success("curl LIST");
+    for size in [10_000u64, 2 * PART + 3] {
+        assert!(
+            out.stdout_str().contains(&format!("tls-{size}.bin")),
+            "{}",
+            out.stdout_str()
+        );
+    }
+}
+
+/// MODE B framing of `data`: blocks of at most 60,000 bytes, then an empty EOF block.
+fn mode_b(data: &[u8]) -> Vec<u8> {
+    let mut framed = Vec::new();
+    for chunk in data.chunks(60_000) {
+        framed.push(0u8);
+        framed.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+        framed.extend_from_slice(chunk);
+    }
+    framed.extend_from_slice(&[64, 0, 0]);
+    framed
+}
+
+#[test]
+fn mode_b_keeps_one_data_connection_across_files_into_the_store() {
+    let g = Garage::start();
+    let s3 = S3::for_garage(&g);
+    let srv = s3_server(&g, &g.endpoint, &[]);
+    let mut c = srv.login();
+    c.cmd_expect("TYPE I", 200);
+    c.cmd_expect("MODE B", 200);
+    let addr = c.pasv();
+    let d = std::net::TcpStream::connect(addr).unwrap();
+    let sizes = [0usize, 5, 70_000, (PART + 1) as usize, 3];
+    // All frames in one write: each file's EOF block is followed at once by the next file's
+    // blocks, which the server keeps for the next STOR.
+    let mut wire = Vec::new();
+    let mut files = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        let data = test_bytes(size, 300 + i as u64);
+        wire.extend_from_slice(&mode_b(&data));
+        files.push(data);
+    }
+    let writer = {
+        let mut d2 = d.try_clone().unwrap();
+        std::thread::spawn(move || d2.write_all(&wire))
+    };
+    for (i, data) in files.iter().enumerate() {
+        c.send(&format!("STOR kept-{i}.bin"));
+        let first = c.read_reply();
+        let want = if i == 0 { 150 } else { 125 };
+        assert_eq!(first.code, want, "{}", c.transcript());
+        let fin = c.read_reply();
+        assert!(fin.code == 226 || fin.code == 250, "{}", c.transcript());
+        let got = s3
+            .get(&key(&srv, &format!("kept-{i}.bin")))
+            .unwrap()
+            .expect("object");
+        assert_bytes_eq(data, &got, &format!("kept-connection file {i}"));
+    }
+    writer.join().unwrap().unwrap();
+    d.shutdown(Shutdown::Both).unwrap();
 }

@@ -82,3 +82,54 @@ pub fn recv_into(fd: &SharedFd, buf: PoolBuf) -> Op<RecvBuf> {
         buf,
     })
 }
+
+/// A buffer a recv may append to, owned by the op until its completion.
+///
+/// # Safety
+/// `room` must describe memory that belongs to the buffer, stays at the same address while the
+/// buffer is moved (heap or a mapping, never inline), and is not read or written through anything
+/// else until `appended` is called; `appended(n)` is called with `n` no larger than that room.
+pub unsafe trait AppendBuf: Unpin + 'static {
+    /// Where appended bytes go, and how many may.
+    fn room(&mut self) -> (*mut u8, usize);
+    /// The kernel wrote `n` bytes into the room.
+    fn appended(&mut self, n: usize);
+}
+
+/// Receives into an [`AppendBuf`]'s room (for an object store's part buffer: the bytes land where
+/// they are sent from, with no copy in user space). Ownership: the buffer lives in the op data
+/// until the completion and comes back with the result.
+pub struct RecvAppend<B: AppendBuf> {
+    fd: SharedFd,
+    buf: B,
+    room: usize,
+}
+
+// SAFETY: the kernel writes into the room the buffer itself described (its `AppendBuf` contract:
+// stable, exclusively ours until `appended`), and `complete` reports only a non-negative count
+// clamped to that room. The socket's SharedFd is held until completion.
+unsafe impl<B: AppendBuf> OpData for RecvAppend<B> {
+    type Output = (std::io::Result<usize>, B);
+    fn sqe(&mut self) -> squeue::Entry {
+        let (ptr, room) = self.buf.room();
+        self.room = room;
+        let room = room.min(u32::MAX as usize) as u32;
+        opcode::Recv::new(fd::target(&self.fd), ptr, room).build()
+    }
+    fn complete(mut self, cqe: Cqe) -> Self::Output {
+        let res = cqe.result().map(|n| (n as usize).min(self.room));
+        if let Ok(n) = res {
+            self.buf.appended(n);
+        }
+        (res, self.buf)
+    }
+}
+
+/// Receives into `buf`'s room; `Ok(0)` is end of stream (or no room).
+pub fn recv_append<B: AppendBuf>(fd: &SharedFd, buf: B) -> Op<RecvAppend<B>> {
+    Op::new(RecvAppend {
+        fd: fd.clone(),
+        buf,
+        room: 0,
+    })
+}

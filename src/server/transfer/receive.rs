@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::engine::fd::SharedFd;
 use crate::engine::{op, runtime, time};
 use crate::proto::ascii::CrlfToLf;
+use crate::server::storage::s3::upload::S3Upload;
 use crate::server::storage::Target;
 
 use super::direct::{receive_direct, DirectEnd};
@@ -43,6 +44,9 @@ pub async fn receive(
     let has_pool = runtime::with(|rt| rt.bufpool().is_some());
     let sink = match target {
         Target::File(sink) if !ascii => sink,
+        Target::Parts(up) if !ascii => {
+            return receive_parts(data, up, stall).await.map(Stored::buffered);
+        }
         // TYPE A converts in user space, and parts are filled there: both copy.
         _ => {
             let conv = ascii.then(CrlfToLf::default);
@@ -90,6 +94,23 @@ pub async fn receive(
         DirectEnd::NotStarted(from) => {
             let rest = receive_copy(data, target, from, stall, None).await?;
             Ok(Stored::buffered(from - offset + rest))
+        }
+    }
+}
+
+/// A binary stream upload into an object's parts: each recv lands straight in the part buffer
+/// (sized to the upload's memory grant), so the bytes are in user space once, where the HTTP
+/// request sends them from. Waiting for memory is not a stall: only the recv is timed.
+async fn receive_parts(data: &SharedFd, up: &S3Upload, stall: Duration) -> Result<u64, StoreError> {
+    loop {
+        let buf = up.lend().await.map_err(StoreError::File)?;
+        let (res, buf) = match time::timeout(stall, op::recv::recv_append(data, buf)).await {
+            Ok(r) => r,
+            Err(_) => return Err(stalled()),
+        };
+        up.give_back(buf);
+        if res.map_err(StoreError::Net)? == 0 {
+            return Ok(up.total());
         }
     }
 }

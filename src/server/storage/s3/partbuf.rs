@@ -18,6 +18,8 @@ pub struct PartBuf {
     ptr: NonNull<u8>,
     cap: usize,
     len: usize,
+    /// How far a recv may fill (the upload's memory grant); at most `cap`.
+    limit: usize,
 }
 
 // SAFETY: a PartBuf owns its mapping exclusively (nothing else holds the pointer), so moving it
@@ -34,6 +36,7 @@ impl PartBuf {
                 ptr: NonNull::dangling(),
                 cap: 0,
                 len: 0,
+                limit: 0,
             });
         }
         // SAFETY: an anonymous private mapping at an address the kernel picks touches no existing
@@ -52,7 +55,17 @@ impl PartBuf {
             return Err(io::Error::last_os_error());
         }
         let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
-        Ok(PartBuf { ptr, cap, len: 0 })
+        Ok(PartBuf {
+            ptr,
+            cap,
+            len: 0,
+            limit: cap,
+        })
+    }
+
+    /// Lets a recv fill up to `limit` bytes in all (clamped to the capacity).
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.min(self.cap);
     }
 
     pub fn len(&self) -> usize {
@@ -85,6 +98,21 @@ impl PartBuf {
     /// Empties the buffer for the next part; its pages stay mapped (already faulted in).
     pub fn clear(&mut self) {
         self.len = 0;
+    }
+}
+
+// SAFETY: the room is the mapping's unfilled part up to `limit` (<= cap): it belongs to this
+// buffer, does not move with it, and no slice of it exists until `appended` makes it part of
+// `as_ref`; `appended` is trusted only up to that room.
+unsafe impl crate::engine::op::recv::AppendBuf for PartBuf {
+    fn room(&mut self) -> (*mut u8, usize) {
+        let room = self.limit.saturating_sub(self.len);
+        // SAFETY: `len <= cap`, so the pointer stays within (or one past) the mapping.
+        (unsafe { self.ptr.as_ptr().add(self.len) }, room)
+    }
+
+    fn appended(&mut self, n: usize) {
+        self.len = (self.len + n).min(self.limit.max(self.len));
     }
 }
 

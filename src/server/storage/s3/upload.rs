@@ -48,6 +48,8 @@ pub struct S3Upload {
     parts: RefCell<Parts>,
     /// Finished or discarded: nothing is left to clean up.
     settled: Cell<bool>,
+    /// The part buffer's length when it was lent for a recv.
+    lent: Cell<usize>,
 }
 
 impl S3Upload {
@@ -68,6 +70,7 @@ impl S3Upload {
             cursor: RefCell::new(PartCursor::new(plan)),
             parts: RefCell::new(Parts::default()),
             settled: Cell::new(false),
+            lent: Cell::new(0),
         })
     }
 
@@ -99,6 +102,35 @@ impl S3Upload {
             bytes = &bytes[n..];
         }
         Ok(())
+    }
+
+    /// Lends the part buffer for a recv straight into it (no copy in user space): it may take
+    /// up to what both the part and the memory grant have room for, never 0 bytes. Give it back
+    /// with [`S3Upload::give_back`]; a buffer never given back (the session died mid-recv) only
+    /// loses the bytes of an upload that can no longer complete anyway.
+    pub async fn lend(&self) -> io::Result<PartBuf> {
+        self.make_room().await?;
+        let room = self.cursor.borrow().room();
+        let mut parts = self.parts.borrow_mut();
+        let Some((buf, grant)) = parts.fill.as_mut() else {
+            return Err(io::Error::other("no part buffer"));
+        };
+        let limit = (buf.len() as u64 + room).min(grant.bytes());
+        buf.set_limit(as_len(limit)?);
+        self.lent.set(buf.len());
+        let empty = PartBuf::new(0)?;
+        Ok(std::mem::replace(buf, empty))
+    }
+
+    /// Takes back the buffer [`S3Upload::lend`] gave out, with the bytes received into it.
+    pub fn give_back(&self, buf: PartBuf) {
+        let mut parts = self.parts.borrow_mut();
+        let Some((slot, _)) = parts.fill.as_mut() else {
+            return;
+        };
+        let added = buf.len().saturating_sub(self.lent.get());
+        *slot = buf;
+        self.cursor.borrow_mut().fill(added as u64);
     }
 
     /// Until the part being filled has room within its grant: a buffer for a new upload, a whole
@@ -266,13 +298,14 @@ impl S3Upload {
         let fill = self.parts.borrow_mut().fill.take();
         match finish {
             Finish::SinglePut { .. } => {
-                let buf = match fill {
-                    Some((b, _grant)) => b,
-                    None => PartBuf::new(0)?,
+                // The grant is held until the PUT has returned its buffer.
+                let (buf, grant) = match fill {
+                    Some((b, g)) => (b, Some(g)),
+                    None => (PartBuf::new(0)?, None),
                 };
                 let sending = self.mem.sending();
-                let (res, _) = self.client.put_object(&self.key, buf).await;
-                drop(sending);
+                let (res, buf) = self.client.put_object(&self.key, buf).await;
+                drop((sending, buf, grant));
                 res.map_err(|e| self.store_error(&e))
             }
             Finish::LastPart { number, .. } => {
