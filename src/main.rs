@@ -172,6 +172,10 @@ struct ServeArgs {
     /// Threads sending store requests [default: 8].
     #[arg(long, env = "RINGEST_S3_THREADS")]
     s3_threads: Option<usize>,
+    /// SO_RCVBUF of upload data connections with storage s3, bytes; 0 leaves the kernel's
+    /// autotuning [default: 1048576].
+    #[arg(long, env = "RINGEST_S3_SOCKET_BUFFER")]
+    s3_socket_buffer: Option<usize>,
     /// Registered buffers per core [default: 512].
     #[arg(long, env = "RINGEST_BUFFERS")]
     buffers: Option<u32>,
@@ -310,6 +314,7 @@ fn build_config(a: &ServeArgs) -> Result<ServerConfig> {
         s3_part_size => cfg.s3.part_size,
         s3_memory_cap => cfg.s3.memory_cap,
         s3_threads => cfg.s3.threads,
+        s3_socket_buffer => cfg.s3.socket_buffer,
     }
     if let Some(v) = &a.s3_credentials_file {
         cfg.s3.credentials_file = Some(v.clone());

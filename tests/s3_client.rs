@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::rc::Rc;
@@ -17,9 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::garage::Garage;
-use common::s3::S3;
+use common::s3::{garage_config, run, S3};
 use common::{assert_bytes_eq, test_bytes, MIB};
-use ringest::engine::{block_on, RuntimeConfig};
 use ringest::server::storage::s3::client::{ETag, S3Client, S3Config, S3Error, UploadId};
 use ringest::server::storage::s3::credentials::S3Credentials;
 use ringest::server::storage::s3::retry::RetryPolicy;
@@ -30,33 +28,6 @@ const MIN_PART: usize = 5 * MIB as usize;
 /// Slack on top of a retry policy's total: the last attempt's timeout and the scheduling of a
 /// loaded 2-core box.
 const SLACK: Duration = Duration::from_secs(3);
-
-fn run<F>(f: F) -> F::Output
-where
-    F: Future + 'static,
-    F::Output: 'static,
-{
-    let cfg = RuntimeConfig {
-        entries: 64,
-        buffers: 0,
-        buffer_size: 4096,
-        pipes: 0,
-        pipe_size: 1 << 16,
-    };
-    block_on(0, &cfg, f).expect("engine runtime")
-}
-
-fn garage_config(g: &Garage) -> S3Config {
-    S3Config {
-        threads: 4,
-        ..S3Config::new(
-            g.endpoint.clone(),
-            g.region.clone(),
-            g.bucket.clone(),
-            S3Credentials::new(g.key_id.clone(), g.secret.clone()),
-        )
-    }
-}
 
 /// A policy short enough for a test to wait out: 4 attempts within `total`.
 fn short_retry(total: Duration) -> RetryPolicy {

@@ -7,16 +7,14 @@
 
 mod common;
 
-use std::future::Future;
 use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::garage::Garage;
-use common::s3::S3;
+use common::s3::{garage_config, run, S3};
 use common::test_bytes;
-use ringest::engine::{block_on, RuntimeConfig};
 use ringest::proto::checksum::{Algo, Digest};
 use ringest::proto::glob::Glob;
 use ringest::proto::listing::{EntryKind, FactPerms, FactSet};
@@ -28,33 +26,6 @@ use ringest::server::storage::s3::files::S3Files;
 use ringest::server::storage::s3::retry::RetryPolicy;
 
 const PREFIX: &str = "users/alice/";
-
-fn run<F>(f: F) -> F::Output
-where
-    F: Future + 'static,
-    F::Output: 'static,
-{
-    let cfg = RuntimeConfig {
-        entries: 64,
-        buffers: 0,
-        buffer_size: 4096,
-        pipes: 0,
-        pipe_size: 1 << 16,
-    };
-    block_on(0, &cfg, f).expect("engine runtime")
-}
-
-fn garage_config(g: &Garage) -> S3Config {
-    S3Config {
-        threads: 4,
-        ..S3Config::new(
-            g.endpoint.clone(),
-            g.region.clone(),
-            g.bucket.clone(),
-            S3Credentials::new(g.key_id.clone(), g.secret.clone()),
-        )
-    }
-}
 
 fn client_for(g: &Garage) -> Arc<S3Client> {
     Arc::new(S3Client::new(garage_config(g)).expect("client"))

@@ -79,6 +79,19 @@ fn listable(name: &str) -> bool {
 }
 
 /// Appends one `ls -l` style line. `now` decides between "HH:MM" and " YYYY" as ls does.
+/// STAT with a path: the `list_line`s of `entries`, one string each (they go out as a
+/// multi-line control reply, not over a data connection).
+pub fn stat_lines(entries: &[Entry], now: i64) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in entries {
+        list_line(e, now, &mut out);
+    }
+    String::from_utf8_lossy(&out)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 pub fn list_line(e: &Entry, now: i64, out: &mut Vec<u8>) {
     if !listable(&e.name) {
         return;

@@ -315,3 +315,35 @@ impl S3 {
         })
     }
 }
+
+/// Runs `f` on an engine runtime without registered buffers: for tests that drive the server's
+/// own S3 code (its client, its file commands) directly.
+pub fn run<F>(f: F) -> F::Output
+where
+    F: std::future::Future + 'static,
+    F::Output: 'static,
+{
+    let cfg = ringest::engine::RuntimeConfig {
+        entries: 64,
+        buffers: 0,
+        buffer_size: 4096,
+        pipes: 0,
+        pipe_size: 1 << 16,
+    };
+    ringest::engine::block_on(0, &cfg, f).expect("engine runtime")
+}
+
+/// The server's S3 client settings for `g`'s bucket and key, with four sender threads.
+pub fn garage_config(g: &Garage) -> ringest::server::storage::s3::client::S3Config {
+    use ringest::server::storage::s3::client::S3Config;
+    use ringest::server::storage::s3::credentials::S3Credentials;
+    S3Config {
+        threads: 4,
+        ..S3Config::new(
+            g.endpoint.clone(),
+            g.region.clone(),
+            g.bucket.clone(),
+            S3Credentials::new(g.key_id.clone(), g.secret.clone()),
+        )
+    }
+}

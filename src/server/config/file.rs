@@ -62,6 +62,7 @@
 //! s3_memory_cap = 1073741824        # bytes all uploads may buffer; past it uploads wait (back-pressure)
 //! s3_timeout = 30                   # seconds a store request may take with retries before 451
 //! s3_threads = 8                    # threads sending store requests
+//! s3_socket_buffer = 1048576        # SO_RCVBUF of upload data connections; 0: kernel autotuning
 //! ```
 //!
 //! Fields that [`ServerConfig`] has are applied by [`FileConfig::apply`]; the others land in
@@ -174,6 +175,7 @@ pub struct FileConfig {
     /// Seconds.
     pub s3_timeout: Option<u64>,
     pub s3_threads: Option<usize>,
+    pub s3_socket_buffer: Option<usize>,
 }
 
 /// Longest timeout accepted, in seconds (a year): anything longer is a typo, and a huge value
@@ -361,6 +363,9 @@ impl FileConfig {
         }
         if let Some(v) = self.s3_threads {
             key("s3_threads", check_range(v, 1, 256))?;
+        }
+        if let Some(v) = self.s3_socket_buffer {
+            key("s3_socket_buffer", check_range(v, 0, 1 << 30))?;
         }
         if let Some(v) = &self.s3_credentials_file {
             key("s3_credentials_file", check_path(v))?;
@@ -578,6 +583,9 @@ impl FileConfig {
         }
         if let Some(v) = self.s3_threads {
             s3.threads = v;
+        }
+        if let Some(v) = self.s3_socket_buffer {
+            s3.socket_buffer = v;
         }
         if let Some(v) = &self.tls_cert {
             cfg.tls.cert = Some(v.clone());

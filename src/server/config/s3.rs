@@ -28,6 +28,11 @@ pub struct S3Settings {
     pub timeout: Duration,
     /// Threads that send requests (each with its own connection pool).
     pub threads: usize,
+    /// SO_RCVBUF of an upload's data connection (0: the kernel's autotuning). Back-pressure
+    /// leaves a waiting upload's bytes in the kernel: with autotuning up to tcp_rmem's maximum,
+    /// a few hundred waiting uploads can push TCP into memory pressure, which slows every
+    /// connection of the machine. This bounds the kernel's share per upload.
+    pub socket_buffer: usize,
 }
 
 impl Default for S3Settings {
@@ -42,6 +47,7 @@ impl Default for S3Settings {
             memory_cap: 1 << 30,
             timeout: Duration::from_secs(30),
             threads: 8,
+            socket_buffer: 1 << 20,
         }
     }
 }

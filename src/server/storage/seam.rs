@@ -142,7 +142,7 @@ impl Storage {
                 })
             }
             Storage::S3(r) => Ok(Opened {
-                upload: Upload::S3(Box::new(r.open_upload(t)?)),
+                upload: Upload::S3(Box::new(r.open_upload(t).await?)),
                 offset: 0,
                 unique: None,
             }),

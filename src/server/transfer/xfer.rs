@@ -7,7 +7,9 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 
+use crate::engine::net;
 use crate::proto::ascii::LfToCrlf;
 use crate::proto::command::{TransferMode, TransferType};
 use crate::proto::listing::{self, FactPerms, FactSet};
@@ -179,6 +181,14 @@ impl Xfer<'_> {
                 return Ok(outcome.into());
             }
         };
+        if let storage::Target::Parts(_) = upload.target() {
+            let bytes = env.ctx.cfg.s3.socket_buffer;
+            if bytes > 0 {
+                if let Err(e) = net::set_recv_buffer(conn.fd.as_raw_fd(), bytes) {
+                    tracing::debug!(error = %e, "could not set the data connection's receive buffer");
+                }
+            }
+        }
         let started = std::time::Instant::now();
         let stall = env.ctx.cfg.data_timeout;
         let ascii = self.t.ttype == TransferType::Ascii;

@@ -209,13 +209,7 @@ pub async fn run(fx: &FsContext<'_>, fsop: &FsOp) -> Result<FsOutcome, FsError> 
             } => super::digests::checksum(root, path, *algo, *offset, *length).await,
             FsOp::StatList(p) => {
                 let (entries, _) = read_entries(root, p, None, fx.list_limit).await?;
-                let now = now_secs();
-                let mut out = Vec::new();
-                for e in &entries {
-                    listing::list_line(e, now, &mut out);
-                }
-                let text = String::from_utf8_lossy(&out);
-                Ok(FsOutcome::Lines(text.lines().map(str::to_string).collect()))
+                Ok(FsOutcome::Lines(listing::stat_lines(&entries, now_secs())))
             }
         }
     }

@@ -345,13 +345,7 @@ impl S3Files {
             }
             FsOp::StatList(p) => {
                 let (entries, _) = self.list(p, None).await?;
-                let now = now_secs();
-                let mut out = Vec::new();
-                for e in &entries {
-                    listing::list_line(e, now, &mut out);
-                }
-                let text = String::from_utf8_lossy(&out);
-                Ok(FsOutcome::Lines(text.lines().map(str::to_string).collect()))
+                Ok(FsOutcome::Lines(listing::stat_lines(&entries, now_secs())))
             }
             FsOp::SetTimes { .. } | FsOp::Chmod { .. } => Err(errno(libc::EPERM)),
             FsOp::Checksum {

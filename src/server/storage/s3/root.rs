@@ -79,8 +79,15 @@ impl S3Root {
         self.core.refuse_overwrite
     }
 
-    /// A new object for `t`; nothing is sent until its first part is full or it ends.
-    pub fn open_upload(&self, t: &Transfer) -> io::Result<S3Upload> {
+    /// A new object for `t`, admitted under the memory cap (see [`S3Upload::admit`]); nothing is
+    /// sent until its first part is full or it ends.
+    pub async fn open_upload(&self, t: &Transfer) -> io::Result<S3Upload> {
+        let up = self.new_upload(t)?;
+        up.admit().await?;
+        Ok(up)
+    }
+
+    fn new_upload(&self, t: &Transfer) -> io::Result<S3Upload> {
         if t.mode == TransferMode::Extended {
             return Err(unsupported("a MODE E upload"));
         }

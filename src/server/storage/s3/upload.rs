@@ -74,6 +74,14 @@ impl S3Upload {
         })
     }
 
+    /// Waits for the upload's first buffer. Called before the 150, so an upload that must wait
+    /// for memory waits before its client sends anything: the bytes of waiting uploads do not pile
+    /// up in the kernel's socket buffers (with a thousand waiting, that is gigabytes, and TCP's
+    /// memory pressure then slows every connection of the machine).
+    pub async fn admit(&self) -> io::Result<()> {
+        self.make_room().await
+    }
+
     pub fn key(&self) -> &str {
         &self.key
     }
