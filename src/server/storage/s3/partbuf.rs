@@ -20,6 +20,8 @@ pub struct PartBuf {
     len: usize,
     /// How far a recv may fill (the upload's memory grant); at most `cap`.
     limit: usize,
+    /// The most ever written: the pages of the mapping that are in memory.
+    touched: usize,
 }
 
 // SAFETY: a PartBuf owns its mapping exclusively (nothing else holds the pointer), so moving it
@@ -37,6 +39,7 @@ impl PartBuf {
                 cap: 0,
                 len: 0,
                 limit: 0,
+                touched: 0,
             });
         }
         // SAFETY: an anonymous private mapping at an address the kernel picks touches no existing
@@ -60,7 +63,13 @@ impl PartBuf {
             cap,
             len: 0,
             limit: cap,
+            touched: 0,
         })
+    }
+
+    /// Bytes of the mapping in memory (written at some time since it was made).
+    pub fn touched(&self) -> usize {
+        self.touched.max(self.len)
     }
 
     /// Lets a recv fill up to `limit` bytes in all (clamped to the capacity).
@@ -97,7 +106,9 @@ impl PartBuf {
 
     /// Empties the buffer for the next part; its pages stay mapped (already faulted in).
     pub fn clear(&mut self) {
+        self.touched = self.touched();
         self.len = 0;
+        self.limit = self.cap;
     }
 }
 

@@ -162,7 +162,7 @@ impl S3Upload {
             match state {
                 None => {
                     let grant = self.take(Pool::Small, FIRST_STEP.min(target)).await?;
-                    let buf = PartBuf::new(as_len(target)?)?;
+                    let buf = self.mem.buffer(as_len(target)?)?;
                     self.parts.borrow_mut().fill = Some((buf, grant));
                 }
                 Some((len, granted)) if len < granted => return Ok(()),
@@ -212,7 +212,7 @@ impl S3Upload {
             None => self
                 .mem
                 .try_take(Pool::Parts, target)
-                .map(|g| PartBuf::new(as_len(target)?).map(|b| (b, g)))
+                .map(|g| self.mem.buffer(as_len(target)?).map(|b| (b, g)))
                 .transpose()?,
         };
         let next = match next {
@@ -230,9 +230,10 @@ impl S3Upload {
         buf.clear();
         // Parts grow past a group; a buffer of the old size cannot hold the new one.
         let next = if (buf.capacity() as u64) < target {
-            drop((buf, grant));
+            drop(grant);
+            self.mem.recycle(buf);
             let grant = self.take(Pool::Parts, target).await?;
-            (PartBuf::new(as_len(target)?)?, grant)
+            (self.mem.buffer(as_len(target)?)?, grant)
         } else {
             (buf, grant)
         };
@@ -264,6 +265,13 @@ impl S3Upload {
             out
         });
         Sending { task, grant }
+    }
+
+    /// Waits for one of the last parts in flight; its buffer goes to the core's spares.
+    async fn settle_last(&self, sending: Sending) -> io::Result<()> {
+        let (buf, _grant) = self.settle_part(sending).await?;
+        self.mem.recycle(buf);
+        Ok(())
     }
 
     /// Waits for a part in flight; its ETag is recorded, its buffer and grant come back.
@@ -313,7 +321,10 @@ impl S3Upload {
                 };
                 let sending = self.mem.sending();
                 let (res, buf) = self.client.put_object(&self.key, buf).await;
-                drop((sending, buf, grant));
+                if let Some(b) = buf {
+                    self.mem.recycle(b);
+                }
+                drop((sending, grant));
                 res.map_err(|e| self.store_error(&e))
             }
             Finish::LastPart { number, .. } => {
@@ -323,17 +334,17 @@ impl S3Upload {
                 let id = self.upload_id().await?;
                 let earlier = self.parts.borrow_mut().in_flight.take();
                 if let Some(s) = earlier {
-                    self.settle_part(s).await?;
+                    self.settle_last(s).await?;
                 }
                 let last = self.send_part(&id, number, buf, grant);
-                self.settle_part(last).await?;
+                self.settle_last(last).await?;
                 self.complete(&id).await
             }
             Finish::Complete { .. } => {
                 let id = self.upload_id().await?;
                 let earlier = self.parts.borrow_mut().in_flight.take();
                 if let Some(s) = earlier {
-                    self.settle_part(s).await?;
+                    self.settle_last(s).await?;
                 }
                 self.complete(&id).await
             }
