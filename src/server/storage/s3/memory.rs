@@ -33,12 +33,12 @@ use super::partbuf::PartBuf;
 /// The first grant of every upload: files up to this size cost this much of the cap at most.
 pub const FIRST_STEP: u64 = 1 << 20;
 
-/// Part buffers a core keeps for the next uploads, and the memory their pages may hold: a fresh
-/// mapping costs a page fault and a cleared page per 4 KiB written, and unmapping costs again
-/// (a quarter of the server's CPU with 1 MiB files). This is memory outside the cap, so it is
-/// small and fixed.
+/// Part buffers a core keeps for the next uploads, and the memory their pages may hold (at most
+/// an eighth of the core's share, taken off the parts pool so that buffers and spares together
+/// stay within the cap): a fresh mapping costs a page fault and a cleared page per 4 KiB written,
+/// and unmapping costs again (a quarter of the server's CPU with 1 MiB files).
 const SPARE_BUFFERS: usize = 8;
-const SPARE_BYTES: usize = 16 << 20;
+const SPARE_BYTES: u64 = 16 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pool {
@@ -57,6 +57,8 @@ pub struct Memory {
     in_flight: Cell<u64>,
     /// Buffers of finished uploads, cleared, for the next ones.
     spare: RefCell<Vec<PartBuf>>,
+    /// The pages the spares may hold.
+    spare_bytes: u64,
     metrics: Arc<CoreMetrics>,
 }
 
@@ -95,13 +97,17 @@ impl Memory {
     /// `share`: this core's part of the cap.
     pub fn new(share: u64, metrics: Arc<CoreMetrics>) -> Rc<Memory> {
         let small = (share / 4).max(FIRST_STEP);
+        let spare_bytes = SPARE_BYTES.min(share / 8);
         Rc::new(Memory {
             small: RefCell::new(Budget::new(small)),
-            parts: RefCell::new(Budget::new(share.saturating_sub(small).max(1))),
+            parts: RefCell::new(Budget::new(
+                share.saturating_sub(small + spare_bytes).max(1),
+            )),
             waiting: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
             in_flight: Cell::new(0),
             spare: RefCell::new(Vec::new()),
+            spare_bytes,
             metrics,
         })
     }
@@ -123,7 +129,7 @@ impl Memory {
         buf.clear();
         let mut spare = self.spare.borrow_mut();
         let held: usize = spare.iter().map(PartBuf::touched).sum();
-        if spare.len() < SPARE_BUFFERS && held + buf.touched() <= SPARE_BYTES {
+        if spare.len() < SPARE_BUFFERS && (held + buf.touched()) as u64 <= self.spare_bytes {
             spare.push(buf);
         }
     }
@@ -270,12 +276,17 @@ mod tests {
     #[test]
     fn a_waiter_gets_its_bytes_when_a_grant_is_dropped_and_leaving_the_line_frees_the_next() {
         run(async {
-            let mem = Memory::new(8 << 20, Arc::new(CoreMetrics::new(0)));
-            let a = mem.take(Pool::Parts, 6 << 20).await.unwrap();
-            assert!(mem.try_take(Pool::Parts, 1 << 20).is_none(), "6 of 6 used");
+            // A 16 MiB share: 4 MiB small pool, 2 MiB for spares, 10 MiB of parts.
+            let mem = Memory::new(16 << 20, Arc::new(CoreMetrics::new(0)));
+            assert_eq!(mem.largest_part(), 10 << 20);
+            let a = mem.take(Pool::Parts, 10 << 20).await.unwrap();
+            assert!(
+                mem.try_take(Pool::Parts, 1 << 20).is_none(),
+                "10 of 10 used"
+            );
             let m2 = mem.clone();
             let waiting =
-                spawn(async move { m2.take(Pool::Parts, 4 << 20).await.map(|g| g.bytes()) });
+                spawn(async move { m2.take(Pool::Parts, 8 << 20).await.map(|g| g.bytes()) });
             crate::engine::time::sleep(std::time::Duration::from_millis(5)).await;
             assert_eq!(
                 mem.metrics
@@ -284,16 +295,16 @@ mod tests {
                 1
             );
             drop(a);
-            assert_eq!(waiting.await.unwrap(), 4 << 20);
+            assert_eq!(waiting.await.unwrap(), 8 << 20);
             assert_eq!(
                 mem.used(),
                 0,
                 "the waiter's grant was dropped with its task's result"
             );
             // A waiter that gives up lets a smaller one behind it through.
-            let b = mem.take(Pool::Parts, 5 << 20).await.unwrap();
+            let b = mem.take(Pool::Parts, 8 << 20).await.unwrap();
             let m3 = mem.clone();
-            let big = spawn(async move { m3.take(Pool::Parts, 6 << 20).await.map(|g| g.bytes()) });
+            let big = spawn(async move { m3.take(Pool::Parts, 10 << 20).await.map(|g| g.bytes()) });
             crate::engine::time::sleep(std::time::Duration::from_millis(5)).await;
             assert!(
                 mem.try_take(Pool::Parts, 1 << 20).is_none(),
