@@ -165,7 +165,7 @@ pub struct S3Download {
 
 impl S3Download {
     /// Reads into `buf`'s spare capacity at `offset` from the read-ahead, fetching the next
-    /// [`READ_AHEAD`] bytes when it is used up; 0 at the end.
+    /// `READ_AHEAD` (8 MiB) when it is used up; 0 at the end.
     pub async fn read(&self, mut buf: Vec<u8>, offset: u64) -> (io::Result<usize>, Vec<u8>) {
         if offset >= self.len {
             return (Ok(0), buf);
