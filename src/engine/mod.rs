@@ -17,6 +17,7 @@ pub mod dir;
 pub mod direct;
 pub mod executor;
 pub mod fd;
+pub mod mapbuf;
 pub mod net;
 pub mod op;
 pub mod pipe;

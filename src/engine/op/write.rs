@@ -44,6 +44,47 @@ pub fn write(fd: &SharedFd, buf: Vec<u8>, start: usize, offset: u64) -> Op<Write
     })
 }
 
+/// Memory a write op may own and read from until its completion.
+///
+/// # Safety
+/// `as_ref` must return the same bytes, at the same address, from when the op is submitted until
+/// it completes, even as the value is moved (heap or a mapping, never inline), and nothing may
+/// write them meanwhile.
+pub unsafe trait WriteSource: AsRef<[u8]> + Unpin + 'static {}
+
+/// A write of a whole owned buffer at `offset`: a page-aligned mapping written with O_DIRECT,
+/// in large pieces. Ownership: the buffer lives in the op data until the completion.
+pub struct WriteFrom<B: WriteSource> {
+    fd: SharedFd,
+    buf: B,
+    offset: u64,
+}
+
+// SAFETY: the kernel reads the buffer's bytes, which its `WriteSource` contract keeps in place
+// and unwritten until completion while the op owns it; the file's SharedFd is held until then.
+unsafe impl<B: WriteSource> OpData for WriteFrom<B> {
+    type Output = (std::io::Result<usize>, B);
+    fn sqe(&mut self) -> squeue::Entry {
+        let bytes = self.buf.as_ref();
+        let len = bytes.len().min(u32::MAX as usize) as u32;
+        opcode::Write::new(fd::target(&self.fd), bytes.as_ptr(), len)
+            .offset(self.offset)
+            .build()
+    }
+    fn complete(self, cqe: Cqe) -> Self::Output {
+        (cqe.result().map(|n| n as usize), self.buf)
+    }
+}
+
+/// Writes all of `buf` at `offset` (one op; a short write is the caller's to resume).
+pub fn write_from<B: WriteSource>(fd: &SharedFd, buf: B, offset: u64) -> Op<WriteFrom<B>> {
+    Op::new(WriteFrom {
+        fd: fd.clone(),
+        buf,
+        offset,
+    })
+}
+
 pub struct WriteFixed {
     fd: SharedFd,
     buf: Rc<PoolBuf>,

@@ -28,7 +28,7 @@ use crate::engine::sync::LocalEvent;
 use crate::server::observe::metrics::CoreMetrics;
 
 use super::budget::{Acquire, Budget, OverCap};
-use super::partbuf::PartBuf;
+use crate::engine::mapbuf::MapBuf;
 
 /// The first grant of every upload: files up to this size cost this much of the cap at most.
 pub const FIRST_STEP: u64 = 1 << 20;
@@ -56,7 +56,7 @@ pub struct Memory {
     /// Parts and PUTs being sent (for /metrics).
     in_flight: Cell<u64>,
     /// Buffers of finished uploads, cleared, for the next ones.
-    spare: RefCell<Vec<PartBuf>>,
+    spare: RefCell<Vec<MapBuf>>,
     /// Set (and replaced) when no upload waits for a part: new uploads wait for it.
     parts_free: RefCell<LocalEvent>,
     /// New uploads waiting at that gate.
@@ -119,22 +119,22 @@ impl Memory {
     }
 
     /// A buffer for a part of `cap` bytes: a spare one if one is large enough, else a new one.
-    pub fn buffer(&self, cap: usize) -> io::Result<PartBuf> {
+    pub fn buffer(&self, cap: usize) -> io::Result<MapBuf> {
         let mut spare = self.spare.borrow_mut();
         match spare.iter().position(|b| b.capacity() >= cap) {
             Some(i) => Ok(spare.swap_remove(i)),
-            None => PartBuf::new(cap),
+            None => MapBuf::new(cap),
         }
     }
 
     /// Keeps a finished upload's buffer for the next upload, within the spare limits.
-    pub fn recycle(&self, mut buf: PartBuf) {
+    pub fn recycle(&self, mut buf: MapBuf) {
         if buf.capacity() == 0 {
             return;
         }
         buf.clear();
         let mut spare = self.spare.borrow_mut();
-        let held: usize = spare.iter().map(PartBuf::touched).sum();
+        let held: usize = spare.iter().map(MapBuf::touched).sum();
         if spare.len() < SPARE_BUFFERS && (held + buf.touched()) as u64 <= self.spare_bytes {
             spare.push(buf);
         }

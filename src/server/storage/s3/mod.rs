@@ -6,7 +6,6 @@
 //!   store refuses (APPE, REST + STOR, ESTO, STOU, MODE E uploads) and why.
 //! - `upload`: one STOR as a single PUT or a multipart upload, visible only when complete.
 //! - `memory`: each core's share of `s3_memory_cap`, and the wait for it (back-pressure).
-//! - `partbuf`: part buffers that cost only the pages written.
 //! - `plan`: part sizes for an upload of unknown length, single PUT or multipart.
 //! - `budget`: the bookkeeping of a cap on buffered bytes, and who waits for it.
 //! - `client`: the requests, on worker threads of their own, with typed errors and retries.
@@ -23,7 +22,6 @@ pub mod credentials;
 pub mod files;
 pub mod memory;
 pub mod names;
-pub mod partbuf;
 pub mod plan;
 pub mod retry;
 pub mod root;

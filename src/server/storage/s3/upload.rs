@@ -21,18 +21,18 @@ use crate::engine::spawn;
 use super::client::{ETag, S3Client, S3Error, UploadId};
 use super::files::io_error;
 use super::memory::{Grant, Memory, Pool, FIRST_STEP};
-use super::partbuf::PartBuf;
 use super::plan::{Finish, PartCursor, PartPlan};
+use crate::engine::mapbuf::MapBuf;
 
 /// A part being sent, with the budget its buffer holds until it comes back.
 struct Sending {
-    task: JoinHandle<(Result<ETag, S3Error>, Option<PartBuf>)>,
+    task: JoinHandle<(Result<ETag, S3Error>, Option<MapBuf>)>,
     grant: Grant,
 }
 
 #[derive(Default)]
 struct Parts {
-    fill: Option<(PartBuf, Grant)>,
+    fill: Option<(MapBuf, Grant)>,
     in_flight: Option<Sending>,
     id: Option<UploadId>,
     etags: Vec<ETag>,
@@ -116,7 +116,7 @@ impl S3Upload {
     /// up to what both the part and the memory grant have room for, never 0 bytes. Give it back
     /// with [`S3Upload::give_back`]; a buffer never given back (the session died mid-recv) only
     /// loses the bytes of an upload that can no longer complete anyway.
-    pub async fn lend(&self) -> io::Result<PartBuf> {
+    pub async fn lend(&self) -> io::Result<MapBuf> {
         self.make_room().await?;
         let room = self.cursor.borrow().room();
         let mut parts = self.parts.borrow_mut();
@@ -126,12 +126,12 @@ impl S3Upload {
         let limit = (buf.len() as u64 + room).min(grant.bytes());
         buf.set_limit(as_len(limit)?);
         self.lent.set(buf.len());
-        let empty = PartBuf::new(0)?;
+        let empty = MapBuf::new(0)?;
         Ok(std::mem::replace(buf, empty))
     }
 
     /// Takes back the buffer [`S3Upload::lend`] gave out, with the bytes received into it.
-    pub fn give_back(&self, buf: PartBuf) {
+    pub fn give_back(&self, buf: MapBuf) {
         let mut parts = self.parts.borrow_mut();
         let Some((slot, _)) = parts.fill.as_mut() else {
             return;
@@ -256,7 +256,7 @@ impl S3Upload {
         Ok(id)
     }
 
-    fn send_part(&self, id: &UploadId, number: u16, buf: PartBuf, grant: Grant) -> Sending {
+    fn send_part(&self, id: &UploadId, number: u16, buf: MapBuf, grant: Grant) -> Sending {
         let (client, key, id) = (self.client.clone(), self.key.clone(), id.clone());
         let sending = self.mem.sending();
         let task = spawn(async move {
@@ -275,7 +275,7 @@ impl S3Upload {
     }
 
     /// Waits for a part in flight; its ETag is recorded, its buffer and grant come back.
-    async fn settle_part(&self, sending: Sending) -> io::Result<(PartBuf, Grant)> {
+    async fn settle_part(&self, sending: Sending) -> io::Result<(MapBuf, Grant)> {
         let Sending { task, grant } = sending;
         let (res, buf) = task.await;
         let etag = res.map_err(|e| self.store_error(&e))?;
@@ -317,7 +317,7 @@ impl S3Upload {
                 // The grant is held until the PUT has returned its buffer.
                 let (buf, grant) = match fill {
                     Some((b, g)) => (b, Some(g)),
-                    None => (PartBuf::new(0)?, None),
+                    None => (MapBuf::new(0)?, None),
                 };
                 let sending = self.mem.sending();
                 let (res, buf) = self.client.put_object(&self.key, buf).await;

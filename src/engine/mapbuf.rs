@@ -1,20 +1,18 @@
-//! A part buffer: one anonymous mapping the size of a whole part, filled from the front.
+//! A buffer that is one anonymous mapping of its own, filled from the front: page-aligned (what
+//! O_DIRECT needs of memory), costing only the pages written so far (a 4 KiB file in an 8 MiB
+//! buffer holds 4 KiB), growing without a copy, and going back to the kernel the moment it is
+//! dropped. A `Vec` comes from malloc, whose arenas keep freed memory and whose mmap threshold
+//! moves with use, so the process's RSS would drift from what a memory budget counts.
 //!
-//! Why not a `Vec`: the memory cap is about what the process really holds. A mapping costs only
-//! the pages written so far (a 4 KiB file in an 8 MiB part buffer holds 4 KiB), grows without a
-//! copy, and goes back to the kernel the moment it is dropped. A `Vec` of the part's size would
-//! come from malloc, whose arenas keep freed memory and whose mmap threshold moves with use, so
-//! the process's RSS would drift from what the budget counts.
-//!
-//! Buffers are reused from part to part within an upload (the one that comes back from an
-//! UploadPart is filled next), so each page is faulted in once per upload, not once per part.
+//! Used for an object store's part buffers (they are reused from part to part, so each page is
+//! faulted in once per upload) and for large direct writes.
 
 use std::io;
 use std::ptr::NonNull;
 
-/// Bytes of a part, in a mapping of its own. Owned by one upload, lent read-only to the worker
-/// thread that sends it.
-pub struct PartBuf {
+/// Bytes in a mapping of their own. Owned by one user at a time (an upload, a ring op, a worker
+/// thread that sends it).
+pub struct MapBuf {
     ptr: NonNull<u8>,
     cap: usize,
     len: usize,
@@ -24,17 +22,17 @@ pub struct PartBuf {
     touched: usize,
 }
 
-// SAFETY: a PartBuf owns its mapping exclusively (nothing else holds the pointer), so moving it
+// SAFETY: a MapBuf owns its mapping exclusively (nothing else holds the pointer), so moving it
 // to another thread moves the only access to that memory with it.
-unsafe impl Send for PartBuf {}
-// SAFETY: `&PartBuf` gives only read access (`as_ref`); writes need `&mut`.
-unsafe impl Sync for PartBuf {}
+unsafe impl Send for MapBuf {}
+// SAFETY: `&MapBuf` gives only read access (`as_ref`); writes need `&mut`.
+unsafe impl Sync for MapBuf {}
 
-impl PartBuf {
+impl MapBuf {
     /// Maps `cap` bytes of address space; no memory is used until bytes are written.
-    pub fn new(cap: usize) -> io::Result<PartBuf> {
+    pub fn new(cap: usize) -> io::Result<MapBuf> {
         if cap == 0 {
-            return Ok(PartBuf {
+            return Ok(MapBuf {
                 ptr: NonNull::dangling(),
                 cap: 0,
                 len: 0,
@@ -58,7 +56,7 @@ impl PartBuf {
             return Err(io::Error::last_os_error());
         }
         let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
-        Ok(PartBuf {
+        Ok(MapBuf {
             ptr,
             cap,
             len: 0,
@@ -104,6 +102,19 @@ impl PartBuf {
         n
     }
 
+    /// Appends zeros up to `len` bytes in all (within the capacity): padding to a block for a
+    /// direct write.
+    pub fn pad_to(&mut self, len: usize) {
+        let len = len.min(self.cap);
+        if len > self.len {
+            // SAFETY: `len <= cap`: the range lies inside our writable mapping, owned by `self`.
+            unsafe {
+                std::ptr::write_bytes(self.ptr.as_ptr().add(self.len), 0, len - self.len);
+            }
+            self.len = len;
+        }
+    }
+
     /// Empties the buffer for the next part; its pages stay mapped (already faulted in).
     pub fn clear(&mut self) {
         self.touched = self.touched();
@@ -112,10 +123,15 @@ impl PartBuf {
     }
 }
 
+// SAFETY: `as_ref` is the mapping's first `len` bytes, which do not move with the buffer (the
+// mapping stays where it is) and are only written through `&mut self`, which an op holding the
+// buffer excludes.
+unsafe impl super::op::write::WriteSource for MapBuf {}
+
 // SAFETY: the room is the mapping's unfilled part up to `limit` (<= cap): it belongs to this
 // buffer, does not move with it, and no slice of it exists until `appended` makes it part of
 // `as_ref`; `appended` is trusted only up to that room.
-unsafe impl crate::engine::op::recv::AppendBuf for PartBuf {
+unsafe impl super::op::recv::AppendBuf for MapBuf {
     fn room(&mut self) -> (*mut u8, usize) {
         let room = self.limit.saturating_sub(self.len);
         // SAFETY: `len <= cap`, so the pointer stays within (or one past) the mapping.
@@ -127,7 +143,7 @@ unsafe impl crate::engine::op::recv::AppendBuf for PartBuf {
     }
 }
 
-impl AsRef<[u8]> for PartBuf {
+impl AsRef<[u8]> for MapBuf {
     fn as_ref(&self) -> &[u8] {
         // SAFETY: the first `len` bytes of the mapping were written by `extend`; the mapping
         // lives as long as `self`, and a shared borrow of `self` excludes writes.
@@ -135,7 +151,7 @@ impl AsRef<[u8]> for PartBuf {
     }
 }
 
-impl Drop for PartBuf {
+impl Drop for MapBuf {
     fn drop(&mut self) {
         if self.cap > 0 {
             // SAFETY: `ptr`/`cap` are exactly the mapping `new` made, unmapped once, here; no
@@ -153,7 +169,7 @@ mod tests {
 
     #[test]
     fn fills_up_to_its_capacity_and_clears() {
-        let mut b = PartBuf::new(10).unwrap();
+        let mut b = MapBuf::new(10).unwrap();
         assert_eq!(b.extend(b"hello"), 5);
         assert_eq!(b.extend(b"world!!"), 5);
         assert_eq!(b.as_ref(), b"helloworld");
@@ -162,7 +178,7 @@ mod tests {
         assert!(b.is_empty());
         assert_eq!(b.extend(b"x"), 1);
         assert_eq!(b.as_ref(), b"x");
-        let z = PartBuf::new(0).unwrap();
+        let z = MapBuf::new(0).unwrap();
         assert_eq!(z.as_ref(), b"");
     }
 }
