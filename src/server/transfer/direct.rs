@@ -44,6 +44,36 @@ const IN_FLIGHT: usize = 3;
 /// Bytes per direct write (and per buffer).
 pub const WRITE_SIZE: usize = 1 << 20;
 
+/// Direct-write buffers a core maps at once, over all its uploads (64 MiB): past it, a new large
+/// upload stays on the buffered path, so a thousand large uploads cost no more memory than this.
+const CORE_BUFFERS: usize = 64;
+
+thread_local! {
+    /// Direct-write buffers this core has mapped now.
+    static MAPPED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A direct-write buffer counted against [`CORE_BUFFERS`], or `None` past it.
+fn map_buffer() -> Option<MapBuf> {
+    MAPPED.with(|m| {
+        if m.get() >= CORE_BUFFERS {
+            return None;
+        }
+        let buf = MapBuf::new(WRITE_SIZE).ok()?;
+        m.set(m.get() + 1);
+        Some(buf)
+    })
+}
+
+/// Gives an upload's `held` buffers back to the core's count when the upload ends, however.
+struct Held(usize);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        MAPPED.with(|m| m.set(m.get().saturating_sub(self.0)));
+    }
+}
+
 /// Preallocation: the first step, and the largest.
 const PREALLOC_MIN: u64 = 8 << 20;
 const PREALLOC_MAX: u64 = 1 << 30;
@@ -134,9 +164,10 @@ pub async fn receive_direct(
     if !at.is_multiple_of(ALIGN) {
         return Ok(DirectEnd::NotStarted(at));
     }
-    let Ok(first) = MapBuf::new(WRITE_SIZE) else {
+    let Some(first) = map_buffer() else {
         return Ok(DirectEnd::NotStarted(at));
     };
+    let mut held = Held(1);
     let file = sink.file;
     let mut writes = Writes {
         file: file.clone(),
@@ -152,7 +183,6 @@ pub async fn receive_direct(
         Err(e) => return Err(StoreError::File(e)),
     }
     let mut spare = vec![first];
-    let mut held = 1;
     let mut offset = at;
     let mut allocated = at;
     let mut prealloc = true;
@@ -160,12 +190,9 @@ pub async fn receive_direct(
         // A buffer to fill: a spare one, a new one while under the cap, or the next one written.
         let mut buf = match spare.pop() {
             Some(b) => b,
-            None => match (held < IN_FLIGHT)
-                .then(|| MapBuf::new(WRITE_SIZE).ok())
-                .flatten()
-            {
+            None => match (held.0 < IN_FLIGHT).then(map_buffer).flatten() {
                 Some(b) => {
-                    held += 1;
+                    held.0 += 1;
                     b
                 }
                 None => writes.complete_one().await?,
