@@ -246,11 +246,6 @@ impl Memory {
         self.small.borrow().used() + self.parts.borrow().used()
     }
 
-    /// The largest part this core can ever grant.
-    pub fn largest_part(&self) -> u64 {
-        self.parts.borrow().cap()
-    }
-
     fn publish(&self) {
         let parts_waiting = self.parts.borrow().waiting();
         if parts_waiting == 0 && self.gated.get() > 0 {
@@ -317,7 +312,7 @@ mod tests {
         run(async {
             // A 16 MiB share: 4 MiB small pool, 2 MiB for spares, 10 MiB of parts.
             let mem = Memory::new(16 << 20, Arc::new(CoreMetrics::new(0)));
-            assert_eq!(mem.largest_part(), 10 << 20);
+            assert_eq!(mem.parts.borrow().cap(), 10 << 20);
             let a = mem.take(Pool::Parts, 10 << 20).await.unwrap();
             assert!(
                 mem.try_take(Pool::Parts, 1 << 20).is_none(),

@@ -82,10 +82,6 @@ impl S3Upload {
         self.make_room().await
     }
 
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
     /// Bytes received so far.
     pub fn total(&self) -> u64 {
         self.cursor.borrow().total()
