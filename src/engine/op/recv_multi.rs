@@ -13,6 +13,9 @@ use crate::engine::runtime;
 pub struct RecvMulti {
     fd: SharedFd,
     group: u16,
+    /// One completion only (a plain recv selecting one buffer), for a read that is expected to
+    /// bring everything wanted at once: it needs no cancel afterwards.
+    once: bool,
 }
 
 /// One multishot recv completion.
@@ -30,6 +33,13 @@ pub enum Received {
 unsafe impl MultiData for RecvMulti {
     type Item = std::io::Result<Received>;
     fn sqe(&mut self) -> squeue::Entry {
+        if self.once {
+            // Length 0 with a selected buffer: the kernel fills up to the buffer's own length.
+            return opcode::Recv::new(fd::target(&self.fd), std::ptr::null_mut(), 0)
+                .buf_group(self.group)
+                .build()
+                .flags(squeue::Flags::BUFFER_SELECT);
+        }
         opcode::RecvMulti::new(fd::target(&self.fd), self.group).build()
     }
     fn item(&mut self, cqe: Cqe) -> Self::Item {
@@ -61,9 +71,21 @@ unsafe impl MultiData for RecvMulti {
 /// Starts a multishot recv on `fd` selecting buffers from the core's pool. The stream ends on EOF, an
 /// error, or when the pool ran dry (`ENOBUFS`: wait for buffers and start a new one).
 pub fn recv_multi(fd: &SharedFd) -> MultiOp<RecvMulti> {
+    start(fd, false)
+}
+
+/// One recv into one buffer of the core's pool, as a stream of a single item: what a MODE B file
+/// of a few KiB needs (its blocks and EOF arrive together), without the cancel a multishot needs
+/// when the file ends.
+pub fn recv_once(fd: &SharedFd) -> MultiOp<RecvMulti> {
+    start(fd, true)
+}
+
+fn start(fd: &SharedFd, once: bool) -> MultiOp<RecvMulti> {
     let group = runtime::with(|rt| rt.bufpool().map(|p| p.group()).unwrap_or(0));
     MultiOp::new(RecvMulti {
         fd: fd.clone(),
         group,
+        once,
     })
 }

@@ -60,6 +60,7 @@ impl BlockReceiver {
         let mut offset = start;
         self.markers.clear();
         self.rx.restart_clock();
+        self.rx.arm_once_next();
         let mut done = false;
         loop {
             if let Some((buf, mut pos)) = self.leftover.take() {

@@ -135,6 +135,8 @@ pub struct Receiver {
     recv: Option<MultiOp<RecvMulti>>,
     /// [`Receiver::pause`] stopped `recv`; its final `ECANCELED` means "re-arm", not an error.
     paused: bool,
+    /// The next recv armed is a single one ([`Receiver::arm_once_next`]).
+    once_next: bool,
     tick: Sleep,
     stall: Duration,
     /// When data last arrived (or waiting for data began).
@@ -149,6 +151,7 @@ impl Receiver {
             data: data.clone(),
             recv: None,
             paused: false,
+            once_next: false,
             tick: Sleep::new(stall),
             stall,
             last: Instant::now(),
@@ -165,6 +168,14 @@ impl Receiver {
             r.stop();
             self.paused = true;
         }
+    }
+
+    /// Makes the next recv armed a single recv rather than a multishot: a MODE B file's first read,
+    /// which for a small file brings the whole file, so nothing is left running to cancel when it
+    /// ends (a multishot costs a cancel and its completion per file). A larger file arms a
+    /// multishot for the rest.
+    pub fn arm_once_next(&mut self) {
+        self.once_next = true;
     }
 
     /// Whether a recv is armed (a paused one until its cancellation has come back).
@@ -216,7 +227,11 @@ impl Receiver {
                 .and_then(|rt| rt.bufpool().map(|p| p.available() > 0))
                 .unwrap_or(false);
             if free {
-                self.recv = Some(op::recv_multi::recv_multi(&self.data));
+                self.recv = Some(if std::mem::take(&mut self.once_next) {
+                    op::recv_multi::recv_once(&self.data)
+                } else {
+                    op::recv_multi::recv_multi(&self.data)
+                });
                 self.paused = false;
             }
         }
@@ -280,6 +295,10 @@ impl Receiver {
         match item {
             Some(Ok(Received::Data(buf))) => {
                 self.last = Instant::now();
+                if self.recv.as_ref().is_some_and(|r| r.is_finished()) {
+                    // A single recv, now over: the next `event` arms another.
+                    self.recv = None;
+                }
                 Ok(Some(buf))
             }
             Some(Ok(Received::Eof)) => {
