@@ -131,6 +131,37 @@ def main():
     if on_disk("b-mark") != part1 + part2:
         fail("marker file differs")
 
+    # Pipelining: the next STOR goes out with the last block, before the 250 is read (the server
+    # answers the 250 and the next 125 in one send). Replies stay in command order.
+    p1, p2 = os.urandom(10_000), os.urandom(3)
+    c.s.sendall(b"STOR p1\r\n")
+    c.expect(125)
+    d.sendall(blocks(p1))
+    c.s.sendall(b"STOR p2\r\n")
+    c.expect(250)
+    c.expect(125)
+    d.sendall(blocks(p2))
+    c.expect(250)
+    if on_disk("p1") != p1 or on_disk("p2") != p2:
+        fail("pipelined STORs: content differs")
+
+    # Commands queued during a transfer, one of them refused: the 250, the other replies and the
+    # next 125 come in command order, and the kept connection still carries the file.
+    p3, p4 = os.urandom(70_000), os.urandom(5)
+    c.s.sendall(b"STOR p3\r\n")
+    c.expect(125)
+    c.s.sendall(b"SIZE no-such-file\r\nNOOP\r\nSTOR p4\r\n")
+    time.sleep(0.1)  # the three lines wait for p3, whose data follows them
+    d.sendall(blocks(p3))
+    c.expect(250)
+    c.expect(550)
+    c.expect(200)
+    c.expect(125)
+    d.sendall(blocks(p4))
+    c.expect(250)
+    if on_disk("p3") != p3 or on_disk("p4") != p4:
+        fail("pipelined STORs around a refusal: wrong files")
+
     # RETR in MODE B over the same connection decodes to the file.
     c.s.sendall(b"RETR b1\r\n")
     c.expect(125)

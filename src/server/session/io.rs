@@ -176,6 +176,24 @@ impl Control {
         res
     }
 
+    /// Bytes of replies queued and not sent.
+    pub fn queued(&self) -> usize {
+        self.out.len()
+    }
+
+    /// The queued replies, taken to go out with a later send (see `XferEnv::preface`).
+    pub fn take_queued(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Queues again, ahead of anything queued since, replies taken and not sent.
+    pub fn requeue(&mut self, mut taken: Vec<u8>) {
+        if !taken.is_empty() {
+            taken.extend_from_slice(&self.out);
+            self.out = taken;
+        }
+    }
+
     pub async fn send(&mut self, reply: &Reply) -> io::Result<()> {
         self.queue(reply);
         self.flush().await

@@ -7,6 +7,7 @@
 //! The read in flight is never dropped between phases, so no pipelined byte is ever lost to a
 //! cancelled recv.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
@@ -22,11 +23,11 @@ use tracing::Instrument;
 use crate::engine::fd::SharedFd;
 use crate::engine::sync::Listener;
 use crate::engine::{net, time};
-use crate::proto::command::LineBuffer;
+use crate::proto::command::{LineBuffer, TransferMode};
 use crate::proto::listing::FactPerms;
 use crate::proto::reply::Reply;
 use crate::proto::session::{
-    Access, Action, Session, SessionConfig, TlsMode, TlsPolicy, TransferOutcome,
+    Access, Action, DataEndpoint, Session, SessionConfig, TlsMode, TlsPolicy, TransferOutcome,
 };
 use crate::server::auth::limits::Refusal;
 use crate::server::balancer;
@@ -39,6 +40,10 @@ use super::account::account;
 use super::io::{Control, Line, Reader};
 use super::login::{authenticate, Login};
 use super::watch::{watch, Watched};
+
+/// Replies held back while pipelined commands are run (see `drive`): past this many bytes they
+/// are sent whatever follows, so a client that never stops sending cannot grow them without bound.
+const MAX_HELD_REPLIES: usize = 4096;
 
 /// Serves one control connection until QUIT, EOF, an error, or a timeout.
 /// `implicit`: the connection came in on the implicit-TLS listener.
@@ -196,6 +201,24 @@ impl SessionIo {
                 }
                 if !self.handle(line).await? {
                     return Ok(());
+                }
+            }
+            if self.ctl.queued() > 0 && self.ctl.queued() < MAX_HELD_REPLIES {
+                // Bytes that already arrived are commands pipelined behind the ones just answered:
+                // run them first, so their replies share one send (a MODE B client that sends the
+                // next STOR before reading the last 250 gets the 250 and the 125 together).
+                let (reader, lines) = (&mut self.reader, &mut self.lines);
+                match poll_fn(|cx| Poll::Ready(reader.poll_read(cx, lines))).await {
+                    Poll::Ready(Ok(n)) if n > 0 => continue,
+                    Poll::Ready(Ok(_)) => {
+                        self.ctl.flush().await?;
+                        return Ok(());
+                    }
+                    Poll::Ready(Err(e)) => {
+                        let _ = self.ctl.flush().await;
+                        return Err(e);
+                    }
+                    Poll::Pending => {}
                 }
             }
             self.ctl.flush().await?;
@@ -395,7 +418,21 @@ impl SessionIo {
                 self.ctl.queue(&r);
             }
             Action::Transfer(t) => {
-                self.ctl.flush().await?;
+                // On a kept MODE B connection the 150/125 goes out before anything waits for the
+                // client, so replies still queued (the last file's 250, when the client pipelined
+                // this command) go with it: one send per file instead of two. Anything else may
+                // wait for the client first (a data connection, TLS, the object store's memory),
+                // and must not hold a reply back meanwhile.
+                let coalesce = t.mode == TransferMode::Block
+                    && t.endpoint == DataEndpoint::Open
+                    && matches!(self.storage, Storage::Local(_))
+                    && !self.ctl.chan.is_tls();
+                let preface = if coalesce {
+                    self.ctl.take_queued()
+                } else {
+                    self.ctl.flush().await?;
+                    Vec::new()
+                };
                 let opening = self.session.transfer_opening();
                 let listener = self.passive.take().map(|(l, _)| l);
                 let data_tls = match (&self.tls, t.protected) {
@@ -414,6 +451,7 @@ impl SessionIo {
                     local: self.ctl.local,
                     perms: fact_perms(self.session.access()),
                     facts: self.session.mlst_facts(),
+                    preface: RefCell::new(preface),
                 };
                 let started = Instant::now();
                 let fut = transfer::run(&env, opening, &t, listener.as_ref(), &mut self.kept);
@@ -423,10 +461,14 @@ impl SessionIo {
                     &mut self.deferred,
                     &self.session,
                     &self.ctl,
+                    &env.preface,
                     &self.force_close,
                     fut,
                 )
-                .await?;
+                .await;
+                let unsent = env.preface.take();
+                self.ctl.requeue(unsent);
+                let watched = watched?;
                 match watched {
                     Watched::Done(fin) => {
                         let fin = fin?;

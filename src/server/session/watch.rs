@@ -1,6 +1,7 @@
 //! The control connection while a transfer runs: ABOR aborts the transfer, STAT is answered at
 //! once, the connection's close aborts it, and every other command waits its turn.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io;
@@ -38,6 +39,7 @@ pub async fn watch<F: Future>(
     deferred: &mut VecDeque<Line>,
     session: &Session,
     ctl: &Control,
+    preface: &RefCell<Vec<u8>>,
     force_close: &Listener,
     fut: F,
 ) -> io::Result<Watched<F::Output>> {
@@ -67,8 +69,10 @@ pub async fn watch<F: Future>(
             match line.as_ref().ok().map(|l| command::parse(l)) {
                 Some(Ok(Command::Abor)) => return Ok(Watched::Aborted),
                 Some(Ok(Command::Stat(None))) => {
-                    let r = transfer_status(session);
-                    let (res, _) = ctl.chan.send(r.to_bytes()).await;
+                    // Replies still held for the transfer's opening go first, in order.
+                    let mut out = preface.take();
+                    transfer_status(session).encode(&mut out);
+                    let (res, _) = ctl.chan.send(out).await;
                     res?;
                 }
                 _ if deferred.len() >= MAX_DEFERRED => return Ok(Watched::Flooded),

@@ -5,6 +5,7 @@
 //! answered with 550/553 without the client ever connecting. The control connection is watched by
 //! the caller while this runs (ABOR, STAT, a vanished client).
 
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -43,6 +44,9 @@ pub struct XferEnv<'a> {
     pub perms: FactPerms,
     /// MLSD facts selected with OPTS MLST.
     pub facts: FactSet,
+    /// Replies queued before this transfer and not sent yet (the last file's 250 when the client
+    /// pipelined this command behind it): they go out in one send with the 150/125.
+    pub preface: RefCell<Vec<u8>>,
 }
 
 /// How a transfer ended, with the replies that must precede the final one.
@@ -128,7 +132,9 @@ impl Xfer<'_> {
                 }
             }
         };
-        let (res, _) = env.ctl.send(self.opening.to_bytes()).await;
+        let mut out = env.preface.take();
+        self.opening.encode(&mut out);
+        let (res, _) = env.ctl.send(out).await;
         res?;
         if let (Some(tls), None) = (&env.tls, &conn.tls) {
             match secure::accept(conn.fd.clone(), tls, env.ctx.cfg.data_timeout).await {
