@@ -114,6 +114,11 @@ struct Cli {
     /// eblock always sends it, as globus-url-copy does: MODE E blocks carry no total size.
     #[arg(long, global = true)]
     allo: bool,
+    /// block: send the next file's STOR right after a file's last block, before reading that
+    /// file's 250 (command pipelining, as lftp does with `ftp:sync-mode off`), so a server may
+    /// answer the 250 and the next 150/125 in one send. Not with --allo.
+    #[arg(long, global = true, conflicts_with = "allo")]
+    pipeline: bool,
     /// FTPS, explicit: `AUTH TLS` after the greeting, then PBSZ 0 / PROT P after the login; every data
     /// connection is TLS and resumes the control connection's session. Needs --ca or --insecure.
     #[arg(long, global = true, conflicts_with = "tls_implicit")]
@@ -483,6 +488,7 @@ fn real_main(cli: &Cli) -> Result<i32> {
         progress: !cli.json && !cli.quiet,
         nofile,
         allo: cli.allo,
+        pipeline: cli.pipeline,
         tls,
         parallel: cli.parallel,
         block_size,

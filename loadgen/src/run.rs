@@ -71,6 +71,8 @@ pub struct RunCfg {
     /// Announce each upload's size with `ALLO` before its STOR, so a server that checks it (ringest
     /// does in MODE S) can tell a cut connection from a complete file.
     pub allo: bool,
+    /// block: the next file's STOR goes out before the last file's final reply is read.
+    pub pipeline: bool,
     /// FTPS: TLS on the control connection and on every data connection (`None`: plain FTP).
     pub tls: Option<Arc<TlsOpts>>,
     /// MODE E: data connections per session, all to the session's one PASV port.
@@ -120,6 +122,11 @@ struct SessState {
     econns: Vec<EConn>,
     buf: Vec<u8>,
     scratch: Vec<u8>,
+    /// `--pipeline`: the file (index and id) whose STOR already went out ahead, the session's next.
+    ahead: Option<(usize, u64)>,
+    /// When that STOR went out on the current control connection (`None` once the connection is
+    /// gone: the file is then sent the usual way).
+    ahead_sent: Option<Instant>,
 }
 
 /// One MODE E data connection and its send buffer (the connections send at the same time, so each
@@ -133,6 +140,7 @@ impl SessState {
     /// Forgets every connection after an error: the next attempt starts from a fresh login. A data
     /// connection is reset, so a half-sent file is not mistaken for a complete one.
     fn reset(&mut self) {
+        self.ahead_sent = None;
         self.ctrl = None;
         self.data = None;
         self.econns.clear();
@@ -316,13 +324,21 @@ async fn session_loop(t: Rc<ThreadCtx>, src: Option<IpAddr>, current: Rc<Cell<Op
         econns: Vec::new(),
         buf: Vec::new(),
         scratch: Vec::new(),
+        ahead: None,
+        ahead_sent: None,
     };
     loop {
         if t.shared.stop.load(Relaxed) || Instant::now() >= t.deadline {
             break;
         }
-        let idx = t.shared.next.fetch_add(1, Relaxed) as usize;
-        let Some(&id) = t.ids.get(idx) else { break };
+        let (idx, id) = match st.ahead.take() {
+            Some(next) => next,
+            None => {
+                let idx = t.shared.next.fetch_add(1, Relaxed) as usize;
+                let Some(&id) = t.ids.get(idx) else { break };
+                (idx, id)
+            }
+        };
         current.set(Some(idx));
         let mut attempt = 0;
         loop {
@@ -379,10 +395,25 @@ async fn session_loop(t: Rc<ThreadCtx>, src: Option<IpAddr>, current: Rc<Cell<Op
         }
         current.set(None);
     }
+    if st.ahead_sent.is_some() {
+        // A STOR sent ahead waits on the server for data that will not come: closing the data
+        // connection ends it (426, nothing lands), so the QUIT is answered at once.
+        st.data = None;
+    }
     if let Some(c) = st.ctrl.take() {
         c.quit().await;
     }
     st.close_data(t.cfg.op_timeout).await;
+}
+
+/// `--pipeline`: the session's next file, taken now so its STOR can go out ahead (`None` when the
+/// run is over or out of files).
+fn take_ahead(t: &ThreadCtx) -> Option<(usize, u64)> {
+    if t.shared.stop.load(Relaxed) || Instant::now() >= t.deadline {
+        return None;
+    }
+    let idx = t.shared.next.fetch_add(1, Relaxed) as usize;
+    t.ids.get(idx).map(|&id| (idx, id))
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -657,10 +688,17 @@ async fn block_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcom
             (data_connect(t, addr, st.src).await?, true)
         }
     };
-    announce_size(t, ctrl, "STOR", id).await?;
-    ctrl.send(&format!("STOR {}", file_name(&t.prefix, id)), "STOR")
-        .await?;
-    let t0 = Instant::now();
+    // A STOR sent ahead counts only on the connections it went out on.
+    let sent_ahead = st.ahead_sent.take().filter(|_| !fresh);
+    let t0 = match sent_ahead {
+        Some(at) => at,
+        None => {
+            announce_size(t, ctrl, "STOR", id).await?;
+            ctrl.send(&format!("STOR {}", file_name(&t.prefix, id)), "STOR")
+                .await?;
+            Instant::now()
+        }
+    };
     // A new data connection's TLS handshake runs with the first STOR; later files reuse it.
     let r = if fresh {
         preliminary(t, ctrl, &mut data, "STOR").await?
@@ -697,9 +735,30 @@ async fn block_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcom
             break;
         }
     }
+    let ahead = if t.cfg.pipeline && st.ahead.is_none() {
+        take_ahead(t)
+    } else {
+        None
+    };
+    if let Some((_, next)) = ahead {
+        // Kept for the session's next turn whatever happens to this file.
+        st.ahead = ahead;
+        ctrl.send(&format!("STOR {}", file_name(&t.prefix, next)), "STOR")
+            .await?;
+    }
+    let sent = Instant::now();
     let r = ctrl.reply("STOR final").await?;
     let latency = t0.elapsed();
     data.absorb();
+    let kept = r.code == 250;
+    if ahead.is_some() && r.code == 226 {
+        // The server closed the data connection, so it refuses the STOR sent ahead (425): read
+        // that reply; the next file starts over with a new PASV.
+        ctrl.reply("STOR").await?;
+    }
+    if ahead.is_some() {
+        st.ahead_sent = kept.then_some(sent);
+    }
     match r.code {
         250 => st.data = Some(data),
         // The server closed the data connection: the next file needs a new PASV.

@@ -300,6 +300,13 @@ fn block_verify_download() {
     check_scenario("block", &["--verify"]);
 }
 
+/// `--pipeline`: each session's next STOR goes out before the last file's 250 is read; every file
+/// lands once, byte-exact, and no STOR sent ahead is left behind when the run ends.
+#[test]
+fn block_pipelined_verify_download() {
+    check_scenario("block", &["--pipeline", "--verify"]);
+}
+
 /// MODE E byte-exact, downloaded back: empty and one-byte files (EOD on every connection and EOF
 /// with no block at all, or one block on one connection) and files of up to 13 blocks of 16 KiB,
 /// with one data connection, four, and sixteen (more than ringest's PASV listen backlog of 8, so
