@@ -90,6 +90,34 @@ fn direct_uploads_from_the_first_byte_land_byte_exact_at_every_alignment_edge() 
     assert_eq!(direct_bytes(&srv.stdout_lines), total as f64);
 }
 
+/// The direct-write buffers are kept from one upload to the next: files that get smaller, each
+/// ending inside a buffer an earlier file filled further, must carry none of its bytes (the tail is
+/// zero-padded for the write, then cut).
+#[test]
+fn direct_uploads_that_shrink_carry_no_bytes_of_earlier_ones() {
+    let srv = server("on", None);
+    for (i, size) in [3 * MIB + 5, 2 * MIB + 1, MIB - 1, 8191, 4097, 1]
+        .into_iter()
+        .enumerate()
+    {
+        let file = make_test_file(
+            &srv.scratch(),
+            &format!("shrink-{i}.src"),
+            size,
+            700 + i as u64,
+        );
+        roundtrip(
+            srv.addr,
+            &srv.user,
+            &srv.pass,
+            srv.root(),
+            &file,
+            &format!("shrink-{size}.bin"),
+        );
+        let _ = std::fs::remove_file(&file);
+    }
+}
+
 #[test]
 fn uploads_switching_to_direct_mid_way_land_byte_exact() {
     // A threshold that is not a multiple of the alignment: the switch waits for the next boundary.
