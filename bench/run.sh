@@ -100,6 +100,7 @@ SCENARIO_TABLE=(
     "s4-2G-1|4|stream|1|1|2G|180|4,5,4"
     "s5-modeb-64|5|block|64|100000|4K|180|6,1,1"
     "s5-modeb-512|5|block|512|100000|4K|180|8,1,1"
+    "s5-modeb-64-pipe|5|block-pipe|64|100000|4K|180|6,1,1"
     "s6-idle|6|idle|0|10000|0|300|8,40,20"
     "s7-20G-1|7|stream|1|1|20G|600|30,40,30"
     "s8-modee-p1-64|8|eblock-p1|64|100000|4K|180|6,1,1"
@@ -207,7 +208,7 @@ for row in "${selected[@]}"; do
         for s in "${SRVS[@]}"; do
             IFS=',' read -r e_r e_v e_p <<<"$est"
             case $s in ringest) e=$e_r ;; vsftpd) e=$e_v ;; *) e=$e_p ;; esac
-            if [[ $kind == block && $s != ringest ]] || [[ $kind == eblock-* && $s != ringest* ]]; then
+            if [[ $kind == block* && $s != ringest* ]] || [[ $kind == eblock-* && $s != ringest* ]]; then
                 (( r == 1 )) || continue   # peers: one refusal probe
             fi
             # The buffered variant only where files are large enough for direct I/O to matter.
@@ -217,7 +218,7 @@ for row in "${selected[@]}"; do
             PLAN+=("$row|$r|$s|$e")
             TOTAL_EST=$(( TOTAL_EST + e ))
         done
-        if [[ $kind == block ]]; then
+        if [[ $kind == block* ]]; then
             PLAN+=("$row|$r|fs_ceiling|10")
             TOTAL_EST=$(( TOTAL_EST + 10 ))
         fi
@@ -239,12 +240,14 @@ lg_run() { # id kind sessions files size dur server run
     mkdir -p "$dir"
     base="$dir/$srv-r$run"
     local probe=0
-    if [[ $kind == block && $srv != ringest ]] || [[ $kind == eblock-* && $srv != ringest* ]]; then
+    if [[ $kind == block* && $srv != ringest* ]] || [[ $kind == eblock-* && $srv != ringest* ]]; then
         probe=1; sess=8; files=100; dur=20   # peers: show the refusal of MODE B / E, nothing more
     fi
     # eblock-pN: loadgen's eblock scenario with N data connections per session.
     local lg_scenario=("$kind")
     [[ $kind == eblock-p* ]] && lg_scenario=(--parallel "${kind#eblock-p}" eblock)
+    # block-pipe: MODE B with each session's next STOR sent before the last file's 250 is read.
+    [[ $kind == block-pipe ]] && lg_scenario=(--pipeline block)
     RUN_IDX=$((RUN_IDX + 1))
     local root port
     root=$(new_root "$RUN_IDX")
