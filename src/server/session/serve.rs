@@ -39,7 +39,7 @@ use crate::tls::config::{for_control_session, SessionTls};
 use super::account::account;
 use super::io::{Control, Line, Reader};
 use super::login::{authenticate, Login};
-use super::watch::{watch, Watched};
+use super::watch::{watch, Replies, Watched};
 
 /// Replies held back while pipelined commands are run (see `drive`): past this many bytes they
 /// are sent whatever follows, so a client that never stops sending cannot grow them without bound.
@@ -460,8 +460,10 @@ impl SessionIo {
                     &mut self.lines,
                     &mut self.deferred,
                     &self.session,
-                    &self.ctl,
-                    &env.preface,
+                    Replies {
+                        ctl: &self.ctl,
+                        held: &env.preface,
+                    },
                     &self.force_close,
                     fut,
                 )

@@ -20,6 +20,13 @@ use super::io::{Control, Line, Reader};
 /// allowed to grow its session's memory without bound.
 pub const MAX_DEFERRED: usize = 100;
 
+/// Where a reply sent during a transfer goes: the control connection, after the replies still
+/// held for the transfer's opening (`XferEnv::preface`), which must not be overtaken.
+pub struct Replies<'a> {
+    pub ctl: &'a Control,
+    pub held: &'a RefCell<Vec<u8>>,
+}
+
 /// What happened to a transfer while the control connection was watched.
 pub enum Watched<T> {
     Done(T),
@@ -38,8 +45,7 @@ pub async fn watch<F: Future>(
     lines: &mut LineBuffer,
     deferred: &mut VecDeque<Line>,
     session: &Session,
-    ctl: &Control,
-    preface: &RefCell<Vec<u8>>,
+    out: Replies<'_>,
     force_close: &Listener,
     fut: F,
 ) -> io::Result<Watched<F::Output>> {
@@ -70,9 +76,9 @@ pub async fn watch<F: Future>(
                 Some(Ok(Command::Abor)) => return Ok(Watched::Aborted),
                 Some(Ok(Command::Stat(None))) => {
                     // Replies still held for the transfer's opening go first, in order.
-                    let mut out = preface.take();
-                    transfer_status(session).encode(&mut out);
-                    let (res, _) = ctl.chan.send(out).await;
+                    let mut bytes = out.held.take();
+                    transfer_status(session).encode(&mut bytes);
+                    let (res, _) = out.ctl.chan.send(bytes).await;
                     res?;
                 }
                 _ if deferred.len() >= MAX_DEFERRED => return Ok(Watched::Flooded),
