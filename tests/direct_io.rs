@@ -62,7 +62,12 @@ fn server(direct: &str, threshold: Option<u64>) -> Server {
 }
 
 fn all_sizes_land_byte_exact(srv: &Server, tag: &str) {
-    for (i, &size) in SIZES.iter().enumerate() {
+    sizes_land_byte_exact(srv, tag, &SIZES);
+}
+
+/// Uploads one file of each size, in order, and checks each on disk and downloaded back.
+fn sizes_land_byte_exact(srv: &Server, tag: &str, sizes: &[u64]) {
+    for (i, &size) in sizes.iter().enumerate() {
         let file = make_test_file(
             &srv.scratch(),
             &format!("{tag}-{i}.src"),
@@ -96,26 +101,11 @@ fn direct_uploads_from_the_first_byte_land_byte_exact_at_every_alignment_edge() 
 #[test]
 fn direct_uploads_that_shrink_carry_no_bytes_of_earlier_ones() {
     let srv = server("on", None);
-    for (i, size) in [3 * MIB + 5, 2 * MIB + 1, MIB - 1, 8191, 4097, 1]
-        .into_iter()
-        .enumerate()
-    {
-        let file = make_test_file(
-            &srv.scratch(),
-            &format!("shrink-{i}.src"),
-            size,
-            700 + i as u64,
-        );
-        roundtrip(
-            srv.addr,
-            &srv.user,
-            &srv.pass,
-            srv.root(),
-            &file,
-            &format!("shrink-{size}.bin"),
-        );
-        let _ = std::fs::remove_file(&file);
-    }
+    sizes_land_byte_exact(
+        &srv,
+        "shrink",
+        &[3 * MIB + 5, 2 * MIB + 1, MIB - 1, 8191, 4097, 1],
+    );
 }
 
 #[test]
