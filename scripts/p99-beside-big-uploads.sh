@@ -4,18 +4,21 @@
 # variant, 3 interleaved rounds. Every load is bounded (curl --max-time, loadgen --duration).
 #
 # Usage: scripts/p99-beside-big-uploads.sh   (builds first; honours CARGO_TARGET_DIR)
+# Environment: RINGEST_BIN (another server build to measure), ROUNDS (default "1 2 3"), MODES
+# (default "none on off"), CURL_LIMIT (e.g. 200M: hold each big upload to that rate, to compare
+# builds or modes at the same upload rate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p ringest -p loadgen
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-BIN=$TARGET_DIR/release/ringest
+BIN=${RINGEST_BIN:-$TARGET_DIR/release/ringest}
 LG=$TARGET_DIR/release/loadgen
 SRC=/dev/shm/ringest-p99-2g
 [[ -f $SRC ]] || head -c 2G /dev/urandom >"$SRC"
 WORK=$(mktemp -d /var/tmp/ringest-p99.XXXXXX)
 trap 'rm -rf "$WORK" "$SRC"' EXIT
-for round in 1 2 3; do
-    for mode in none on off; do
+for round in ${ROUNDS:-1 2 3}; do
+    for mode in ${MODES:-none on off}; do
         root=$(mktemp -d "$WORK/root.XXXXXX")
         direct=$mode; [[ $mode == none ]] && direct=auto
         "$BIN" serve --listen 127.0.0.1:0 --root "$root" --user u --password p --direct-io "$direct" \
@@ -31,7 +34,7 @@ for round in 1 2 3; do
         uploads=()
         if [[ $mode != none ]]; then
             for k in 1 2 3 4; do
-                curl -sS --max-time 120 -T "$SRC" "ftp://u:p@127.0.0.1:$port/big$k.bin" & uploads+=($!)
+                curl -sS --max-time 120 ${CURL_LIMIT:+--limit-rate "$CURL_LIMIT"} -T "$SRC" "ftp://u:p@127.0.0.1:$port/big$k.bin" & uploads+=($!)
             done
             sleep 1
         fi
