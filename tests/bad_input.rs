@@ -216,6 +216,29 @@ fn commands_before_login_are_530() {
     srv.assert_serves_new_session("before-login");
 }
 
+/// Thousands of commands in one burst: the server runs the ones already received before sending
+/// the replies it holds (at most 4 KiB of them at a time), so every reply still comes, once, in
+/// command order, and the session goes on.
+#[test]
+fn thousands_of_pipelined_commands_get_every_reply_in_order() {
+    let srv = Server::start();
+    let mut c = Ftp::connect(srv.addr);
+    c.login(&srv.user, &srv.pass);
+    let mut batch = String::new();
+    for i in 0..3000 {
+        batch.push_str(if i % 2 == 0 { "NOOP\r\n" } else { "PWD\r\n" });
+    }
+    c.send_raw(batch.as_bytes()).unwrap();
+    for i in 0..3000 {
+        let want = if i % 2 == 0 { 200 } else { 257 };
+        let r = c.read_reply();
+        assert_eq!(r.code, want, "reply {i}\n{}", c.transcript());
+    }
+    c.cmd_expect("SYST", 215);
+    c.cmd_expect("QUIT", 221);
+    srv.assert_serves_new_session("thousands pipelined");
+}
+
 #[test]
 fn pipelined_commands_in_one_write() {
     let srv = Server::start();
