@@ -179,31 +179,43 @@ fn make_tree(dir: &Path) -> Vec<(String, u64)> {
 
 #[test]
 fn lftp_mirror_reverse_and_back() {
-    for_each_data_path(|dp| {
-        let srv = Server::start_dp(dp);
-        let tree = srv.scratch().join("tree");
-        let files = make_tree(&tree);
-        let copy = srv.scratch().join("copy");
-        let script = format!(
-            "mirror -R {} /tree; mirror /tree {}",
-            tree.display(),
-            copy.display()
+    for_each_data_path(|dp| mirror_reverse_and_back(dp, "set ftp:passive-mode on"));
+}
+
+/// The same with lftp pipelining its commands (`ftp:sync-mode off`: PASV, STOR and the next
+/// commands go out before their replies are read), which the server answers in batches.
+#[test]
+fn lftp_mirror_with_pipelined_commands() {
+    mirror_reverse_and_back(
+        DataPath::Splice,
+        "set ftp:passive-mode on; set ftp:sync-mode off",
+    );
+}
+
+fn mirror_reverse_and_back(dp: DataPath, settings: &str) {
+    let srv = Server::start_dp(dp);
+    let tree = srv.scratch().join("tree");
+    let files = make_tree(&tree);
+    let copy = srv.scratch().join("copy");
+    let script = format!(
+        "mirror -R {} /tree; mirror /tree {}",
+        tree.display(),
+        copy.display()
+    );
+    let r = lftp(&srv, settings, &script, 180);
+    r.assert_success("lftp mirror -R then mirror");
+    for (name, _) in &files {
+        assert_same_file(
+            &tree.join(name),
+            &srv.root().join("tree").join(name),
+            &format!("mirror -R: {name} on disk"),
         );
-        let r = lftp(&srv, "set ftp:passive-mode on", &script, 180);
-        r.assert_success("lftp mirror -R then mirror");
-        for (name, _) in &files {
-            assert_same_file(
-                &tree.join(name),
-                &srv.root().join("tree").join(name),
-                &format!("mirror -R: {name} on disk"),
-            );
-            let dl = copy.join(name);
-            if !dl.exists() && std::fs::metadata(tree.join(name)).unwrap().len() == 0 {
-                std::fs::write(&dl, b"").unwrap();
-            }
-            assert_same_file(&tree.join(name), &dl, &format!("mirror back: {name}"));
+        let dl = copy.join(name);
+        if !dl.exists() && std::fs::metadata(tree.join(name)).unwrap().len() == 0 {
+            std::fs::write(&dl, b"").unwrap();
         }
-    });
+        assert_same_file(&tree.join(name), &dl, &format!("mirror back: {name}"));
+    }
 }
 
 #[test]
