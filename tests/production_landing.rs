@@ -446,3 +446,65 @@ fn full_disk_gives_452_or_552_and_leaves_nothing() {
         panic!("full disk:\n{}", failures.join("\n"));
     }
 }
+
+/// Uploads into one directory keep it open from file to file (with inline file-system calls);
+/// every upload must still land where its path leads at that moment: after the directory is
+/// renamed (over FTP, or on disk by someone else) and a new one made under the name, and never
+/// through a symlink put in its place, even one to the very directory that was kept.
+#[test]
+fn uploads_follow_their_directory_name_after_renames_and_symlinks() {
+    let srv = Server::start();
+    let root = srv.root().to_path_buf();
+    let outside = srv.scratch().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let mut c = Ftp::connect(srv.addr);
+    c.login(&srv.user, &srv.pass);
+    c.cmd_expect("TYPE I", 200);
+    c.cmd_expect("MKD d", 257);
+    c.stor("d/one", b"one", DataMode::Pasv);
+    assert_eq!(fs::read(root.join("d/one")).unwrap(), b"one");
+
+    // Renamed over FTP, and a new directory under the old name.
+    c.cmd_expect("RNFR d", 350);
+    c.cmd_expect("RNTO moved", 250);
+    c.cmd_expect("MKD d", 257);
+    c.stor("d/two", b"two", DataMode::Pasv);
+    assert_eq!(fs::read(root.join("d/two")).unwrap(), b"two");
+    assert!(!root.join("moved/two").exists(), "landed in the renamed directory");
+
+    // Renamed on disk by another process, and made again.
+    c.stor("d/three", b"three", DataMode::Pasv);
+    fs::rename(root.join("d"), root.join("moved2")).unwrap();
+    fs::create_dir(root.join("d")).unwrap();
+    c.stor("d/four", b"four", DataMode::Pasv);
+    assert_eq!(fs::read(root.join("d/four")).unwrap(), b"four");
+    assert!(!root.join("moved2/four").exists(), "landed in the renamed directory");
+
+    // Removed, then the name made a symlink to a directory outside the root: the jail resolves
+    // it inside the root (where nothing of that name exists), so nothing lands outside.
+    c.stor("d/five", b"five", DataMode::Pasv);
+    fs::remove_file(root.join("d/four")).unwrap();
+    fs::remove_file(root.join("d/five")).unwrap();
+    fs::remove_dir(root.join("d")).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("d")).unwrap();
+    let a = c.try_stor("d/six", b"six", DataMode::Pasv);
+    assert!(
+        a.replies.last().is_some_and(|r| r.code >= 400),
+        "upload through a symlink out of the root was not refused: {:?}",
+        a.replies
+    );
+    assert!(
+        fs::read_dir(&outside).unwrap().next().is_none(),
+        "a file landed outside the root"
+    );
+
+    // A symlink to the very directory that was kept is not that directory either: the upload
+    // goes through the jail's resolution of the link (inside the root), like any other.
+    fs::remove_file(root.join("d")).unwrap();
+    fs::create_dir(root.join("real")).unwrap();
+    c.stor("real/seven", b"seven", DataMode::Pasv);
+    std::os::unix::fs::symlink("real", root.join("d")).unwrap();
+    c.stor("d/eight", b"eight", DataMode::Pasv);
+    assert_eq!(fs::read(root.join("real/eight")).unwrap(), b"eight");
+    c.cmd_expect("QUIT", 221);
+}

@@ -56,6 +56,26 @@ pub fn openat2(
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// The (device, inode) of `path` under `dir` (of `dir` itself with an empty path and
+/// `AT_EMPTY_PATH`), by statx(2): what tells two names of one file apart from two files.
+pub fn file_id(dir: &SharedFd, path: &CStr, flags: i32) -> io::Result<(u64, u64)> {
+    // SAFETY: statx is plain old data that the call fills; the path is NUL-terminated and the
+    // descriptor alive.
+    let mut sx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `sx` outlives the call.
+    check(unsafe {
+        libc::statx(
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            flags,
+            libc::STATX_INO,
+            &mut sx,
+        )
+    } as libc::c_long)?;
+    let dev = (u64::from(sx.stx_dev_major) << 32) | u64::from(sx.stx_dev_minor);
+    Ok((dev, sx.stx_ino))
+}
+
 /// linkat(2).
 pub fn linkat(
     olddir: &SharedFd,

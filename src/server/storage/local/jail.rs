@@ -15,6 +15,7 @@ use crate::engine::op::statx::FileStat;
 use crate::proto::path::VPath;
 
 use super::calls::FsCalls;
+use super::dircache;
 
 /// Resolve beneath the root as if it were `/`, and never through /proc-style magic links.
 pub const RESOLVE_JAIL: u64 = 0x10 /* RESOLVE_IN_ROOT */ | 0x02 /* RESOLVE_NO_MAGICLINKS */;
@@ -93,7 +94,8 @@ pub async fn open_parent<'a>(root: &SharedFd, path: &'a VPath) -> io::Result<(Sh
 }
 
 /// [`open_parent`] with the directory opened by `calls`: uploads open their directory once per
-/// file, and through the ring every such open is a hand-off to an io-wq worker.
+/// file, and through the ring every such open is a hand-off to an io-wq worker. With inline calls
+/// a directory directly in the root is kept open for the next upload into it ([`dircache`]).
 pub async fn open_parent_with<'a>(
     calls: &FsCalls,
     root: &SharedFd,
@@ -104,9 +106,18 @@ pub async fn open_parent_with<'a>(
         return Ok((root.clone(), name));
     }
     let rel = cstr(parent.relative())?;
+    let keep = calls.is_inline() && !parent.relative().contains('/');
+    if keep {
+        if let Some(dir) = dircache::lookup(root, &rel) {
+            return Ok((dir, name));
+        }
+    }
     let flags = libc::O_RDONLY | libc::O_DIRECTORY;
-    let dir = calls.openat2(root, &rel, flags, 0, RESOLVE_JAIL).await?;
-    Ok((Rc::new(dir), name))
+    let dir: SharedFd = Rc::new(calls.openat2(root, &rel, flags, 0, RESOLVE_JAIL).await?);
+    if keep {
+        dircache::keep(root, &rel, &dir);
+    }
+    Ok((dir, name))
 }
 
 fn split(path: &VPath) -> io::Result<(VPath, &str)> {

@@ -10,6 +10,7 @@
 pub mod attrs;
 pub mod calls;
 pub mod digests;
+pub mod dircache;
 pub mod durability;
 pub mod fs;
 pub mod jail;
