@@ -470,7 +470,10 @@ fn uploads_follow_their_directory_name_after_renames_and_symlinks() {
     c.cmd_expect("MKD d", 257);
     c.stor("d/two", b"two", DataMode::Pasv);
     assert_eq!(fs::read(root.join("d/two")).unwrap(), b"two");
-    assert!(!root.join("moved/two").exists(), "landed in the renamed directory");
+    assert!(
+        !root.join("moved/two").exists(),
+        "landed in the renamed directory"
+    );
 
     // Renamed on disk by another process, and made again.
     c.stor("d/three", b"three", DataMode::Pasv);
@@ -478,7 +481,10 @@ fn uploads_follow_their_directory_name_after_renames_and_symlinks() {
     fs::create_dir(root.join("d")).unwrap();
     c.stor("d/four", b"four", DataMode::Pasv);
     assert_eq!(fs::read(root.join("d/four")).unwrap(), b"four");
-    assert!(!root.join("moved2/four").exists(), "landed in the renamed directory");
+    assert!(
+        !root.join("moved2/four").exists(),
+        "landed in the renamed directory"
+    );
 
     // Removed, then the name made a symlink to a directory outside the root: the jail resolves
     // it inside the root (where nothing of that name exists), so nothing lands outside.
