@@ -331,13 +331,8 @@ async fn session_loop(t: Rc<ThreadCtx>, src: Option<IpAddr>, current: Rc<Cell<Op
         if t.shared.stop.load(Relaxed) || Instant::now() >= t.deadline {
             break;
         }
-        let (idx, id) = match st.ahead.take() {
-            Some(next) => next,
-            None => {
-                let idx = t.shared.next.fetch_add(1, Relaxed) as usize;
-                let Some(&id) = t.ids.get(idx) else { break };
-                (idx, id)
-            }
+        let Some((idx, id)) = st.ahead.take().or_else(|| next_file(&t)) else {
+            break;
         };
         current.set(Some(idx));
         let mut attempt = 0;
@@ -406,9 +401,10 @@ async fn session_loop(t: Rc<ThreadCtx>, src: Option<IpAddr>, current: Rc<Cell<Op
     st.close_data(t.cfg.op_timeout).await;
 }
 
-/// `--pipeline`: the session's next file, taken now so its STOR can go out ahead (`None` when the
-/// run is over or out of files).
-fn take_ahead(t: &ThreadCtx) -> Option<(usize, u64)> {
+/// The next file of the run (its index and id) for a session to send, `None` when the run is
+/// over or out of files. With `--pipeline` it is taken while the last file is still in flight, so
+/// its STOR can go out ahead.
+fn next_file(t: &ThreadCtx) -> Option<(usize, u64)> {
     if t.shared.stop.load(Relaxed) || Instant::now() >= t.deadline {
         return None;
     }
@@ -736,7 +732,7 @@ async fn block_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcom
         }
     }
     let ahead = if t.cfg.pipeline && st.ahead.is_none() {
-        take_ahead(t)
+        next_file(t)
     } else {
         None
     };
@@ -750,14 +746,13 @@ async fn block_file(t: &ThreadCtx, st: &mut SessState, id: u64) -> Result<Outcom
     let r = ctrl.reply("STOR final").await?;
     let latency = t0.elapsed();
     data.absorb();
-    let kept = r.code == 250;
-    if ahead.is_some() && r.code == 226 {
-        // The server closed the data connection, so it refuses the STOR sent ahead (425): read
-        // that reply; the next file starts over with a new PASV.
-        ctrl.reply("STOR").await?;
-    }
     if ahead.is_some() {
-        st.ahead_sent = kept.then_some(sent);
+        if r.code == 226 {
+            // The server closed the data connection, so it refuses the STOR sent ahead (425):
+            // read that reply; the next file starts over with a new PASV.
+            ctrl.reply("STOR").await?;
+        }
+        st.ahead_sent = (r.code == 250).then_some(sent);
     }
     match r.code {
         250 => st.data = Some(data),

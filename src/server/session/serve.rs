@@ -7,7 +7,6 @@
 //! The read in flight is never dropped between phases, so no pipelined byte is ever lost to a
 //! cancelled recv.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
@@ -33,7 +32,7 @@ use crate::server::auth::limits::Refusal;
 use crate::server::balancer;
 use crate::server::context::CoreCtx;
 use crate::server::storage::Storage;
-use crate::server::transfer::{self, DataConn, DataTls, PassiveListener, XferEnv};
+use crate::server::transfer::{self, DataConn, DataTls, PassiveListener, Preface, XferEnv};
 use crate::tls::config::{for_control_session, SessionTls};
 
 use super::account::account;
@@ -451,7 +450,7 @@ impl SessionIo {
                     local: self.ctl.local,
                     perms: fact_perms(self.session.access()),
                     facts: self.session.mlst_facts(),
-                    preface: RefCell::new(preface),
+                    preface: Preface::new(preface),
                 };
                 let started = Instant::now();
                 let fut = transfer::run(&env, opening, &t, listener.as_ref(), &mut self.kept);

@@ -1,7 +1,6 @@
 //! The control connection while a transfer runs: ABOR aborts the transfer, STAT is answered at
 //! once, the connection's close aborts it, and every other command waits its turn.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io;
@@ -12,6 +11,7 @@ use crate::engine::sync::Listener;
 use crate::proto::command::{self, Command, LineBuffer};
 use crate::proto::reply::Reply;
 use crate::proto::session::Session;
+use crate::server::transfer::Preface;
 
 use super::io::{Control, Line, Reader};
 
@@ -24,7 +24,7 @@ pub const MAX_DEFERRED: usize = 100;
 /// held for the transfer's opening (`XferEnv::preface`), which must not be overtaken.
 pub struct Replies<'a> {
     pub ctl: &'a Control,
-    pub held: &'a RefCell<Vec<u8>>,
+    pub held: &'a Preface,
 }
 
 /// What happened to a transfer while the control connection was watched.
@@ -76,8 +76,7 @@ pub async fn watch<F: Future>(
                 Some(Ok(Command::Abor)) => return Ok(Watched::Aborted),
                 Some(Ok(Command::Stat(None))) => {
                     // Replies still held for the transfer's opening go first, in order.
-                    let mut bytes = out.held.take();
-                    transfer_status(session).encode(&mut bytes);
+                    let bytes = out.held.then(&transfer_status(session));
                     let (res, _) = out.ctl.chan.send(bytes).await;
                     res?;
                 }

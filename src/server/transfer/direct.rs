@@ -258,7 +258,8 @@ pub async fn receive_direct(
             // Space for this write and, in doubling steps, the ones after it: allocated once a
             // buffer holds bytes, so a stream that ends at a buffer's edge preallocates nothing
             // that must be cut off again.
-            let end = offset + (n as u64).next_multiple_of(ALIGN);
+            let padded = (n as u64).next_multiple_of(ALIGN);
+            let end = offset + padded;
             if prealloc && end > allocated {
                 let step = (allocated - at)
                     .clamp(PREALLOC_MIN, PREALLOC_MAX)
@@ -275,7 +276,7 @@ pub async fn receive_direct(
             sink.observe(offset, buf.as_ref());
             // Zero-pad the last block: the padding is cut off below, and must not carry bytes
             // the buffer held before.
-            buf.pad_to((n as u64).next_multiple_of(ALIGN) as usize);
+            buf.pad_to(padded as usize);
             writes.submit(buf, offset);
             offset += n as u64;
         } else {

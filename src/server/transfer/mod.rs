@@ -21,4 +21,4 @@ pub mod xfer;
 pub use data::DataConn;
 pub use passive::PassiveListener;
 pub use secure::DataTls;
-pub use xfer::{run, Finished, XferEnv};
+pub use xfer::{run, Finished, Preface, XferEnv};

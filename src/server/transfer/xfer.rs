@@ -46,7 +46,29 @@ pub struct XferEnv<'a> {
     pub facts: FactSet,
     /// Replies queued before this transfer and not sent yet (the last file's 250 when the client
     /// pipelined this command behind it): they go out in one send with the 150/125.
-    pub preface: RefCell<Vec<u8>>,
+    pub preface: Preface,
+}
+
+/// Replies held back to go out with the next one sent during a transfer (its 150/125, or a STAT
+/// answered meanwhile), so that nothing overtakes them.
+pub struct Preface(RefCell<Vec<u8>>);
+
+impl Preface {
+    pub fn new(held: Vec<u8>) -> Preface {
+        Preface(RefCell::new(held))
+    }
+
+    /// The held replies followed by `reply`, for one send; nothing is held afterwards.
+    pub fn then(&self, reply: &Reply) -> Vec<u8> {
+        let mut out = self.0.take();
+        reply.encode(&mut out);
+        out
+    }
+
+    /// What is still held (nothing was sent during the transfer).
+    pub fn take(&self) -> Vec<u8> {
+        self.0.take()
+    }
 }
 
 /// How a transfer ended, with the replies that must precede the final one.
@@ -132,9 +154,7 @@ impl Xfer<'_> {
                 }
             }
         };
-        let mut out = env.preface.take();
-        self.opening.encode(&mut out);
-        let (res, _) = env.ctl.send(out).await;
+        let (res, _) = env.ctl.send(env.preface.then(&self.opening)).await;
         res?;
         if let (Some(tls), None) = (&env.tls, &conn.tls) {
             match secure::accept(conn.fd.clone(), tls, env.ctx.cfg.data_timeout).await {

@@ -34,31 +34,32 @@ struct Kept {
     id: (u64, u64),
 }
 
+impl Kept {
+    fn is(&self, root: RawFd, name: &CStr) -> bool {
+        self.root == root && self.name.as_c_str() == name
+    }
+}
+
 thread_local! {
     static KEPT_DIRS: RefCell<Vec<Kept>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The kept directory `name` (a single component) names in `root` right now, if one is kept.
+/// The kept directory `name` (a single component) names in `root` right now, if one is kept. A
+/// hit moves to the front (most recently used); a kept directory the name no longer leads to is
+/// forgotten.
 pub fn lookup(root: &SharedFd, name: &CStr) -> Option<SharedFd> {
     let r = root.as_raw_fd();
-    let kept = KEPT_DIRS.with(|k| {
-        let k = k.borrow();
-        let e = k
-            .iter()
-            .find(|e| e.root == r && e.name.as_c_str() == name)?;
-        Some((e.dir.clone(), e.id))
-    });
-    let (dir, id) = kept?;
-    match direct::file_id(root, name, libc::AT_SYMLINK_NOFOLLOW) {
-        Ok(now) if now == id => {
-            touch(r, name);
-            Some(dir)
+    KEPT_DIRS.with(|k| {
+        let mut k = k.borrow_mut();
+        let i = k.iter().position(|e| e.is(r, name))?;
+        let e = k.remove(i);
+        if direct::file_id(root, name, libc::AT_SYMLINK_NOFOLLOW).ok() != Some(e.id) {
+            return None;
         }
-        _ => {
-            forget(r, name);
-            None
-        }
-    }
+        let dir = e.dir.clone();
+        k.insert(0, e);
+        Some(dir)
+    })
 }
 
 /// Keeps `dir`, just opened through the jail as `name` in `root`.
@@ -69,7 +70,7 @@ pub fn keep(root: &SharedFd, name: &CStr, dir: &SharedFd) {
     let r = root.as_raw_fd();
     KEPT_DIRS.with(|k| {
         let mut k = k.borrow_mut();
-        k.retain(|e| !(e.root == r && e.name.as_c_str() == name));
+        k.retain(|e| !e.is(r, name));
         if k.len() >= KEPT {
             k.pop();
         }
@@ -82,29 +83,6 @@ pub fn keep(root: &SharedFd, name: &CStr, dir: &SharedFd) {
                 id,
             },
         );
-    });
-}
-
-/// Moves an entry to the front (most recently used).
-fn touch(root: RawFd, name: &CStr) {
-    KEPT_DIRS.with(|k| {
-        let mut k = k.borrow_mut();
-        if let Some(i) = k
-            .iter()
-            .position(|e| e.root == root && e.name.as_c_str() == name)
-        {
-            if i > 0 {
-                let e = k.remove(i);
-                k.insert(0, e);
-            }
-        }
-    });
-}
-
-fn forget(root: RawFd, name: &CStr) {
-    KEPT_DIRS.with(|k| {
-        k.borrow_mut()
-            .retain(|e| !(e.root == root && e.name.as_c_str() == name))
     });
 }
 
