@@ -22,7 +22,9 @@ pub struct DataConn {
     pub block: Option<BlockReceiver>,
     /// MODE B into an object store: its receive state between files.
     pub copy_block: Option<super::block::CopyBlockReceiver>,
-    pub tls: Option<crate::tls::stream::TlsStream>,
+    /// Boxed: a TLS connection is large (rustls state), and every transfer future holds a
+    /// `DataConn`, so keeping it inline would grow and slow the clear-text ones that never use it.
+    pub tls: Option<Box<crate::tls::stream::TlsStream>>,
     /// MODE B over TLS: the decoder's state between files.
     pub tls_block: crate::proto::modeb::Decoder,
     /// MODE E: every data connection of the session (`fd` is the first of them).

@@ -142,7 +142,15 @@ impl Xfer<'_> {
             }
             None => {
                 let passive = self.passive.take();
-                match data::connect(env.ctx, self.t.endpoint, passive, env.peer, env.local).await {
+                match Box::pin(data::connect(
+                    env.ctx,
+                    self.t.endpoint,
+                    passive,
+                    env.peer,
+                    env.local,
+                ))
+                .await
+                {
                     Ok(fd) => {
                         env.ctx.metrics.data_connection();
                         DataConn::new(fd)
@@ -157,8 +165,14 @@ impl Xfer<'_> {
         let (res, _) = env.ctl.send(env.preface.then(&self.opening)).await;
         res?;
         if let (Some(tls), None) = (&env.tls, &conn.tls) {
-            match secure::accept(conn.fd.clone(), tls, env.ctx.cfg.data_timeout).await {
-                Ok(s) => conn.tls = Some(s),
+            match Box::pin(secure::accept(
+                conn.fd.clone(),
+                tls,
+                env.ctx.cfg.data_timeout,
+            ))
+            .await
+            {
+                Ok(s) => conn.tls = Some(Box::new(s)),
                 Err(outcome) => return Ok(Err(outcome)),
             }
         }
@@ -198,7 +212,7 @@ impl Xfer<'_> {
             }
         }
         if self.t.mode == TransferMode::Extended {
-            return self.store_extended(upload, offset, unique).await;
+            return Box::pin(self.store_extended(upload, offset, unique)).await;
         }
         let mut conn = match self.open_data().await? {
             Ok(c) => c,
@@ -223,14 +237,24 @@ impl Xfer<'_> {
             (TransferMode::Stream, Some(_)) => {
                 let target = upload.target();
                 let r = match conn.tls.take() {
-                    Some(s) => secure::receive_stream(s, target, offset, stall, ascii).await,
+                    Some(s) => {
+                        Box::pin(secure::receive_stream(*s, target, offset, stall, ascii)).await
+                    }
                     None => Err(StoreError::Net(io::ErrorKind::NotConnected.into())),
                 };
                 (r, Vec::new())
             }
             (TransferMode::Block, Some(s)) => {
                 let target = upload.target();
-                match secure::receive_block(s, &mut conn.tls_block, target, offset, stall).await {
+                match Box::pin(secure::receive_block(
+                    s,
+                    &mut conn.tls_block,
+                    target,
+                    offset,
+                    stall,
+                ))
+                .await
+                {
                     Ok(f) => (Ok(f.bytes), f.markers),
                     Err(e) => (Err(e), Vec::new()),
                 }
@@ -260,7 +284,7 @@ impl Xfer<'_> {
                         let rx = conn
                             .copy_block
                             .get_or_insert_with(|| CopyBlockReceiver::new(&fd, stall));
-                        match rx.receive(up).await {
+                        match Box::pin(rx.receive(up)).await {
                             Ok(f) => (Ok(f.bytes), f.markers),
                             Err(e) => (Err(e), Vec::new()),
                         }
