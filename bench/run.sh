@@ -137,7 +137,7 @@ done
 log "results: $RESULTS"
 if (( BUILD )); then
     log "building (cargo build --release -p ringest -p loadgen)"
-    ( cd "$REPO" && cargo build --release -q -p ringest -p loadgen && cargo build --release -q --example fs_ceiling ) || die "build failed"
+    ( cd "$REPO" && cargo build --release -q -p ringest -p loadgen && cargo build --release -q --example fs_ceiling --example modeb_floor ) || die "build failed"
 fi
 # Private copies: others may rebuild target/release while we run. Cargo's CARGO_TARGET_DIR is
 # honoured (relative to the repository, as cargo takes it from there).
@@ -146,6 +146,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cp "$TARGET_DIR/release/ringest" "$TARGET_DIR/release/loadgen" "$WORK/bin/" || die "no binaries in $TARGET_DIR/release"
 [[ -n ${RINGEST_BASE_BIN:-} ]] && { cp "$RINGEST_BASE_BIN" "$WORK/bin/ringest-base" || die "cannot copy $RINGEST_BASE_BIN"; }
 cp "$TARGET_DIR/release/examples/fs_ceiling" "$WORK/bin/" || die "no $TARGET_DIR/release/examples/fs_ceiling (cargo build --release --example fs_ceiling)"
+cp "$TARGET_DIR/release/examples/modeb_floor" "$WORK/bin/" || die "no $TARGET_DIR/release/examples/modeb_floor (cargo build --release --example modeb_floor)"
 RINGEST_BIN=$WORK/bin/ringest
 LOADGEN_BIN=$WORK/bin/loadgen
 
@@ -297,7 +298,9 @@ lg_run() { # id kind sessions files size dur server run
 }
 
 # The file system's own ceiling for the same 4 KiB files (no network, no FTP), in the same run as
-# MODE B so both meet the same machine state.
+# MODE B so both meet the same machine state; beside it, what the socket calls of a pipelined MODE
+# B upload alone cost each side (modeb_floor): the ceiling plus the server's share is the least CPU
+# per file any MODE B server can spend here.
 ceiling_run() { # id files run
     local id=$1 files=$2 run=$3
     local dir="$RESULTS/$id" base
@@ -309,8 +312,11 @@ ceiling_run() { # id files run
     local out rc
     out=$(timeout 600 "$WORK/bin/fs_ceiling" --keep "$root/ceiling" "$files" 4096 2 2>&1); rc=$?
     drop_root "$root"
+    local floor
+    floor=$(timeout 300 "$WORK/bin/modeb_floor" "$files" 4096 64 2>&1) || floor="modeb_floor failed: $floor"
     python3 "$BENCH/benchlib.py" record --out "$base.json" --set "server=fs_ceiling" --set "scenario=$id" \
         --set "kind=fs_ceiling" --num "run=$run" --num "files=$files" --num "rc=$rc" --set "output=$out" \
+        --set "floor_output=$floor" \
         --set "loadavg=$(cat /proc/loadavg)" "${TLS_REC[@]}"
 }
 

@@ -48,6 +48,14 @@ def ceiling(rec):
     return (float(m.group(1)), float(m.group(2))) if m else None
 
 
+def socket_floor(rec):
+    """us per file of the server's and the client's socket calls from modeb_floor's line, or None."""
+    import re
+    m = re.search(r"server calls ([0-9.]+) us/file .*client calls ([0-9.]+) us/file",
+                  rec.get("floor_output") or "")
+    return (float(m.group(1)), float(m.group(2))) if m else None
+
+
 def classify(rec):
     """Returns (status, detail)."""
     if rec.get("status"):
@@ -104,6 +112,9 @@ def metrics(rec):
         c = ceiling(rec)
         m["files_per_s"] = c[0] if c else None
         m["cpu_per_1000_files"] = c[1] / 1000 if c else None
+        fl = socket_floor(rec)
+        m["floor_server_us"] = fl[0] if fl else None
+        m["floor_client_us"] = fl[1] if fl else None
         return m
     cpu = cpu_delta(rec)
     m["cpu_s"] = cpu
@@ -160,7 +171,9 @@ def line(path):
     f = lambda v, p=1: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
     if rec.get("kind") == "fs_ceiling":
         s = (f"{rec['server']:8} {st:12} {f(m.get('files_per_s'))} files/s, "
-             f"{f((m.get('cpu_per_1000_files') or 0) * 1000)} us CPU per file (no network, no FTP)")
+             f"{f((m.get('cpu_per_1000_files') or 0) * 1000)} us CPU per file (no network, no FTP); "
+             f"socket calls alone {f(m.get('floor_server_us'))} us/file server, "
+             f"{f(m.get('floor_client_us'))} client (modeb_floor)")
     elif rec.get("kind") == "idle":
         s = (f"{rec['server']:8} {st:12} logged in {m.get('logged_in')}, RSS/session "
              f"{f(m.get('rss_kib_per_session'))} KiB, PSS/session {f(m.get('pss_kib_per_session'))} KiB, "
@@ -364,12 +377,26 @@ def summarize(d):
     ceil = [sc for sc in scen_order if (sc, "fs_ceiling") in med_by and (sc, "ringest") in med_by]
     if ceil:
         out.append("\n## ringest MODE B vs the file system's ceiling (same run)\n")
-        out.append("| scenario | files/s ratio (target >= 0.6) | CPU / file ratio (target <= 1.2) |")
-        out.append("|---|---|---|")
+        cores = os.cpu_count() or 1
+        out.append("- with no code of its own: where a server and client that spent nothing beyond the "
+                   "ceiling's file-system work and the bare socket calls of a pipelined MODE B upload "
+                   f"(modeb_floor) would stand; files/s shares this machine's {cores} cores between the "
+                   "two, as ringest and loadgen do.\n")
+        out.append("| scenario | files/s ratio (target >= 0.6) | CPU / file ratio (target <= 1.2) "
+                   "| with no code: files/s, CPU | socket calls us/file, server / client |")
+        out.append("|---|---|---|---|---|")
         for sc in ceil:
             r, c = med_by[(sc, "ringest")], med_by[(sc, "fs_ceiling")]
+            cc, fs_, fc = c.get("cpu_per_1000_files"), c.get("floor_server_us"), c.get("floor_client_us")
+            if cc and fs_ is not None and fc is not None and c.get("files_per_s"):
+                per_file_s = cc / 1000 + (fs_ + fc) / 1e6
+                least = (f"{ratio(cores / per_file_s, c['files_per_s'])}, "
+                         f"{ratio(cc + fs_ / 1000, cc)}")
+                calls = f"{fs_:.1f} / {fc:.1f}"
+            else:
+                least = calls = "-"
             out.append(f"| {sc} | {ratio(r.get('files_per_s'), c.get('files_per_s'))} | "
-                       f"{ratio(r.get('cpu_per_1000_files'), c.get('cpu_per_1000_files'))} |")
+                       f"{ratio(r.get('cpu_per_1000_files'), c.get('cpu_per_1000_files'))} | {least} | {calls} |")
 
     # Everything that did not pass.
     bad = [(r, *classify(r)) for r in recs]
