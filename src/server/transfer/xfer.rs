@@ -92,6 +92,10 @@ impl From<TransferOutcome> for Finished {
 
 /// Runs `t`. The error is a failure of the control connection itself (the session ends).
 /// `kept` holds a MODE B data connection between transfers.
+///
+/// This future is moved into the session's watch once per file, so its size is a copy per file:
+/// the futures of paths a clear-text upload never takes (TLS, MODE E, object storage, a new data
+/// connection's set-up) are boxed where they are awaited, which keeps it at a few KB.
 pub async fn run(
     env: &XferEnv<'_>,
     opening: Reply,
