@@ -15,6 +15,7 @@
 # SESSIONS (default 64), PIPELINE (default 1: loadgen --pipeline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 [[ $(nproc) -ge 2 ]] || { echo "needs two CPUs" >&2; exit 1; }
 cargo build --release -q -p ringest -p loadgen
 cargo build --release -q --example fs_ceiling
@@ -39,16 +40,10 @@ for round in $(seq "${ROUNDS:-3}"); do
     taskset -c 0 "$BIN" serve --threads 1 --listen 127.0.0.1:0 --root "$root" --user u --password p \
         --max-sessions 20000 --max-sessions-per-ip 0 >"$WORK/srv.out" 2>"$WORK/srv.err" &
     pid=$!
-    addr=""
-    for _ in $(seq 100); do
-        addr=$(sed -n 's/^ringest: listening on //p' "$WORK/srv.out")
-        [[ -n $addr ]] && break
-        sleep 0.1
-    done
-    [[ -n $addr ]] || { echo "ringest did not start (see $WORK/srv.err)" >&2; exit 1; }
+    port=$(ringest_port "$WORK/srv.out" "$pid")
     c0=$(cpu_ticks "$pid")
     /usr/bin/time -f "%U %S" -o "$WORK/lg.time" taskset -c 1 "$LG" --threads 1 --pin off \
-        --port "${addr##*:}" --user u --password p --quiet --json --source-addrs 127.0.0.1-127.0.0.8 \
+        --port "$port" --user u --password p --quiet --json --source-addrs 127.0.0.1-127.0.0.8 \
         --duration 120 --sessions "${SESSIONS:-64}" --files "$FILES" --size 4K "${pipeline[@]}" block \
         >"$WORK/lg.json"
     c1=$(cpu_ticks "$pid")

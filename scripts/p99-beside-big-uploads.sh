@@ -9,6 +9,7 @@
 # builds or modes at the same upload rate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 cargo build --release -q -p ringest -p loadgen
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BIN=${RINGEST_BIN:-$TARGET_DIR/release/ringest}
@@ -24,13 +25,7 @@ for round in ${ROUNDS:-1 2 3}; do
         "$BIN" serve --listen 127.0.0.1:0 --root "$root" --user u --password p --direct-io "$direct" \
             >"$WORK/srv.out" 2>"$WORK/srv.err" &
         pid=$!
-        addr=""
-        for _ in $(seq 100); do
-            addr=$(sed -n 's/^ringest: listening on //p' "$WORK/srv.out")
-            [[ -n $addr ]] && break
-            sleep 0.1
-        done
-        port=${addr##*:}
+        port=$(ringest_port "$WORK/srv.out" "$pid")
         uploads=()
         if [[ $mode != none ]]; then
             for k in 1 2 3 4; do
