@@ -9,6 +9,7 @@
 # Usage: scripts/datapath-bench.sh [ROUNDS] [BIG_SIZE] [SMALL_FILES]   (defaults: 3 1G 10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 ROUNDS=${1:-3}
 BIG=${2:-1G}
 SMALL=${3:-10000}
@@ -20,8 +21,6 @@ WORK=$(mktemp -d /tmp/ringest-dpbench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 TCK=$(getconf CLK_TCK)
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
 run_one() { # path scenario-args... -> prints "MBps filesps cpu_s_per_GB"
     local path=$1; shift
     local root="$WORK/root-$path-$RANDOM"
@@ -29,9 +28,8 @@ run_one() { # path scenario-args... -> prints "MBps filesps cpu_s_per_GB"
     "$BIN" serve --listen 127.0.0.1:0 --root "$root" --user bench --password bench \
         --data-path "$path" >"$WORK/out" 2>"$WORK/err" &
     local pid=$!
-    for _ in $(seq 100); do grep -q 'listening on' "$WORK/out" 2>/dev/null && break; sleep 0.05; done
     local port
-    port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\)/\1/p' "$WORK/out")
+    port=$(ringest_port "$WORK/out" "$pid")
     local before after
     before=$(cpu_ticks "$pid")
     if [ "$1" = big ]; then

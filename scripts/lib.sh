@@ -17,3 +17,7 @@ ringest_port() {
     echo "ringest did not start listening (see $out and the server's stderr)" >&2
     return 1
 }
+
+# cpu_ticks PID: utime + stime of a process in clock ticks (fields 14 and 15 of /proc/PID/stat; the
+# name in field 2 may hold spaces), 0 once the process is gone.
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }

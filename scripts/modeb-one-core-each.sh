@@ -33,7 +33,6 @@ finish() {
 trap finish EXIT
 pipeline=()
 [[ ${PIPELINE:-1} == 1 ]] && pipeline=(--pipeline)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 for round in $(seq "${ROUNDS:-3}"); do
     root="$WORK/root$round"
     mkdir -p "$root"

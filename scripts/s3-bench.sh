@@ -26,6 +26,7 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+source "$REPO/scripts/lib.sh"   # cpu_ticks
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 CONFIGS=${CONFIGS:-"local s3-one s3-two"}
 WORKLOADS=${WORKLOADS:-"4K 1M 64M"}
@@ -85,8 +86,6 @@ TICKS=$(getconf CLK_TCK)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rand_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-# utime+stime of a process, in clock ticks (fields 14 and 15; the name in field 2 may hold spaces).
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 sum_cpu() { local t=0 p; for p in "$@"; do t=$((t + $(cpu_ticks "$p"))); done; echo "$t"; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
