@@ -20,14 +20,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Instant;
 
-fn cpu_seconds() -> f64 {
-    // SAFETY: rusage is plain old data; getrusage fills it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer to `ru`.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(ru.ru_utime) + t(ru.ru_stime)
-}
+#[path = "common/cpu.rs"]
+mod cpu;
 
 fn land(dir: &OwnedFd, name: &CString, data: &[u8]) -> std::io::Result<()> {
     let dot = c".";
@@ -94,7 +88,7 @@ fn main() -> std::io::Result<()> {
     }
     // SAFETY: a new descriptor owned by nobody else.
     let dir_fd = std::sync::Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
-    let cpu0 = cpu_seconds();
+    let cpu0 = cpu::cpu_seconds(libc::RUSAGE_SELF);
     let t0 = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|t| {
@@ -113,7 +107,7 @@ fn main() -> std::io::Result<()> {
         h.join().expect("worker panicked")?;
     }
     let secs = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu0;
+    let cpu = cpu::cpu_seconds(libc::RUSAGE_SELF) - cpu0;
     println!(
         "{files} files of {size} bytes, {threads} threads: {:.0} files/s, {:.1} us CPU per file",
         files as f64 / secs,

@@ -27,14 +27,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-fn thread_cpu_seconds() -> f64 {
-    // SAFETY: rusage is plain old data; getrusage fills it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer to `ru`.
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(ru.ru_utime) + t(ru.ru_stime)
-}
+#[path = "common/cpu.rs"]
+mod cpu;
 
 /// The replies ringest sends, so the byte counts match.
 const OPENING: &[u8] = b"125 Data connection already open; transfer starting.\r\n";
@@ -131,7 +125,7 @@ fn main() -> std::io::Result<()> {
     let mut buf = vec![0u8; 1 << 16];
     let (mut server, mut client) = (Side::default(), Side::default());
 
-    let cpu0 = thread_cpu_seconds();
+    let cpu0 = cpu::cpu_seconds(libc::RUSAGE_THREAD);
     let wall0 = Instant::now();
     // Every session's first STOR and 125, then rounds over the sessions, a file each.
     for (i, p) in pairs.iter_mut().enumerate() {
@@ -169,7 +163,7 @@ fn main() -> std::io::Result<()> {
             }
         }
     }
-    let cpu = thread_cpu_seconds() - cpu0;
+    let cpu = cpu::cpu_seconds(libc::RUSAGE_THREAD) - cpu0;
     let wall = wall0.elapsed().as_secs_f64();
     let per = |d: Duration| d.as_secs_f64() * 1e6 / files as f64;
     println!(

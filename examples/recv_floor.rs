@@ -31,16 +31,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-const BUF: usize = 1 << 20;
+#[path = "common/cpu.rs"]
+mod cpu;
 
-fn thread_cpu_seconds() -> f64 {
-    // SAFETY: rusage is plain old data; getrusage fills it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer to `ru`.
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(ru.ru_utime) + t(ru.ru_stime)
-}
+const BUF: usize = 1 << 20;
 
 fn check(r: isize) -> std::io::Result<usize> {
     if r < 0 {
@@ -235,14 +229,17 @@ fn main() -> std::io::Result<()> {
             let mut cpu0 = None;
             for i in 0..files {
                 let (mut s, _) = listener.accept()?;
-                cpu0.get_or_insert_with(thread_cpu_seconds);
+                cpu0.get_or_insert_with(|| cpu::cpu_seconds(libc::RUSAGE_THREAD));
                 let file = match &rdir {
                     Some(d) => Some(create(d, i, mode == Mode::Direct)?),
                     None => None,
                 };
                 total += receive(mode, &mut s, file.as_ref(), buf.slice(), &pipe)?;
             }
-            Ok((total, thread_cpu_seconds() - cpu0.unwrap_or(0.0)))
+            Ok((
+                total,
+                cpu::cpu_seconds(libc::RUSAGE_THREAD) - cpu0.unwrap_or(0.0),
+            ))
         },
     )?;
     let next = Arc::new(AtomicUsize::new(0));
