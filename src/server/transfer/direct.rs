@@ -70,7 +70,7 @@ fn map_buffer() -> Option<MapBuf> {
         // The spare with the most pages in memory (the list is short).
         let spare = SPARES.with(|s| {
             let mut s = s.borrow_mut();
-            let i = (0..s.len()).max_by_key(|&i| s.get(i).map_or(0, MapBuf::touched))?;
+            let (i, _) = s.iter().enumerate().max_by_key(|(_, b)| b.touched())?;
             Some(s.swap_remove(i))
         });
         let buf = match spare {
