@@ -463,28 +463,30 @@ fn uploads_follow_their_directory_name_after_renames_and_symlinks() {
     c.cmd_expect("MKD d", 257);
     c.stor("d/one", b"one", DataMode::Pasv);
     assert_eq!(fs::read(root.join("d/one")).unwrap(), b"one");
+    // `d/NAME` (content NAME) lands in today's `d`, not in `renamed`, where `d` was before.
+    let lands_under_the_name = |c: &mut Ftp, name: &str, renamed: &str| {
+        c.stor(&format!("d/{name}"), name.as_bytes(), DataMode::Pasv);
+        assert_eq!(
+            fs::read(root.join("d").join(name)).unwrap(),
+            name.as_bytes()
+        );
+        assert!(
+            !root.join(renamed).join(name).exists(),
+            "landed in the renamed directory"
+        );
+    };
 
     // Renamed over FTP, and a new directory under the old name.
     c.cmd_expect("RNFR d", 350);
     c.cmd_expect("RNTO moved", 250);
     c.cmd_expect("MKD d", 257);
-    c.stor("d/two", b"two", DataMode::Pasv);
-    assert_eq!(fs::read(root.join("d/two")).unwrap(), b"two");
-    assert!(
-        !root.join("moved/two").exists(),
-        "landed in the renamed directory"
-    );
+    lands_under_the_name(&mut c, "two", "moved");
 
     // Renamed on disk by another process, and made again.
     c.stor("d/three", b"three", DataMode::Pasv);
     fs::rename(root.join("d"), root.join("moved2")).unwrap();
     fs::create_dir(root.join("d")).unwrap();
-    c.stor("d/four", b"four", DataMode::Pasv);
-    assert_eq!(fs::read(root.join("d/four")).unwrap(), b"four");
-    assert!(
-        !root.join("moved2/four").exists(),
-        "landed in the renamed directory"
-    );
+    lands_under_the_name(&mut c, "four", "moved2");
 
     // Removed, then the name made a symlink to a directory outside the root: the jail resolves
     // it inside the root (where nothing of that name exists), so nothing lands outside.
